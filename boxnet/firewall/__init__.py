@@ -1,0 +1,1 @@
+"""Firewall rules as data, rendered into nftables JSON transactions. No I/O."""

@@ -1,0 +1,1 @@
+"""Address management: pure allocation logic, no I/O."""

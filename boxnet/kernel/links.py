@@ -1,0 +1,153 @@
+"""Links, addresses and routes over netlink (pyroute2), in the calling thread's network namespace."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+ENODEV = 19
+EEXIST = 17
+ESRCH = 3
+EADDRNOTAVAIL = 99
+
+
+@dataclass(frozen=True)
+class Address:
+    address: str
+    prefixlen: int
+
+    @classmethod
+    def parse(cls, cidr: str) -> Address:
+        interface = ipaddress.ip_interface(cidr)
+        return cls(str(interface.ip), interface.network.prefixlen)
+
+
+def link_index(ipr: IPRoute, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def ensure_bridge(name: str, addresses: list[Address], mtu: int | None = None, mac: str | None = None) -> int:
+    """Creates the bridge if missing, adds the missing addresses, and brings it up. Returns its ifindex."""
+    with IPRoute() as ipr:
+        index = link_index(ipr, name)
+        if index is None:
+            kwargs: dict = {"ifname": name, "kind": "bridge", "br_stp_state": 0, "br_forward_delay": 0}
+            if mtu:
+                kwargs["mtu"] = mtu
+            if mac:
+                kwargs["address"] = mac
+            ipr.link("add", **kwargs)
+            index = link_index(ipr, name)
+            assert index is not None
+        present = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=index)}
+        for addr in addresses:
+            if (addr.address, addr.prefixlen) not in present:
+                _add_address(ipr, index, addr)
+        ipr.link("set", index=index, state="up")
+        return index
+
+
+def _add_address(ipr: IPRoute, index: int, addr: Address) -> None:
+    kwargs: dict = {"index": index, "address": addr.address, "prefixlen": addr.prefixlen}
+    if ":" in addr.address:
+        kwargs["flags"] = 0x80  # IFA_F_NODAD: the address is usable at once
+    try:
+        ipr.addr("add", **kwargs)
+    except NetlinkError as exc:
+        if exc.code != EEXIST:
+            raise
+
+
+def delete_link(name: str) -> bool:
+    """Deletes a link by name; False when it was already gone."""
+    with IPRoute() as ipr:
+        try:
+            ipr.link("del", ifname=name)
+            return True
+        except NetlinkError as exc:
+            if exc.code in (ENODEV, 0):
+                return False
+            raise
+
+
+def link_exists(name: str) -> bool:
+    with IPRoute() as ipr:
+        return link_index(ipr, name) is not None
+
+
+def create_veth(host_name: str, peer_name: str, peer_netns_path: str, bridge: str, mtu: int | None) -> int:
+    """Makes a veth pair whose peer is born inside the container's namespace; attaches the host end."""
+    fd = os.open(peer_netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with IPRoute() as ipr:
+            master = link_index(ipr, bridge)
+            if master is None:
+                raise NetlinkError(ENODEV, f"bridge {bridge} does not exist")
+            peer: dict = {"ifname": peer_name, "net_ns_fd": fd}
+            kwargs: dict = {"ifname": host_name, "kind": "veth", "peer": peer}
+            if mtu:
+                kwargs["mtu"] = mtu
+                peer["mtu"] = mtu
+            ipr.link("add", **kwargs)
+            index = link_index(ipr, host_name)
+            assert index is not None
+            ipr.link("set", index=index, master=master, state="up")
+            return index
+    finally:
+        os.close(fd)
+
+
+def configure_container_interface(
+    ifname: str, mac: str, addresses: list[Address], gateways: list[str], default_route: bool
+) -> None:
+    """Inside the container's namespace: MAC, addresses, up, lo up, default routes."""
+    with IPRoute() as ipr:
+        lo = link_index(ipr, "lo")
+        if lo is not None:
+            ipr.link("set", index=lo, state="up")
+        index = link_index(ipr, ifname)
+        if index is None:
+            raise NetlinkError(ENODEV, f"{ifname} is missing in the container namespace")
+        ipr.link("set", index=index, address=mac)
+        for addr in addresses:
+            _add_address(ipr, index, addr)
+        ipr.link("set", index=index, state="up")
+        if default_route:
+            for gateway in gateways:
+                family = 10 if ":" in gateway else 2
+                try:
+                    ipr.route("add", dst="default", gateway=gateway, oif=index, family=family)
+                except NetlinkError as exc:
+                    if exc.code != EEXIST:
+                        raise
+
+
+def bring_up_loopback() -> None:
+    with IPRoute() as ipr:
+        ipr.link("set", index=1, state="up")
+
+
+def route_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Destinations of the routes in this namespace (to keep new subnets clear of them)."""
+    found = []
+    with IPRoute() as ipr:
+        for family in (2, 10):
+            for route in ipr.get_routes(family=family, table=254):
+                dst = route.get_attr("RTA_DST")
+                if dst is None or route["dst_len"] == 0:
+                    continue
+                try:
+                    found.append(ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False))
+                except ValueError:
+                    continue
+    return found
+
+
+def list_links() -> dict[str, int]:
+    with IPRoute() as ipr:
+        return {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}

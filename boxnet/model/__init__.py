@@ -1,0 +1,1 @@
+"""Typed desired state and its validation. No I/O happens here."""

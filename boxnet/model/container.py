@@ -1,0 +1,132 @@
+"""Containers, their endpoints and their state, as recorded in the store."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from boxnet.errors import InvalidArgument
+from boxnet.model.names import check_object_name
+from boxnet.model.ports import PortMapping
+
+# Docker's default capability set (moby oci/caps/defaults.go).
+DEFAULT_CAPABILITIES = (
+    "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+    "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
+)  # fmt: skip
+
+# Capability numbers from linux/capability.h.
+CAPABILITY_NUMBERS = {
+    "CHOWN": 0, "DAC_OVERRIDE": 1, "DAC_READ_SEARCH": 2, "FOWNER": 3, "FSETID": 4, "KILL": 5,
+    "SETGID": 6, "SETUID": 7, "SETPCAP": 8, "LINUX_IMMUTABLE": 9, "NET_BIND_SERVICE": 10,
+    "NET_BROADCAST": 11, "NET_ADMIN": 12, "NET_RAW": 13, "IPC_LOCK": 14, "IPC_OWNER": 15,
+    "SYS_MODULE": 16, "SYS_RAWIO": 17, "SYS_CHROOT": 18, "SYS_PTRACE": 19, "SYS_PACCT": 20,
+    "SYS_ADMIN": 21, "SYS_BOOT": 22, "SYS_NICE": 23, "SYS_RESOURCE": 24, "SYS_TIME": 25,
+    "SYS_TTY_CONFIG": 26, "MKNOD": 27, "LEASE": 28, "AUDIT_WRITE": 29, "AUDIT_CONTROL": 30,
+    "SETFCAP": 31, "MAC_OVERRIDE": 32, "MAC_ADMIN": 33, "SYSLOG": 34, "WAKE_ALARM": 35,
+    "BLOCK_SUSPEND": 36, "AUDIT_READ": 37, "PERFMON": 38, "BPF": 39, "CHECKPOINT_RESTORE": 40,
+}  # fmt: skip
+
+BUILTIN_IMAGE = "host"
+
+
+def normalize_capability(raw: str) -> str:
+    name = raw.strip().upper()
+    name = name.removeprefix("CAP_")
+    if name != "ALL" and name not in CAPABILITY_NUMBERS:
+        raise InvalidArgument(f"unknown capability {raw!r}")
+    return name
+
+
+def effective_capabilities(cap_add: list[str], cap_drop: list[str]) -> list[str]:
+    """Docker's rule: start from the default set, drop, then add; ALL stands for every capability."""
+    adds = [normalize_capability(c) for c in cap_add]
+    drops = [normalize_capability(c) for c in cap_drop]
+    caps = set() if "ALL" in drops else set(DEFAULT_CAPABILITIES) - set(drops)
+    caps |= set(CAPABILITY_NUMBERS) if "ALL" in adds else set(adds)
+    return sorted(caps, key=CAPABILITY_NUMBERS.__getitem__)
+
+
+@dataclass
+class Endpoint:
+    """One container's attachment to one network."""
+
+    network_id: str
+    endpoint_id: str
+    ifname: str = ""
+    host_veth: str = ""
+    mac: str = ""
+    ipv4: str = ""  # address/prefixlen
+    ipv6: str = ""
+    gateway4: str = ""
+    gateway6: str = ""
+    aliases: list[str] = field(default_factory=list)
+    requested_ipv4: str = ""
+
+
+@dataclass
+class ContainerState:
+    status: str = "created"  # created | running | exited | dead
+    pid: int = 0
+    shim_pid: int = 0
+    shim_start_time: int = 0  # /proc/<pid>/stat start time: guards against pid reuse
+    exit_code: int = 0
+    started_at: str = "0001-01-01T00:00:00Z"
+    finished_at: str = "0001-01-01T00:00:00Z"
+    error: str = ""
+
+
+@dataclass
+class Container:
+    id: str
+    name: str
+    created: str
+    image: str = BUILTIN_IMAGE
+    rootfs: str = ""
+    cmd: list[str] = field(default_factory=list)
+    env: list[str] = field(default_factory=list)
+    hostname: str = ""
+    network_mode: str = "bridge"
+    ports: list[PortMapping] = field(default_factory=list)
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    pid_mode: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    auto_remove: bool = False
+    tty: bool = False
+    open_stdin: bool = False
+    working_dir: str = ""
+    # Networks asked for at create time: name -> endpoint settings (aliases, requested ip).
+    requested_networks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Live attachments while the container runs, keyed by network id.
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    # The namespace the container's network lives in, registered for `ip netns`.
+    sandbox_key: str = ""
+    netns_name: str = ""
+    state: ContainerState = field(default_factory=ContainerState)
+    restart_count: int = 0
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def shares_netns_with(self) -> str | None:
+        return self.network_mode.split(":", 1)[1] if self.network_mode.startswith("container:") else None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ports"] = [p.to_dict() for p in self.ports]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Container:
+        data = dict(data)
+        data["ports"] = [PortMapping.from_dict(p) for p in data.get("ports", [])]
+        data["endpoints"] = {k: Endpoint(**v) for k, v in data.get("endpoints", {}).items()}
+        data["state"] = ContainerState(**data.get("state", {}))
+        return cls(**data)
+
+
+def check_container_name(name: str) -> str:
+    return check_object_name("container", name.lstrip("/"))

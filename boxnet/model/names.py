@@ -1,0 +1,66 @@
+"""Names and identifiers: Docker's rules for object names, and the kernel's for interface names."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from boxnet.errors import InvalidArgument
+
+# Docker's rule for container and network names.
+_OBJECT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+# IFNAMSIZ is 16 including the terminating NUL.
+MAX_IFNAME = 15
+_IFNAME_FORBIDDEN = re.compile(r"[\s/:]")
+_LABEL_KEY = re.compile(r"^[^=\s]+$")
+
+
+def new_id() -> str:
+    return secrets.token_hex(32)
+
+
+def short_id(full_id: str) -> str:
+    return full_id[:12]
+
+
+def check_object_name(kind: str, name: str) -> str:
+    if not name or not _OBJECT_NAME.match(name):
+        raise InvalidArgument(
+            f"invalid {kind} name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )
+    if len(name) > 128:
+        raise InvalidArgument(f"invalid {kind} name {name!r}: longer than 128 characters")
+    return name
+
+
+def check_ifname(name: str, what: str = "interface name") -> str:
+    if not name or name in (".", ".."):
+        raise InvalidArgument(f"invalid {what} {name!r}")
+    if len(name) > MAX_IFNAME:
+        raise InvalidArgument(
+            f"{what} {name!r} is {len(name)} characters long; the kernel allows at most {MAX_IFNAME}"
+        )
+    if _IFNAME_FORBIDDEN.search(name):
+        raise InvalidArgument(f"invalid {what} {name!r}: no spaces, '/' or ':' allowed")
+    return name
+
+
+def parse_key_values(kind: str, items: list[str] | dict[str, str] | None) -> dict[str, str]:
+    """Parses K=V strings (labels, options, environment) into a dict, rejecting malformed ones."""
+    if items is None:
+        return {}
+    if isinstance(items, dict):
+        pairs = list(items.items())
+    else:
+        pairs = []
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep and kind != "label":
+                raise InvalidArgument(f"invalid {kind} {item!r}: expected KEY=VALUE")
+            pairs.append((key, value))
+    result: dict[str, str] = {}
+    for key, value in pairs:
+        if not key or not _LABEL_KEY.match(key):
+            raise InvalidArgument(f"invalid {kind} key {key!r}")
+        result[key] = str(value)
+    return result

@@ -1,0 +1,195 @@
+"""Networks and their endpoints, as desired state."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from boxnet.errors import InvalidArgument
+from boxnet.model.names import check_ifname, check_object_name, parse_key_values
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+DRIVERS = ("bridge", "host", "null")
+# Networks that exist on every daemon and cannot be removed.
+PREDEFINED = ("bridge", "host", "none")
+
+OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
+OPT_ENABLE_ICC = "com.docker.network.bridge.enable_icc"
+OPT_MASQUERADE = "com.docker.network.bridge.enable_ip_masquerade"
+OPT_MTU = "com.docker.network.driver.mtu"
+OPT_DEFAULT_BRIDGE = "com.docker.network.bridge.default_bridge"
+BRIDGE_OPTIONS = (OPT_BRIDGE_NAME, OPT_ENABLE_ICC, OPT_MASQUERADE, OPT_MTU, OPT_DEFAULT_BRIDGE)
+
+
+@dataclass
+class SubnetConfig:
+    subnet: str
+    gateway: str
+    ip_range: str | None = None
+
+    @property
+    def network(self) -> IPNetwork:
+        return ipaddress.ip_network(self.subnet)
+
+    @property
+    def gateway_address(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        return ipaddress.ip_address(self.gateway)
+
+    @property
+    def prefixlen(self) -> int:
+        return self.network.prefixlen
+
+
+@dataclass
+class Network:
+    id: str
+    name: str
+    driver: str
+    created: str
+    subnets: list[SubnetConfig] = field(default_factory=list)
+    enable_ipv6: bool = False
+    internal: bool = False
+    attachable: bool = False
+    options: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    # The bridge device: Docker's names, boxnet0 for the default network, br-<12 hex> otherwise.
+    bridge: str | None = None
+
+    @property
+    def icc(self) -> bool:
+        return _parse_bool(OPT_ENABLE_ICC, self.options.get(OPT_ENABLE_ICC, "true"))
+
+    @property
+    def masquerade(self) -> bool:
+        return not self.internal and _parse_bool(OPT_MASQUERADE, self.options.get(OPT_MASQUERADE, "true"))
+
+    @property
+    def mtu(self) -> int | None:
+        raw = self.options.get(OPT_MTU)
+        return int(raw) if raw else None
+
+    @property
+    def is_default_bridge(self) -> bool:
+        return self.options.get(OPT_DEFAULT_BRIDGE) == "true"
+
+    @property
+    def ipv4_subnets(self) -> list[SubnetConfig]:
+        return [s for s in self.subnets if s.network.version == 4]
+
+    @property
+    def ipv6_subnets(self) -> list[SubnetConfig]:
+        return [s for s in self.subnets if s.network.version == 6]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Network:
+        data = dict(data)
+        data["subnets"] = [SubnetConfig(**s) for s in data.get("subnets", [])]
+        return cls(**data)
+
+
+@dataclass
+class NetworkRequest:
+    """What a user asked for in `network create`, before IPAM filled the gaps."""
+
+    name: str
+    driver: str = "bridge"
+    subnets: list[str] = field(default_factory=list)
+    gateways: list[str] = field(default_factory=list)
+    ip_ranges: list[str] = field(default_factory=list)
+    enable_ipv6: bool = False
+    internal: bool = False
+    attachable: bool = False
+    options: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        check_object_name("network", self.name)
+        if self.name in PREDEFINED:
+            raise InvalidArgument(f"network name {self.name!r} is reserved for a predefined network")
+        if self.driver not in ("bridge",):
+            if self.driver in DRIVERS:
+                raise InvalidArgument(
+                    f"only one instance of the {self.driver!r} network is allowed; use --driver bridge"
+                )
+            raise InvalidArgument(f"unknown network driver {self.driver!r}; known: bridge")
+        self.labels = parse_key_values("label", self.labels)
+        self.options = parse_key_values("option", self.options)
+        validate_bridge_options(self.options)
+        if len(self.gateways) > len(self.subnets):
+            raise InvalidArgument("--gateway given without a matching --subnet")
+        if len(self.ip_ranges) > len(self.subnets):
+            raise InvalidArgument("--ip-range given without a matching --subnet")
+        seen: list[IPNetwork] = []
+        for index, raw in enumerate(self.subnets):
+            subnet = parse_subnet(raw)
+            if subnet.version == 6 and not self.enable_ipv6:
+                raise InvalidArgument(f"IPv6 subnet {raw} given without --ipv6")
+            for other in seen:
+                if subnet.version == other.version and subnet.overlaps(other):
+                    raise InvalidArgument(f"subnets {other} and {subnet} overlap")
+            seen.append(subnet)
+            if index < len(self.gateways) and self.gateways[index]:
+                check_gateway(subnet, self.gateways[index])
+            if index < len(self.ip_ranges) and self.ip_ranges[index]:
+                check_ip_range(subnet, self.ip_ranges[index])
+
+
+def _parse_bool(key: str, raw: str) -> bool:
+    lowered = str(raw).strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise InvalidArgument(f"option {key}: {raw!r} is not a boolean")
+
+
+def validate_bridge_options(options: dict[str, str]) -> None:
+    for key, value in options.items():
+        if key not in BRIDGE_OPTIONS:
+            raise InvalidArgument(
+                f"unknown option {key!r} for the bridge driver; known: {', '.join(BRIDGE_OPTIONS[:4])}"
+            )
+        if key in (OPT_ENABLE_ICC, OPT_MASQUERADE, OPT_DEFAULT_BRIDGE):
+            _parse_bool(key, value)
+        elif key == OPT_BRIDGE_NAME:
+            check_ifname(value, "bridge name")
+        elif key == OPT_MTU:
+            if not value.isdigit() or not 68 <= int(value) <= 65535:
+                raise InvalidArgument(f"option {key}: MTU {value!r} is not a number from 68 to 65535")
+
+
+def parse_subnet(raw: str) -> IPNetwork:
+    if "/" not in raw:
+        raise InvalidArgument(f"invalid subnet {raw!r}: expected CIDR notation such as 10.1.0.0/24")
+    try:
+        network = ipaddress.ip_network(raw, strict=False)
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid subnet {raw!r}: {exc}") from None
+    if str(network) != raw and network.with_prefixlen != raw:
+        raise InvalidArgument(f"invalid subnet {raw!r}: host bits are set (did you mean {network}?)")
+    limit = 30 if network.version == 4 else 126
+    if network.prefixlen > limit:
+        raise InvalidArgument(f"subnet {raw} is too small: at most /{limit}")
+    return network
+
+
+def check_gateway(subnet: IPNetwork, raw: str) -> None:
+    try:
+        gateway = ipaddress.ip_address(raw)
+    except ValueError:
+        raise InvalidArgument(f"invalid gateway {raw!r}: not an IP address") from None
+    if gateway not in subnet:
+        raise InvalidArgument(f"gateway {raw} is outside the subnet {subnet}")
+    if subnet.version == 4 and gateway in (subnet.network_address, subnet.broadcast_address):
+        raise InvalidArgument(f"gateway {raw} is the network or broadcast address of {subnet}")
+
+
+def check_ip_range(subnet: IPNetwork, raw: str) -> None:
+    ip_range = parse_subnet(raw)
+    if ip_range.version != subnet.version or not ip_range.subnet_of(subnet):  # type: ignore[arg-type]
+        raise InvalidArgument(f"ip range {raw} is not inside the subnet {subnet}")

@@ -1,0 +1,1 @@
+"""Containers as processes: launch, filesystem view, supervision, logs."""

@@ -1,0 +1,213 @@
+"""The per-container supervisor, run as `python -m boxnet.runtime.shim STATE_DIR READY_FD`.
+
+It is started in its own session by the daemon and does not depend on it afterwards: killing boxnetd leaves
+every container running. The shim enters the container's network namespace and a new PID namespace, forks
+the container's init (which builds its mount, UTS and IPC namespaces, drops capabilities and execs the
+command), copies the container's output into a JSON-lines log, and writes the exit status to `exit.json`
+when the container ends. The daemon learns the container's PID, or why it failed to start, on READY_FD.
+
+It imports nothing heavy so that it starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import sys
+import time
+
+from boxnet.kernel import libc
+
+LOG_CHUNK = 65536
+
+
+def _write_json(path: str, data: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(data, handle)
+    os.replace(tmp, path)
+
+
+def _mount_common_filesystems(root: str) -> None:
+    """proc for the new PID namespace, sysfs for the network namespace, private tmp, shm and devpts."""
+    nosuid = libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC
+    libc.mount("proc", f"{root}/proc", "proc", nosuid)
+    libc.mount("sysfs", f"{root}/sys", "sysfs", nosuid | libc.MS_RDONLY)
+    for path, mode in (("dev/shm", "1777"), ("tmp", "1777"), ("run", "755"), ("var/tmp", "1777")):
+        target = f"{root}/{path}"
+        if os.path.isdir(target):
+            libc.mount("tmpfs", target, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, f"mode={mode}")
+    if os.path.isdir(f"{root}/dev/pts"):
+        libc.mount("devpts", f"{root}/dev/pts", "devpts", libc.MS_NOSUID | libc.MS_NOEXEC,
+                   "newinstance,ptmxmode=0666,mode=620")  # fmt: skip
+
+
+def _bind_files(root: str, files: dict[str, str]) -> None:
+    for target, source in files.items():
+        path = f"{root}{target}"
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            open(path, "a").close()
+        libc.mount(source, path, None, libc.MS_BIND)
+
+
+def _setup_host_image(files: dict[str, str]) -> None:
+    """The host's files, read-only, with private writable /tmp, /run and /var/tmp."""
+    libc.mount_setattr_readonly_recursive("/")
+    # Files first: the state directory holding them may sit under /tmp, which the tmpfs below hides.
+    _bind_files("", files)
+    _mount_common_filesystems("")
+
+
+def _setup_rootfs(rootfs: str, files: dict[str, str]) -> None:
+    libc.mount(rootfs, rootfs, None, libc.MS_BIND | libc.MS_REC)
+    for sub in ("proc", "sys", "dev", "tmp", "run"):
+        os.makedirs(f"{rootfs}/{sub}", exist_ok=True)
+    libc.mount("tmpfs", f"{rootfs}/dev", "tmpfs", libc.MS_NOSUID, "mode=755")
+    for device in ("null", "zero", "full", "random", "urandom", "tty"):
+        target = f"{rootfs}/dev/{device}"
+        open(target, "a").close()
+        libc.mount(f"/dev/{device}", target, None, libc.MS_BIND)
+    os.makedirs(f"{rootfs}/dev/pts", exist_ok=True)
+    os.makedirs(f"{rootfs}/dev/shm", exist_ok=True)
+    os.symlink("pts/ptmx", f"{rootfs}/dev/ptmx")
+    os.symlink("/proc/self/fd", f"{rootfs}/dev/fd")
+    _mount_common_filesystems(rootfs)
+    _bind_files(rootfs, files)
+    os.chdir(rootfs)
+    libc.pivot_root(".", ".")
+    libc.umount(".", libc.MNT_DETACH)
+    os.chdir("/")
+
+
+def _drop_capabilities(keep: list[int]) -> None:
+    last_cap = int(open("/proc/sys/kernel/cap_last_cap").read())
+    for cap in range(last_cap + 1):
+        if cap not in keep:
+            libc.prctl(libc.PR_CAPBSET_DROP, cap)
+
+
+def _container_init(spec: dict, out_w: int, err_w: int, stdin_fd: int, status_w: int) -> None:
+    """Runs in the forked child, PID 1 of the container; never returns."""
+    try:
+        os.setsid()
+        os.dup2(stdin_fd, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        # Nothing of the shim's leaks into the container but its stdio and the exec-status pipe.
+        os.closerange(3, status_w)
+        os.closerange(status_w + 1, 1 << 16)
+        libc.unshare(libc.CLONE_NEWNS | libc.CLONE_NEWUTS | libc.CLONE_NEWIPC)
+        # Slave, not private: when the daemon unpins another container's namespace, the unmount must reach
+        # this copy of the mount table too, or that namespace would live on inside this container.
+        libc.mount("none", "/", None, libc.MS_REC | libc.MS_SLAVE)
+        if spec["rootfs"]:
+            _setup_rootfs(spec["rootfs"], spec["files"])
+        else:
+            _setup_host_image(spec["files"])
+        if spec.get("hostname"):
+            libc.sethostname(spec["hostname"])
+        _drop_capabilities(spec["capabilities"])
+        os.chdir(spec.get("cwd") or "/")
+        env = dict(item.split("=", 1) for item in spec["env"])
+        for sig in (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+    except BaseException as exc:
+        _report_and_exit(status_w, f"container setup failed: {exc}")
+    try:
+        os.execvpe(spec["argv"][0], spec["argv"], env)
+    except OSError as exc:
+        _report_and_exit(status_w, f"exec {spec['argv'][0]!r}: {exc.strerror}")
+
+
+def _report_and_exit(status_w: int, message: str) -> None:
+    try:
+        os.write(status_w, message.encode()[:4000])
+    finally:
+        os._exit(127)
+
+
+def _log_line(log, stream: str, data: bytes) -> None:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 1_000_000_000:09d}Z"
+    log.write(json.dumps({"stream": stream, "log": data.decode("utf-8", "replace"), "time": stamp}) + "\n")
+    log.flush()
+
+
+def main() -> int:
+    state_dir, ready_fd = sys.argv[1], int(sys.argv[2])
+    with open(os.path.join(state_dir, "config.json")) as handle:
+        spec = json.load(handle)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    if spec["netns"]:
+        fd = os.open(spec["netns"], os.O_RDONLY)
+        libc.setns(fd, libc.CLONE_NEWNET)
+        os.close(fd)
+    if spec["pidns"] == "":
+        libc.unshare(libc.CLONE_NEWPID)
+    elif spec["pidns"] != "host":
+        fd = os.open(spec["pidns"], os.O_RDONLY)
+        libc.setns(fd, libc.CLONE_NEWPID)
+        os.close(fd)
+
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    status_r, status_w = os.pipe2(os.O_CLOEXEC)
+    stdin_fd = os.open(spec["stdin"] or "/dev/null", os.O_RDWR if spec["stdin"] else os.O_RDONLY)
+
+    child = os.fork()
+    if child == 0:
+        for fd in (out_r, err_r, status_r, ready_fd):
+            os.close(fd)
+        _container_init(spec, out_w, err_w, stdin_fd, status_w)
+    for fd in (out_w, err_w, status_w, stdin_fd):
+        os.close(fd)
+
+    failure = b""
+    while chunk := os.read(status_r, 4096):
+        failure += chunk
+    os.close(status_r)
+    if failure:
+        os.waitpid(child, 0)
+        os.write(ready_fd, json.dumps({"error": failure.decode("utf-8", "replace")}).encode())
+        os.close(ready_fd)
+        _write_json(os.path.join(state_dir, "exit.json"), {"exit_code": 127, "error": failure.decode()})
+        return 0
+    os.write(ready_fd, json.dumps({"pid": child}).encode())
+    os.close(ready_fd)
+    return _supervise(state_dir, child, {out_r: "stdout", err_r: "stderr"})
+
+
+def _supervise(state_dir: str, child: int, streams: dict[int, str]) -> int:
+    pidfd = os.pidfd_open(child)
+    exit_code: int | None = None
+    with open(os.path.join(state_dir, "container.log"), "a") as log:
+        while streams or exit_code is None:
+            watched = [*streams, pidfd] if exit_code is None else list(streams)
+            # Once the child is gone, give stragglers holding the pipes a moment, then stop waiting on them.
+            ready, _, _ = select.select(watched, [], [], None if exit_code is None else 0.2)
+            if not ready and exit_code is not None:
+                break
+            for fd in ready:
+                if fd == pidfd:
+                    _, status = os.waitpid(child, 0)
+                    exit_code = os.waitstatus_to_exitcode(status)
+                    if exit_code < 0:
+                        exit_code = 128 - exit_code  # killed by a signal: 128+N, as a shell reports it
+                    continue
+                data = os.read(fd, LOG_CHUNK)
+                if data:
+                    _log_line(log, streams[fd], data)
+                else:
+                    os.close(fd)
+                    del streams[fd]
+    _write_json(os.path.join(state_dir, "exit.json"), {"exit_code": exit_code, "finished_at": time.time()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

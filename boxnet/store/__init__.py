@@ -1,0 +1,1 @@
+"""The ledger: a narrow key-value protocol that an embedded SQLite file or etcd can both serve."""
