@@ -59,7 +59,7 @@ class ErrorList:
     def __init__(self) -> None:
         self.errors: list[str] = []
 
-    def attempt(self, what: str, fn, *args, **kwargs) -> None:  # noqa: ANN001
+    def attempt(self, what: str, fn, *args, **kwargs) -> None:
         try:
             fn(*args, **kwargs)
         except Exception as exc:  # teardown must go on whatever one step raised

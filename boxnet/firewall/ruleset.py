@@ -1,4 +1,4 @@
-"""boxnet's nftables ruleset, rendered as libnftables JSON commands.
+"""boxnet's nftables ruleset, rendered as nft commands for one libnftables transaction.
 
 One table, `inet boxnet`, that boxnet owns whole. What grows with the number of containers lives in sets and
 maps, so a lookup costs the same for the 1000th published port as for the first:
@@ -13,17 +13,38 @@ maps, so a lookup costs the same for the 1000th published port as for the first:
   replies, its own traffic (unless icc is off) and published-port traffic, and drops the rest: isolation
   between networks, and nothing reaches an unpublished port even when a neighbour routes to the subnet.
   Internal networks have a drop verdict for anything leaving their bridge for elsewhere.
+
+Why text and not libnftables' JSON: nft 1.0.6 (Debian 12) crashes parsing the JSON of a DNAT whose map
+yields address and port together. Every value placed in a command is validated first (interface names by
+the model, addresses by `ipaddress`, ports and protocols as integers and a fixed list), so nothing a user
+typed can change a command's meaning.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
-from typing import Any
 
 FAMILY = "inet"
 TABLE = "boxnet"
-Command = dict[str, Any]
+T = f"{FAMILY} {TABLE}"
+PROTOCOLS = ("tcp", "udp", "sctp")
+_SAFE_IFNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,15}$")
+
+
+def _ifname(name: str) -> str:
+    if not _SAFE_IFNAME.match(name):
+        raise ValueError(f"unsafe interface name {name!r}")
+    return f'"{name}"'
+
+
+def _cidr(cidr: str) -> str:
+    return str(ipaddress.ip_network(cidr, strict=False))
+
+
+def _addr(address: str) -> str:
+    return str(ipaddress.ip_address(address))
 
 
 @dataclass(frozen=True)
@@ -38,6 +59,8 @@ class NetworkRules:
 
     @property
     def chain(self) -> str:
+        if not re.fullmatch(r"[0-9a-f]{12,64}", self.network_id):
+            raise ValueError(f"unsafe network id {self.network_id!r}")
         return f"net-{self.network_id[:12]}"
 
 
@@ -48,174 +71,123 @@ class PortRule:
     container_ip: str
     container_port: int
     host_ip: str = ""  # "" publishes on every address of the host
-    owner: str = ""  # the container id, for comments and topology
+    owner: str = ""  # the container id, for topology
 
-    def key(self) -> dict[str, Any]:
-        if self.host_ip:
-            return {"concat": [self.host_ip, self.protocol, self.host_port]}
-        return {"concat": [self.protocol, self.host_port]}
+    def key(self) -> str:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unsafe protocol {self.protocol!r}")
+        port = int(self.host_port)
+        return f"{_addr(self.host_ip)} . {self.protocol} . {port}" if self.host_ip else f"{self.protocol} . {port}"
 
-    def value(self) -> dict[str, Any]:
-        return {"concat": [self.container_ip, self.container_port]}
+    def value(self) -> str:
+        return f"{_addr(self.container_ip)} . {int(self.container_port)}"
 
     @property
     def map_name(self) -> str:
         return "pub4_addr" if self.host_ip else "pub4_any"
 
 
-def _ref(kind: str, name: str, **extra: Any) -> Command:
-    return {kind: {"family": FAMILY, "table": TABLE, "name": name, **extra}}
-
-
-def _rule(chain: str, *expr: dict[str, Any], comment: str | None = None) -> Command:
-    body: dict[str, Any] = {"family": FAMILY, "table": TABLE, "chain": chain, "expr": list(expr)}
-    if comment:
-        body["comment"] = comment
-    return {"add": {"rule": body}}
-
-
-def _match(left: Any, right: Any, op: str = "==") -> dict[str, Any]:
-    return {"match": {"op": op, "left": left, "right": right}}
-
-
-def _payload(protocol: str, field: str) -> dict[str, Any]:
-    return {"payload": {"protocol": protocol, "field": field}}
-
-
-def _meta(key: str) -> dict[str, Any]:
-    return {"meta": {"key": key}}
-
-
-def _prefix(cidr: str) -> dict[str, Any]:
-    network = ipaddress.ip_network(cidr)
-    return {"prefix": {"addr": str(network.network_address), "len": network.prefixlen}}
-
-
-_LOCAL_DST = _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
-_CT_DNAT = _match({"ct": {"key": "status"}}, "dnat", op="in")
-_MASQ = {"masquerade": None}
-
-
-def skeleton() -> list[Command]:
+def skeleton() -> list[str]:
     """The table with its sets, maps, base chains and fixed rules, and nothing network-specific."""
-    commands: list[Command] = [{"add": {"table": {"family": FAMILY, "name": TABLE}}}]
-    sets = {
-        "bridges": {"type": "ifname"},
-        "masq4": {"type": "ipv4_addr", "flags": ["interval"]},
-        "masq6": {"type": "ipv6_addr", "flags": ["interval"]},
-        "subnets4": {"type": "ipv4_addr", "flags": ["interval"]},
-    }
-    for name, spec in sets.items():
-        commands.append({"add": _ref("set", name, **spec)})
-    maps = {
-        "pub4_any": {"type": ["inet_proto", "inet_service"], "map": "ipv4_addr . inet_service"},
-        "pub4_addr": {"type": ["ipv4_addr", "inet_proto", "inet_service"], "map": "ipv4_addr . inet_service"},
-        "fwd_out": {"type": "ifname", "map": "verdict"},
-        "fwd_in": {"type": "ifname", "map": "verdict"},
-    }
-    for name, spec in maps.items():
-        commands.append({"add": _ref("map", name, **spec)})
-    base_chains = {
-        "prerouting": {"type": "nat", "hook": "prerouting", "prio": -100, "policy": "accept"},
-        "output": {"type": "nat", "hook": "output", "prio": -100, "policy": "accept"},
-        "postrouting": {"type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"},
-        "forward": {"type": "filter", "hook": "forward", "prio": 0, "policy": "accept"},
-        "publish4": {},
-    }
-    for name, spec in base_chains.items():
-        commands.append({"add": _ref("chain", name, **spec)})
-    loopback = _prefix("127.0.0.0/8")
-    commands += [
-        _rule("prerouting", _match(_payload("ip", "daddr"), loopback, "!="), _LOCAL_DST,
-              {"jump": {"target": "publish4"}}),
-        _rule("output", _match(_meta("nfproto"), "ipv4"), _LOCAL_DST, {"jump": {"target": "publish4"}}),
-        _rule("publish4", {"dnat": {"family": "ip", "addr": {"map": {
-            "key": {"concat": [_payload("ip", "daddr"), _meta("l4proto"), _payload("th", "dport")]},
-            "data": "@pub4_addr"}}}}),
-        _rule("publish4", {"dnat": {"family": "ip", "addr": {"map": {
-            "key": {"concat": [_meta("l4proto"), _payload("th", "dport")]}, "data": "@pub4_any"}}}}),
-        _rule("postrouting", _CT_DNAT, _match(_payload("ip", "saddr"), loopback), _MASQ,
-              comment="host loopback to a published port"),
-        _rule("postrouting", _CT_DNAT, _match(_payload("ip", "saddr"), "@subnets4"),
-              _match(_meta("oifname"), "@bridges"), _MASQ, comment="container to a published port"),
-        _rule("postrouting", _match(_payload("ip", "saddr"), "@masq4"),
-              _match(_meta("oifname"), "@bridges", "!="), _MASQ, comment="outbound"),
-        _rule("postrouting", _match(_payload("ip6", "saddr"), "@masq6"),
-              _match(_meta("oifname"), "@bridges", "!="), _MASQ, comment="outbound"),
-        _rule("forward", {"vmap": {"key": _meta("oifname"), "data": "@fwd_out"}}),
-        _rule("forward", {"vmap": {"key": _meta("iifname"), "data": "@fwd_in"}}),
-    ]  # fmt: skip
-    return commands
-
-
-def _elements(name: str, elems: list[Any], verb: str = "add") -> Command:
-    return {verb: {"element": {"family": FAMILY, "table": TABLE, "name": name, "elem": elems}}}
-
-
-def add_network(net: NetworkRules) -> list[Command]:
-    comment = f"boxnet network {net.network_id[:12]}"
-    commands: list[Command] = [{"add": _ref("chain", net.chain)}]
-    commands.append(_rule(net.chain, _match({"ct": {"key": "state"}}, ["established", "related"], "in"),
-                          {"accept": None}, comment=comment))  # fmt: skip
-    own = {"accept": None} if net.icc else {"drop": None}
-    commands.append(_rule(net.chain, _match(_meta("iifname"), net.bridge), {"counter": None}, own,
-                          comment=comment + (" icc" if net.icc else " icc disabled")))  # fmt: skip
-    if not net.internal:
-        commands.append(_rule(net.chain, _CT_DNAT, {"accept": None}, comment=comment + " published ports"))
-    commands.append(_rule(net.chain, {"counter": None}, {"drop": None}, comment=comment + " isolation"))
-    commands.append(_elements("bridges", [net.bridge]))
-    commands.append(_elements("fwd_out", [[net.bridge, {"jump": {"target": net.chain}}]]))
-    if net.internal:
-        commands.append(_elements("fwd_in", [[net.bridge, {"drop": None}]]))
-    if net.subnets4:
-        commands.append(_elements("subnets4", [_prefix(s) for s in net.subnets4]))
-    if net.masquerade and net.subnets4:
-        commands.append(_elements("masq4", [_prefix(s) for s in net.subnets4]))
-    if net.masquerade and net.subnets6:
-        commands.append(_elements("masq6", [_prefix(s) for s in net.subnets6]))
-    return commands
-
-
-def remove_network(net: NetworkRules) -> list[Command]:
-    """Deleting what add_network made; run with the errors of missing objects tolerated by the caller."""
-    commands: list[Command] = []
-    if net.masquerade and net.subnets6:
-        commands.append(_elements("masq6", [_prefix(s) for s in net.subnets6], "delete"))
-    if net.masquerade and net.subnets4:
-        commands.append(_elements("masq4", [_prefix(s) for s in net.subnets4], "delete"))
-    if net.subnets4:
-        commands.append(_elements("subnets4", [_prefix(s) for s in net.subnets4], "delete"))
-    if net.internal:
-        commands.append(_elements("fwd_in", [net.bridge], "delete"))
-    commands.append(_elements("fwd_out", [net.bridge], "delete"))
-    commands.append(_elements("bridges", [net.bridge], "delete"))
-    commands.append({"delete": _ref("chain", net.chain)})
-    return commands
-
-
-def add_ports(ports: list[PortRule]) -> list[Command]:
-    return _port_commands(ports, "add")
-
-
-def remove_ports(ports: list[PortRule]) -> list[Command]:
-    return _port_commands(ports, "delete")
-
-
-def _port_commands(ports: list[PortRule], verb: str) -> list[Command]:
-    by_map: dict[str, list[Any]] = {}
-    for port in ports:
-        elem = [port.key(), port.value()] if verb == "add" else port.key()
-        by_map.setdefault(port.map_name, []).append(elem)
-    return [_elements(name, elems, verb) for name, elems in sorted(by_map.items())]
-
-
-def full(networks: list[NetworkRules], ports: list[PortRule]) -> list[Command]:
-    """The whole desired ruleset, replacing whatever the table holds, in one transaction."""
-    commands: list[Command] = [
-        {"add": {"table": {"family": FAMILY, "name": TABLE}}},
-        {"delete": {"table": {"family": FAMILY, "name": TABLE}}},
+    return [
+        f"add table {T}",
+        f"add set {T} bridges {{ type ifname; }}",
+        f"add set {T} masq4 {{ type ipv4_addr; flags interval; }}",
+        f"add set {T} masq6 {{ type ipv6_addr; flags interval; }}",
+        f"add set {T} subnets4 {{ type ipv4_addr; flags interval; }}",
+        f"add map {T} pub4_any {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}",
+        f"add map {T} pub4_addr {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}",
+        f"add map {T} fwd_out {{ type ifname : verdict; }}",
+        f"add map {T} fwd_in {{ type ifname : verdict; }}",
+        f"add chain {T} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}",
+        f"add chain {T} output {{ type nat hook output priority -100; policy accept; }}",
+        f"add chain {T} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}",
+        f"add chain {T} forward {{ type filter hook forward priority filter; policy accept; }}",
+        f"add chain {T} publish4",
+        f"add rule {T} prerouting ip daddr != 127.0.0.0/8 fib daddr type local jump publish4",
+        f"add rule {T} output meta nfproto ipv4 fib daddr type local jump publish4",
+        f"add rule {T} publish4 dnat ip to ip daddr . meta l4proto . th dport map @pub4_addr",
+        f"add rule {T} publish4 dnat ip to meta l4proto . th dport map @pub4_any",
+        f'add rule {T} postrouting ct status dnat ip saddr 127.0.0.0/8 masquerade comment "host loopback to a '
+        'published port"',
+        f'add rule {T} postrouting ct status dnat ip saddr @subnets4 oifname @bridges masquerade comment '
+        '"container to a published port"',
+        f'add rule {T} postrouting ip saddr @masq4 oifname != @bridges masquerade comment "outbound"',
+        f'add rule {T} postrouting ip6 saddr @masq6 oifname != @bridges masquerade comment "outbound"',
+        f"add rule {T} forward oifname vmap @fwd_out",
+        f"add rule {T} forward iifname vmap @fwd_in",
     ]
-    commands += skeleton()
+
+
+def _elements(verb: str, name: str, elems: list[str]) -> str:
+    return f"{verb} element {T} {name} {{ {', '.join(elems)} }}"
+
+
+def add_network(net: NetworkRules) -> list[str]:
+    bridge, chain = _ifname(net.bridge), net.chain
+    comment = f"boxnet network {net.network_id[:12]}"
+    own = "accept" if net.icc else "drop"
+    commands = [
+        f"add chain {T} {chain}",
+        f'add rule {T} {chain} ct state established,related accept comment "{comment}"',
+        f'add rule {T} {chain} iifname {bridge} counter {own} comment "{comment} icc{"" if net.icc else " off"}"',
+    ]
+    if not net.internal:
+        commands.append(f'add rule {T} {chain} ct status dnat accept comment "{comment} published ports"')
+    commands.append(f'add rule {T} {chain} counter drop comment "{comment} isolation"')
+    commands.append(_elements("add", "bridges", [bridge]))
+    commands.append(_elements("add", "fwd_out", [f"{bridge} : jump {chain}"]))
+    if net.internal:
+        commands.append(_elements("add", "fwd_in", [f"{bridge} : drop"]))
+    if net.subnets4:
+        commands.append(_elements("add", "subnets4", [_cidr(s) for s in net.subnets4]))
+    if net.masquerade and net.subnets4:
+        commands.append(_elements("add", "masq4", [_cidr(s) for s in net.subnets4]))
+    if net.masquerade and net.subnets6:
+        commands.append(_elements("add", "masq6", [_cidr(s) for s in net.subnets6]))
+    return commands
+
+
+def remove_network(net: NetworkRules) -> list[str]:
+    """The reverse of add_network, in reverse order."""
+    bridge = _ifname(net.bridge)
+    commands = []
+    if net.masquerade and net.subnets6:
+        commands.append(_elements("delete", "masq6", [_cidr(s) for s in net.subnets6]))
+    if net.masquerade and net.subnets4:
+        commands.append(_elements("delete", "masq4", [_cidr(s) for s in net.subnets4]))
+    if net.subnets4:
+        commands.append(_elements("delete", "subnets4", [_cidr(s) for s in net.subnets4]))
+    if net.internal:
+        commands.append(_elements("delete", "fwd_in", [bridge]))
+    commands.append(_elements("delete", "fwd_out", [bridge]))
+    commands.append(_elements("delete", "bridges", [bridge]))
+    commands.append(f"delete chain {T} {net.chain}")
+    return commands
+
+
+def add_ports(ports: list[PortRule]) -> list[str]:
+    by_map: dict[str, list[str]] = {}
+    for port in ports:
+        by_map.setdefault(port.map_name, []).append(f"{port.key()} : {port.value()}")
+    return [_elements("add", name, elems) for name, elems in sorted(by_map.items())]
+
+
+def remove_ports(ports: list[PortRule]) -> list[str]:
+    by_map: dict[str, list[str]] = {}
+    for port in ports:
+        by_map.setdefault(port.map_name, []).append(port.key())
+    return [_elements("delete", name, elems) for name, elems in sorted(by_map.items())]
+
+
+def delete_table() -> list[str]:
+    # `add` first makes the delete succeed whether or not the table exists.
+    return [f"add table {T}", f"delete table {T}"]
+
+
+def full(networks: list[NetworkRules], ports: list[PortRule]) -> list[str]:
+    """The whole desired ruleset, replacing whatever the table holds, in one transaction."""
+    commands = delete_table() + skeleton()
     for net in networks:
         commands += add_network(net)
     if ports:
@@ -223,8 +195,5 @@ def full(networks: list[NetworkRules], ports: list[PortRule]) -> list[Command]:
     return commands
 
 
-def delete_table() -> list[Command]:
-    return [
-        {"add": {"table": {"family": FAMILY, "name": TABLE}}},
-        {"delete": {"table": {"family": FAMILY, "name": TABLE}}},
-    ]
+def render(commands: list[str]) -> str:
+    return "\n".join(commands) + "\n"

@@ -102,6 +102,20 @@ def create_veth(host_name: str, peer_name: str, peer_netns_path: str, bridge: st
         os.close(fd)
 
 
+def ensure_master(name: str, bridge: str) -> bool:
+    """Re-attaches an existing link to its bridge and brings it up; False when the link is missing."""
+    with IPRoute() as ipr:
+        index = link_index(ipr, name)
+        master = link_index(ipr, bridge)
+        if index is None or master is None:
+            return False
+        link = ipr.get_links(index)[0]
+        if link.get_attr("IFLA_MASTER") != master:
+            ipr.link("set", index=index, master=master)
+        ipr.link("set", index=index, state="up")
+        return True
+
+
 def configure_container_interface(
     ifname: str, mac: str, addresses: list[Address], gateways: list[str], default_route: bool
 ) -> None:

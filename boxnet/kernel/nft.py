@@ -44,8 +44,8 @@ class NftError(Internal):
     pass
 
 
-def run(commands: list[dict[str, Any]] | str) -> dict[str, Any]:
-    """Runs one atomic batch (JSON commands, or nft syntax as a string) in the calling thread's netns.
+def run(commands: list[dict[str, Any]] | list[str] | str) -> dict[str, Any]:
+    """Runs one atomic batch (JSON commands, or nft syntax lines) in the calling thread's network namespace.
 
     A context is made per call: its netlink socket belongs to the namespace the thread is in at that
     moment, which is what lets the same code serve the daemon's namespace and a container's.
@@ -58,7 +58,12 @@ def run(commands: list[dict[str, Any]] | str) -> dict[str, Any]:
         lib.nft_ctx_output_set_flags(ctx, NFT_CTX_OUTPUT_JSON | NFT_CTX_OUTPUT_HANDLE)
         lib.nft_ctx_buffer_output(ctx)
         lib.nft_ctx_buffer_error(ctx)
-        text = commands if isinstance(commands, str) else json.dumps({"nftables": commands})
+        if isinstance(commands, str):
+            text = commands
+        elif commands and isinstance(commands[0], str):
+            text = "\n".join(commands) + "\n"  # type: ignore[arg-type]
+        else:
+            text = json.dumps({"nftables": commands})
         rc = lib.nft_run_cmd_from_buffer(ctx, text.encode())
         output = (lib.nft_ctx_get_output_buffer(ctx) or b"").decode()
         error = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode().strip()

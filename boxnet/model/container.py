@@ -87,7 +87,9 @@ class Container:
     env: list[str] = field(default_factory=list)
     hostname: str = ""
     network_mode: str = "bridge"
+    # Ports as asked for (host port 0: any free one), and as published while the container runs.
     ports: list[PortMapping] = field(default_factory=list)
+    published_ports: list[PortMapping] = field(default_factory=list)
     cap_add: list[str] = field(default_factory=list)
     cap_drop: list[str] = field(default_factory=list)
     pid_mode: str = ""
@@ -100,6 +102,8 @@ class Container:
     requested_networks: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Live attachments while the container runs, keyed by network id.
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    # The network whose address the published ports lead to.
+    port_network: str = ""
     # The namespace the container's network lives in, registered for `ip netns`.
     sandbox_key: str = ""
     netns_name: str = ""
@@ -117,12 +121,14 @@ class Container:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["ports"] = [p.to_dict() for p in self.ports]
+        data["published_ports"] = [p.to_dict() for p in self.published_ports]
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Container:
         data = dict(data)
         data["ports"] = [PortMapping.from_dict(p) for p in data.get("ports", [])]
+        data["published_ports"] = [PortMapping.from_dict(p) for p in data.get("published_ports", [])]
         data["endpoints"] = {k: Endpoint(**v) for k, v in data.get("endpoints", {}).items()}
         data["state"] = ContainerState(**data.get("state", {}))
         return cls(**data)

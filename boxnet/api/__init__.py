@@ -1,0 +1,1 @@
+"""The daemon's HTTP API on a unix socket, in the Docker Engine API's paths and JSON."""

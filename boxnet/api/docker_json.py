@@ -1,0 +1,251 @@
+"""Docker Engine API shapes for networks and containers, built from boxnet's records."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shlex
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from boxnet.engine.registry import Registry
+from boxnet.model.container import Container, Endpoint
+from boxnet.model.network import Network
+
+
+def _timestamp(iso: str) -> float:
+    try:
+        return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _ip(cidr: str) -> str:
+    return str(ipaddress.ip_interface(cidr).ip) if cidr else ""
+
+
+def _prefix(cidr: str) -> int:
+    return ipaddress.ip_interface(cidr).network.prefixlen if cidr else 0
+
+
+def network_json(network: Network, registry: Registry, verbose: bool = True) -> dict[str, Any]:
+    containers: dict[str, Any] = {}
+    if verbose:
+        for container in registry.containers_on(network.id):
+            endpoint = container.endpoints[network.id]
+            containers[container.id] = {
+                "Name": container.name,
+                "EndpointID": endpoint.endpoint_id,
+                "MacAddress": endpoint.mac,
+                "IPv4Address": endpoint.ipv4,
+                "IPv6Address": endpoint.ipv6,
+            }
+    config = []
+    for subnet in network.subnets:
+        entry = {"Subnet": subnet.subnet, "Gateway": subnet.gateway}
+        if subnet.ip_range:
+            entry["IPRange"] = subnet.ip_range
+        config.append(entry)
+    return {
+        "Name": network.name,
+        "Id": network.id,
+        "Created": network.created,
+        "Scope": "local",
+        "Driver": network.driver,
+        "EnableIPv4": network.driver == "bridge",
+        "EnableIPv6": network.enable_ipv6,
+        "IPAM": {"Driver": "default", "Options": {}, "Config": config},
+        "Internal": network.internal,
+        "Attachable": network.attachable,
+        "Ingress": False,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": False,
+        "Containers": containers,
+        "Options": dict(network.options),
+        "Labels": dict(network.labels),
+    }
+
+
+def _ports_json(container: Container) -> dict[str, Any]:
+    ports: dict[str, Any] = {}
+    published = container.published_ports if container.state.status == "running" else []
+    for mapping in container.ports:
+        ports.setdefault(f"{mapping.container_port}/{mapping.protocol}", None)
+    for mapping in published:
+        ports.setdefault(f"{mapping.container_port}/{mapping.protocol}", None)
+        bindings = ports[f"{mapping.container_port}/{mapping.protocol}"] or []
+        bindings.append({"HostIp": mapping.host_ip or "0.0.0.0", "HostPort": str(mapping.host_port)})
+        ports[f"{mapping.container_port}/{mapping.protocol}"] = bindings
+    return ports
+
+
+def _endpoint_json(network: Network | None, endpoint: Endpoint | None, settings: dict, name: str,
+                   short_id: str) -> dict[str, Any]:  # fmt: skip
+    aliases = list(settings.get("aliases", []))
+    dns_names = [] if network is None or network.is_default_bridge else [name, short_id, *aliases]
+    return {
+        "IPAMConfig": {"IPv4Address": settings["ipv4"]} if settings.get("ipv4") else None,
+        "Links": None,
+        "Aliases": aliases or None,
+        "MacAddress": endpoint.mac if endpoint else "",
+        "DriverOpts": None,
+        "NetworkID": network.id if network else "",
+        "EndpointID": endpoint.endpoint_id if endpoint else "",
+        "Gateway": endpoint.gateway4 if endpoint else "",
+        "IPAddress": _ip(endpoint.ipv4) if endpoint else "",
+        "IPPrefixLen": _prefix(endpoint.ipv4) if endpoint else 0,
+        "IPv6Gateway": endpoint.gateway6 if endpoint else "",
+        "GlobalIPv6Address": _ip(endpoint.ipv6) if endpoint else "",
+        "GlobalIPv6PrefixLen": _prefix(endpoint.ipv6) if endpoint else 0,
+        "DNSNames": dns_names or None,
+    }
+
+
+def _networks_json(container: Container, registry: Registry) -> dict[str, Any]:
+    networks: dict[str, Any] = {}
+    if container.network_mode in ("host", "none"):
+        network = registry.network_by_name(container.network_mode)
+        networks[container.network_mode] = _endpoint_json(network, None, {}, container.name, container.short_id)
+        return networks
+    for name, settings in container.requested_networks.items():
+        network = registry.network_by_name(name)
+        endpoint = container.endpoints.get(network.id) if network else None
+        networks[name] = _endpoint_json(network, endpoint, settings, container.name, container.short_id)
+    return networks
+
+
+def _state_json(container: Container) -> dict[str, Any]:
+    state = container.state
+    return {
+        "Status": state.status,
+        "Running": state.status == "running",
+        "Paused": False,
+        "Restarting": False,
+        "OOMKilled": False,
+        "Dead": state.status == "dead",
+        "Pid": state.pid,
+        "ExitCode": state.exit_code,
+        "Error": state.error,
+        "StartedAt": state.started_at,
+        "FinishedAt": state.finished_at,
+    }
+
+
+def container_json(container: Container, registry: Registry, state_dir: str) -> dict[str, Any]:
+    networks = _networks_json(container, registry)
+    default = networks.get("bridge") or {}
+    ports = _ports_json(container)
+    bindings = {
+        f"{p.container_port}/{p.protocol}": [{"HostIp": p.host_ip, "HostPort": str(p.host_port or "")}]
+        for p in container.ports
+    }
+    return {
+        "Id": container.id,
+        "Created": container.created,
+        "Path": container.cmd[0] if container.cmd else "",
+        "Args": container.cmd[1:],
+        "State": _state_json(container),
+        "Image": container.image,
+        "ResolvConfPath": os.path.join(state_dir, "resolv.conf"),
+        "HostnamePath": os.path.join(state_dir, "hostname"),
+        "HostsPath": os.path.join(state_dir, "hosts"),
+        "LogPath": os.path.join(state_dir, "container.log"),
+        "Name": "/" + container.name,
+        "RestartCount": container.restart_count,
+        "Driver": "boxnet",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": {
+            "NetworkMode": container.network_mode,
+            "PortBindings": bindings,
+            "AutoRemove": container.auto_remove,
+            "CapAdd": container.cap_add or None,
+            "CapDrop": container.cap_drop or None,
+            "PidMode": container.pid_mode,
+            "Privileged": False,
+            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        },
+        "Config": {
+            "Hostname": container.hostname,
+            "Domainname": "",
+            "User": "",
+            "AttachStdin": False,
+            "AttachStdout": False,
+            "AttachStderr": False,
+            "ExposedPorts": {f"{p.container_port}/{p.protocol}": {} for p in container.ports} or None,
+            "Tty": container.tty,
+            "OpenStdin": container.open_stdin,
+            "StdinOnce": False,
+            "Env": container.env,
+            "Cmd": container.cmd,
+            "Image": container.image,
+            "WorkingDir": container.working_dir,
+            "Entrypoint": None,
+            "Labels": dict(container.labels),
+        },
+        "NetworkSettings": {
+            "Bridge": "",
+            "SandboxID": container.sandbox_key and os.path.basename(container.sandbox_key),
+            "SandboxKey": container.sandbox_key,
+            "HairpinMode": False,
+            "Ports": ports,
+            "Gateway": default.get("Gateway", ""),
+            "IPAddress": default.get("IPAddress", ""),
+            "IPPrefixLen": default.get("IPPrefixLen", 0),
+            "MacAddress": default.get("MacAddress", ""),
+            "GlobalIPv6Address": default.get("GlobalIPv6Address", ""),
+            "GlobalIPv6PrefixLen": default.get("GlobalIPv6PrefixLen", 0),
+            "IPv6Gateway": default.get("IPv6Gateway", ""),
+            "Networks": networks,
+        },
+        "Mounts": [],
+    }
+
+
+def _status_text(container: Container) -> str:
+    state = container.state
+    if state.status == "running":
+        return "Up " + _human_duration(time.time() - _timestamp(state.started_at))
+    if state.status == "created":
+        return "Created"
+    return f"Exited ({state.exit_code}) {_human_duration(time.time() - _timestamp(state.finished_at))} ago"
+
+
+def _human_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 1:
+        return "Less than a second"
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    if seconds < 3600:
+        minutes = seconds // 60
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    hours = seconds // 3600
+    return f"{hours} hour{'s' if hours != 1 else ''}"
+
+
+def container_summary(container: Container, registry: Registry) -> dict[str, Any]:
+    ports = []
+    published = container.published_ports if container.state.status == "running" else []
+    for mapping in published:
+        ports.append({"IP": mapping.host_ip or "0.0.0.0", "PrivatePort": mapping.container_port,
+                      "PublicPort": mapping.host_port, "Type": mapping.protocol})  # fmt: skip
+    return {
+        "Id": container.id,
+        "Names": ["/" + container.name],
+        "Image": container.image,
+        "ImageID": "",
+        "Command": shlex.join(container.cmd),
+        "Created": int(_timestamp(container.created)),
+        "Ports": ports,
+        "Labels": dict(container.labels),
+        "State": container.state.status,
+        "Status": _status_text(container),
+        "HostConfig": {"NetworkMode": container.network_mode},
+        "NetworkSettings": {"Networks": _networks_json(container, registry)},
+        "Mounts": [],
+    }

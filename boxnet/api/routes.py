@@ -1,0 +1,252 @@
+"""The API's endpoints: Docker Engine API paths served by the engine, plus /boxnet/ extensions."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from typing import Any
+
+from boxnet import __version__
+from boxnet.api import bodies, docker_json, streams
+from boxnet.api.server import API_VERSION, MIN_API_VERSION, Request, Response, Router, Stream
+from boxnet.engine.controller import Engine
+from boxnet.errors import InvalidArgument
+from boxnet.model.container import Container
+
+
+def _timeout(request: Request, default: float = 10) -> float:
+    raw = request.arg("t") or request.arg("timeout")
+    if not raw:
+        return default
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise InvalidArgument(f"invalid timeout {raw!r}") from None
+
+
+def _matches(container: Container, filters: dict[str, list[str]], engine: Engine) -> bool:
+    for key, values in filters.items():
+        if key == "label":
+            for value in values:
+                k, sep, v = value.partition("=")
+                if k not in container.labels or (sep and container.labels[k] != v):
+                    return False
+        elif key == "name":
+            if not any(v.lstrip("/") in container.name for v in values):
+                return False
+        elif key == "id":
+            if not any(container.id.startswith(v) for v in values):
+                return False
+        elif key == "status":
+            if container.state.status not in values:
+                return False
+        elif key == "network":
+            joined = set(container.requested_networks)
+            joined |= {n.id for n in (engine.registry.network_by_name(x) for x in joined) if n}
+            if container.network_mode in ("host", "none"):
+                joined.add(container.network_mode)
+            if not any(v in joined or any(j.startswith(v) for j in joined if len(v) >= 12) for v in values):
+                return False
+        else:
+            raise InvalidArgument(f"invalid filter {key!r}")
+    return True
+
+
+def build_router(engine: Engine) -> Router:
+    router = Router()
+    registry = engine.registry
+
+    # ---- system ------------------------------------------------------------------------------------
+    def ping(request: Request) -> Response:
+        return Response(200, raw=b"OK", content_type="text/plain; charset=utf-8")
+
+    def version(request: Request) -> Response:
+        return Response(200, {
+            "Platform": {"Name": "boxnet"},
+            "Components": [{"Name": "Engine", "Version": __version__, "Details": {"ApiVersion": API_VERSION}}],
+            "Version": __version__, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+            "GitCommit": "", "GoVersion": "python" + platform.python_version(), "Os": "linux",
+            "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
+            "KernelVersion": platform.release(), "BuildTime": "",
+        })  # fmt: skip
+
+    def info(request: Request) -> Response:
+        states = [c.state.status for c in registry.containers.values()]
+        return Response(200, {
+            "ID": "boxnet", "Containers": len(states), "ContainersRunning": states.count("running"),
+            "ContainersPaused": 0, "ContainersStopped": len(states) - states.count("running"), "Images": 0,
+            "Driver": "boxnet", "Name": socket.gethostname(), "ServerVersion": __version__,
+            "OperatingSystem": "boxnet", "OSType": "linux", "KernelVersion": platform.release(),
+            "Architecture": platform.machine(), "NCPU": os.cpu_count(), "DockerRootDir": engine.config.root,
+            "Plugins": {"Network": ["bridge", "host", "null"], "Volume": [], "Log": ["json-file"]},
+            "SecurityOptions": [], "Warnings": [],
+        })  # fmt: skip
+
+    router.add("GET", "/_ping", ping)
+    router.add("GET", "/version", version)
+    router.add("GET", "/info", info)
+
+    # ---- networks ----------------------------------------------------------------------------------
+    def network_list(request: Request) -> Response:
+        filters = request.filters()
+        result = []
+        for network in registry.networks.values():
+            if "name" in filters and not any(v in network.name for v in filters["name"]):
+                continue
+            if "id" in filters and not any(network.id.startswith(v) for v in filters["id"]):
+                continue
+            if "driver" in filters and network.driver not in filters["driver"]:
+                continue
+            if "label" in filters and not all(
+                (k := v.partition("=")[0]) in network.labels and (not v.partition("=")[1]
+                                                                   or network.labels[k] == v.partition("=")[2])
+                for v in filters["label"]
+            ):  # fmt: skip
+                continue
+            result.append(docker_json.network_json(network, registry, verbose=False))
+        return Response(200, sorted(result, key=lambda n: n["Name"]))
+
+    def network_inspect(request: Request, ref: str) -> Response:
+        return Response(200, docker_json.network_json(registry.find_network(ref), registry))
+
+    def network_create(request: Request) -> Response:
+        network = engine.networks.create(bodies.network_request(request.json()))
+        return Response(201, {"Id": network.id, "Warning": ""})
+
+    def network_delete(request: Request, ref: str) -> Response:
+        engine.networks.remove(ref)
+        return Response(204)
+
+    def network_connect(request: Request, ref: str) -> Response:
+        body = request.json()
+        settings = bodies._endpoint_settings(body.get("EndpointConfig"))
+        engine.containers.connect(ref, str(body.get("Container") or ""), settings["ipv4"], settings["aliases"])
+        return Response(200)
+
+    def network_disconnect(request: Request, ref: str) -> Response:
+        body = request.json()
+        engine.containers.disconnect(ref, str(body.get("Container") or ""), bool(body.get("Force")))
+        return Response(200)
+
+    def network_prune(request: Request) -> Response:
+        return Response(200, {"NetworksDeleted": engine.networks.prune()})
+
+    router.add("GET", "/networks", network_list)
+    router.add("POST", "/networks/create", network_create)
+    router.add("POST", "/networks/prune", network_prune)
+    router.add("GET", "/networks/(?P<ref>[^/]+)", network_inspect)
+    router.add("DELETE", "/networks/(?P<ref>[^/]+)", network_delete)
+    router.add("POST", "/networks/(?P<ref>[^/]+)/connect", network_connect)
+    router.add("POST", "/networks/(?P<ref>[^/]+)/disconnect", network_disconnect)
+
+    # ---- containers --------------------------------------------------------------------------------
+    def container_list(request: Request) -> Response:
+        filters = request.filters()
+        show_all = request.flag("all")
+        result = [
+            docker_json.container_summary(c, registry)
+            for c in sorted(registry.containers.values(), key=lambda c: c.created, reverse=True)
+            if (show_all or c.state.status == "running") and _matches(c, filters, engine)
+        ]
+        return Response(200, result)
+
+    def container_create(request: Request) -> Response:
+        container = engine.containers.create(bodies.container_request(request.json(), request.arg("name")))
+        return Response(201, {"Id": container.id, "Warnings": []})
+
+    def container_inspect(request: Request, ref: str) -> Response:
+        container = registry.find_container(ref)
+        return Response(200, docker_json.container_json(container, registry,
+                                                        engine.config.container_dir(container.id)))  # fmt: skip
+
+    def container_start(request: Request, ref: str) -> Response:
+        container = registry.find_container(ref)
+        if container.state.status == "running":
+            return Response(304)
+        engine.containers.start(container.id)
+        return Response(204)
+
+    def container_stop(request: Request, ref: str) -> Response:
+        container = registry.find_container(ref)
+        if container.state.status != "running":
+            return Response(304)
+        engine.containers.stop(container.id, _timeout(request), request.arg("signal") or "SIGTERM")
+        return Response(204)
+
+    def container_kill(request: Request, ref: str) -> Response:
+        engine.containers.kill(ref, request.arg("signal") or "SIGKILL")
+        return Response(204)
+
+    def container_restart(request: Request, ref: str) -> Response:
+        engine.containers.restart(ref, _timeout(request))
+        return Response(204)
+
+    def container_wait(request: Request, ref: str) -> Response:
+        container = registry.find_container(ref)
+        condition = request.arg("condition") or "not-running"
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise InvalidArgument(f"invalid condition {condition!r}")
+        code = engine.containers.wait(container.id)
+        return Response(200, {"StatusCode": code, "Error": None})
+
+    def container_delete(request: Request, ref: str) -> Response:
+        engine.containers.remove(ref, force=request.flag("force"))
+        return Response(204)
+
+    def container_logs(request: Request, ref: str) -> Stream:
+        container = registry.find_container(ref)
+        return streams.logs_stream(engine, container, request)
+
+    router.add("GET", "/containers/json", container_list)
+    router.add("POST", "/containers/create", container_create)
+    router.add("GET", "/containers/(?P<ref>[^/]+)/json", container_inspect)
+    router.add("POST", "/containers/(?P<ref>[^/]+)/start", container_start)
+    router.add("POST", "/containers/(?P<ref>[^/]+)/stop", container_stop)
+    router.add("POST", "/containers/(?P<ref>[^/]+)/kill", container_kill)
+    router.add("POST", "/containers/(?P<ref>[^/]+)/restart", container_restart)
+    router.add("POST", "/containers/(?P<ref>[^/]+)/wait", container_wait)
+    router.add("GET", "/containers/(?P<ref>[^/]+)/logs", container_logs)
+    router.add("DELETE", "/containers/(?P<ref>[^/]+)", container_delete)
+
+    # ---- exec --------------------------------------------------------------------------------------
+    def exec_create(request: Request, ref: str) -> Response:
+        body: dict[str, Any] = request.json()
+        session = engine.execs.create(ref, list(body.get("Cmd") or []), list(body.get("Env") or []),
+                                      bool(body.get("Tty")), bool(body.get("AttachStdin")),
+                                      body.get("WorkingDir") or "")  # fmt: skip
+        return Response(201, {"Id": session.id})
+
+    def exec_start(request: Request, exec_id: str) -> Response | Stream:
+        body = request.json()
+        session = engine.execs.get(exec_id)
+        if body.get("Detach"):
+            engine.execs.start(exec_id)
+            streams.finish_in_background(engine, session)
+            return Response(200)
+        engine.execs.start(exec_id)  # before the upgrade, so that a failure is still an HTTP error
+        return streams.exec_stream(engine, session)
+
+    def exec_inspect(request: Request, exec_id: str) -> Response:
+        session = engine.execs.get(exec_id)
+        return Response(200, {
+            "ID": session.id, "Running": session.running, "ExitCode": session.exit_code,
+            "ContainerID": session.container_id, "Pid": session.pid, "OpenStdin": session.attach_stdin,
+            "ProcessConfig": {"entrypoint": session.cmd[0], "arguments": session.cmd[1:], "tty": session.tty},
+        })  # fmt: skip
+
+    def exec_resize(request: Request, exec_id: str) -> Response:
+        streams.resize(engine.execs.get(exec_id), request.arg("h"), request.arg("w"))
+        return Response(200)
+
+    router.add("POST", "/containers/(?P<ref>[^/]+)/exec", exec_create)
+    router.add("POST", "/exec/(?P<exec_id>[^/]+)/start", exec_start)
+    router.add("POST", "/exec/(?P<exec_id>[^/]+)/resize", exec_resize)
+    router.add("GET", "/exec/(?P<exec_id>[^/]+)/json", exec_inspect)
+
+    # ---- boxnet extensions -------------------------------------------------------------------------
+    def reconcile(request: Request) -> Response:
+        return Response(200, {"Repaired": engine.reconciler.repair()})
+
+    router.add("POST", "/boxnet/reconcile", reconcile)
+    return router

@@ -1,0 +1,145 @@
+"""Streamed responses: container logs (optionally followed) and exec sessions on a hijacked connection."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import select
+import socket
+import struct
+import termios
+import threading
+import time
+from typing import Any
+
+from boxnet.api.server import STDERR, STDOUT, Request, Stream, frame
+from boxnet.engine.controller import Engine
+from boxnet.engine.execs import ExecSession
+from boxnet.errors import InvalidArgument
+from boxnet.model.container import Container
+
+RAW = "application/vnd.docker.raw-stream"
+MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
+
+
+def _read_log_lines(path: str, offset: int) -> tuple[list[dict[str, Any]], int]:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+    except FileNotFoundError:
+        return [], offset
+    complete = data.rfind(b"\n") + 1
+    entries = [json.loads(line) for line in data[:complete].splitlines() if line.strip()]
+    return entries, offset + complete
+
+
+def logs_stream(engine: Engine, container: Container, request: Request) -> Stream:
+    want = {"stdout": request.flag("stdout"), "stderr": request.flag("stderr")}
+    if not any(want.values()):
+        raise InvalidArgument("you must choose at least one stream (stdout or stderr)")
+    follow, timestamps = request.flag("follow"), request.flag("timestamps")
+    tail = request.arg("tail") or "all"
+    if tail != "all" and not tail.isdigit():
+        raise InvalidArgument(f"invalid tail {tail!r}")
+    path = os.path.join(engine.config.container_dir(container.id), "container.log")
+    tty = container.tty
+
+    def encode(entry: dict[str, Any]) -> bytes:
+        payload = entry["log"].encode()
+        if timestamps:
+            payload = entry["time"].encode() + b" " + payload
+        return payload if tty else frame(STDOUT if entry["stream"] == "stdout" else STDERR, payload)
+
+    def run(sock: socket.socket, rfile: Any) -> None:
+        entries, offset = _read_log_lines(path, 0)
+        entries = [e for e in entries if want.get(e["stream"])]
+        if tail != "all":
+            entries = entries[-int(tail):] if int(tail) else []
+        for entry in entries:
+            sock.sendall(encode(entry))
+        while follow:
+            running = container.state.status == "running" and container.id in engine.registry.containers
+            entries, offset = _read_log_lines(path, offset)
+            for entry in entries:
+                if want.get(entry["stream"]):
+                    sock.sendall(encode(entry))
+            if not running:
+                break
+            time.sleep(0.05)
+
+    return Stream(run, upgrade=False, content_type=RAW if tty else MULTIPLEXED)
+
+
+def exec_stream(engine: Engine, session: ExecSession) -> Stream:
+    def run(sock: socket.socket, rfile: Any) -> None:
+        process = session.process
+        assert process is not None
+        if session.tty:
+            outputs = {session.pty_master: STDOUT}
+        else:
+            outputs = {process.stdout.fileno(): STDOUT, process.stderr.fileno(): STDERR}  # type: ignore[union-attr]
+        if session.attach_stdin and (session.tty or process.stdin):
+            threading.Thread(target=_pump_input, args=(rfile, session), daemon=True).start()
+        while outputs:
+            ready, _, _ = select.select(list(outputs), [], [], 0.5)
+            for fd in ready:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:  # a pty reads EIO once its last writer is gone
+                    data = b""
+                if not data:
+                    del outputs[fd]
+                    continue
+                sock.sendall(data if session.tty else frame(outputs[fd], data))
+            if not ready and process.poll() is not None and session.tty:
+                break
+        engine.execs.finish(session)
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    return Stream(run, upgrade=True, content_type=RAW if session.tty else MULTIPLEXED)
+
+
+def _pump_input(rfile: Any, session: ExecSession) -> None:
+    """Client input to the process; the client's half-close becomes EOF on the process's stdin."""
+    process = session.process
+    assert process is not None
+    try:
+        while data := rfile.read1(65536):
+            if session.tty:
+                os.write(session.pty_master, data)
+            else:
+                process.stdin.write(data)  # type: ignore[union-attr]
+                process.stdin.flush()  # type: ignore[union-attr]
+    except (OSError, ValueError):
+        pass
+    finally:
+        if not session.tty and process.stdin:
+            try:
+                process.stdin.close()
+            except OSError:
+                pass
+
+
+def finish_in_background(engine: Engine, session: ExecSession) -> None:
+    def drain() -> None:
+        process = session.process
+        assert process is not None
+        process.communicate() if not session.tty else process.wait()
+        engine.execs.finish(session)
+
+    threading.Thread(target=drain, daemon=True).start()
+
+
+def resize(session: ExecSession, height: str, width: str) -> None:
+    if session.pty_master < 0:
+        return
+    try:
+        rows, cols = int(height or 0), int(width or 0)
+    except ValueError:
+        raise InvalidArgument("invalid terminal size") from None
+    fcntl.ioctl(session.pty_master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))

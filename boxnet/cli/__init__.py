@@ -1,0 +1,1 @@
+"""boxnet: the command line, a thin client of the daemon's API."""

@@ -1,0 +1,319 @@
+"""Container commands: run, create, start, ps, inspect, exec, logs, stop, kill, restart, rm, wait."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import termios
+import threading
+import tty
+from typing import Any
+
+from boxnet.cli.client import Client, demux, ref
+from boxnet.cli.format import ports_text, render_template, table
+from boxnet.cli.networks import filters_param, key_values
+from boxnet.errors import InvalidArgument, NotFound
+from boxnet.model.ports import parse_port_spec
+
+
+def register(commands: Any) -> None:
+    for name in ("run", "create"):
+        # No -h for help: docker's -h is --hostname.
+        run = commands.add_parser(name, help=f"{name} a container", add_help=False,
+                                  usage=f"boxnet {name} [OPTIONS] [IMAGE] [--] [COMMAND...]")  # fmt: skip
+        run.add_argument("--help", action="help")
+        _container_options(run)
+        if name == "run":
+            run.add_argument("-d", "--detach", action="store_true")
+        run.set_defaults(func=run_container if name == "run" else create_container)
+
+    start = commands.add_parser("start", help="start containers")
+    start.add_argument("names", nargs="+")
+    start.set_defaults(func=lambda c, a: _each(c, a.names, lambda n: c.post(f"/containers/{ref(n)}/start")))
+
+    ps = commands.add_parser("ps", help="list containers")
+    ps.add_argument("-a", "--all", action="store_true")
+    ps.add_argument("-q", "--quiet", action="store_true")
+    ps.add_argument("-f", "--filter", action="append", default=[])
+    ps.add_argument("--format", default="")
+    ps.add_argument("--no-trunc", action="store_true")
+    ps.set_defaults(func=list_containers)
+
+    inspect = commands.add_parser("inspect", help="show containers (or networks) in detail")
+    inspect.add_argument("names", nargs="+")
+    inspect.add_argument("-f", "--format", default="")
+    inspect.add_argument("--type", choices=("container", "network"), default=None)
+    inspect.set_defaults(func=inspect_objects)
+
+    exec_ = commands.add_parser("exec", help="run a command in a running container")
+    exec_.add_argument("-i", "--interactive", action="store_true")
+    exec_.add_argument("-t", "--tty", action="store_true")
+    exec_.add_argument("-d", "--detach", action="store_true")
+    exec_.add_argument("-e", "--env", action="append", default=[])
+    exec_.add_argument("-w", "--workdir", default="")
+    exec_.add_argument("container")
+    exec_.add_argument("cmd", nargs=argparse.REMAINDER)
+    exec_.set_defaults(func=exec_command)
+
+    logs = commands.add_parser("logs", help="show a container's output")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("-t", "--timestamps", action="store_true")
+    logs.add_argument("-n", "--tail", default="all")
+    logs.add_argument("container")
+    logs.set_defaults(func=show_logs)
+
+    for verb, default_timeout in (("stop", 10), ("restart", 10)):
+        command = commands.add_parser(verb, help=f"{verb} containers")
+        command.add_argument("-t", "--time", type=int, default=default_timeout)
+        if verb == "stop":
+            command.add_argument("-s", "--signal", default="")
+        command.add_argument("names", nargs="+")
+        command.set_defaults(func=stop_containers if verb == "stop" else restart_containers)
+
+    kill = commands.add_parser("kill", help="send a signal to containers")
+    kill.add_argument("-s", "--signal", default="SIGKILL")
+    kill.add_argument("names", nargs="+")
+    kill.set_defaults(func=lambda c, a: _each(c, a.names, lambda n: c.post(f"/containers/{ref(n)}/kill",
+                                                                            signal=a.signal)))  # fmt: skip
+
+    rm = commands.add_parser("rm", help="remove containers")
+    rm.add_argument("-f", "--force", action="store_true")
+    rm.add_argument("-v", "--volumes", action="store_true", help="accepted for docker compatibility")
+    rm.add_argument("names", nargs="+")
+    rm.set_defaults(func=lambda c, a: _each(c, a.names, lambda n: c.delete(f"/containers/{ref(n)}",
+                                                                           force=int(a.force))))  # fmt: skip
+
+    wait = commands.add_parser("wait", help="wait for containers to stop; print their exit codes")
+    wait.add_argument("names", nargs="+")
+    wait.set_defaults(func=wait_containers)
+
+
+def _container_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", default="")
+    parser.add_argument("--network", "--net", default="")
+    parser.add_argument("--network-alias", "--net-alias", action="append", default=[])
+    parser.add_argument("--ip", default="")
+    parser.add_argument("-p", "--publish", action="append", default=[])
+    parser.add_argument("-h", "--hostname", default="")
+    parser.add_argument("--cap-add", action="append", default=[])
+    parser.add_argument("--cap-drop", action="append", default=[])
+    parser.add_argument("--pid", default="")
+    parser.add_argument("-l", "--label", action="append", default=[])
+    parser.add_argument("-e", "--env", action="append", default=[])
+    parser.add_argument("-w", "--workdir", default="")
+    parser.add_argument("--rootfs", default="", help="a root directory to run in, instead of the host image")
+    parser.add_argument("--rm", action="store_true")
+    parser.add_argument("-i", "--interactive", action="store_true")
+    parser.add_argument("-t", "--tty", action="store_true")
+    parser.add_argument("rest", nargs=argparse.REMAINDER, metavar="[IMAGE] [--] COMMAND")
+
+
+def split_image_and_command(rest: list[str], rootfs: str) -> tuple[str, list[str]]:
+    """`[IMAGE] [--] CMD...`: the image is `host` unless named; a leading `host`/`host:TAG` or a word before
+    `--` names it; everything else is the command."""
+    if "--" in rest:
+        index = rest.index("--")
+        before, command = rest[:index], rest[index + 1 :]
+        if len(before) > 1:
+            raise InvalidArgument(f"expected at most one image before '--', got {before}")
+        return (before[0] if before else "host"), command
+    if rest and (rest[0] == "host" or rest[0].startswith("host:")):
+        return rest[0], rest[1:]
+    return "host", rest
+
+
+def _create_body(args: argparse.Namespace) -> dict[str, Any]:
+    image, command = split_image_and_command(args.rest, args.rootfs)
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for spec in args.publish:
+        mapping = parse_port_spec(spec)
+        bindings.setdefault(f"{mapping.container_port}/{mapping.protocol}", []).append(
+            {"HostIp": mapping.host_ip, "HostPort": str(mapping.host_port) if mapping.host_port else ""})
+    network = args.network or "bridge"
+    endpoints: dict[str, Any] = {}
+    if args.ip or args.network_alias:
+        if network in ("host", "none") or network.startswith("container:"):
+            raise InvalidArgument("--ip and --network-alias need a bridge network")
+        endpoint: dict[str, Any] = {"Aliases": args.network_alias}
+        if args.ip:
+            endpoint["IPAMConfig"] = {"IPv4Address": args.ip}
+        endpoints[network] = endpoint
+    if args.interactive or args.tty:
+        raise InvalidArgument("-i and -t are not supported by `run` yet; use -d and `boxnet exec -it`")
+    for item in args.env:
+        if "=" not in item and item in os.environ:
+            args.env[args.env.index(item)] = f"{item}={os.environ[item]}"
+    return {
+        "Image": image, "Cmd": command, "Env": args.env, "Hostname": args.hostname,
+        "Labels": key_values(args.label, "label"), "WorkingDir": args.workdir, "Rootfs": args.rootfs,
+        "Tty": args.tty, "OpenStdin": args.interactive,
+        "HostConfig": {
+            "NetworkMode": network, "PortBindings": bindings, "CapAdd": args.cap_add, "CapDrop": args.cap_drop,
+            "PidMode": args.pid, "AutoRemove": bool(args.rm and getattr(args, "detach", True)),
+        },
+        "NetworkingConfig": {"EndpointsConfig": endpoints},
+    }  # fmt: skip
+
+
+def create_container(client: Client, args: argparse.Namespace) -> int:
+    print(client.post("/containers/create", _create_body(args), name=args.name or None)["Id"])
+    return 0
+
+
+def run_container(client: Client, args: argparse.Namespace) -> int:
+    created = client.post("/containers/create", _create_body(args), name=args.name or None)
+    container_id = created["Id"]
+    try:
+        client.post(f"/containers/{container_id}/start")
+    except Exception:
+        if not args.detach or args.rm:
+            client.delete(f"/containers/{container_id}", force=1)
+        raise
+    if args.detach:
+        print(container_id)
+        return 0
+    _copy_logs(client, container_id, follow=True, timestamps=False, tail="all")
+    code = client.post(f"/containers/{container_id}/wait")["StatusCode"]
+    if args.rm:
+        client.delete(f"/containers/{container_id}", force=1)
+    return int(code)
+
+
+def _copy_logs(client: Client, container: str, follow: bool, timestamps: bool, tail: str) -> None:
+    query = {"stdout": 1, "stderr": 1, "follow": int(follow), "timestamps": int(timestamps), "tail": tail}
+    response, _ = client.stream("GET", f"/containers/{ref(container)}/logs", query)
+    if response.getheader("Content-Type") == "application/vnd.docker.raw-stream":
+        while chunk := response.read1(65536):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+        return
+    for stream, data in demux(response.read):
+        out = sys.stderr.buffer if stream == 2 else sys.stdout.buffer
+        out.write(data)
+        out.flush()
+
+
+def show_logs(client: Client, args: argparse.Namespace) -> int:
+    _copy_logs(client, args.container, args.follow, args.timestamps, args.tail)
+    return 0
+
+
+def list_containers(client: Client, args: argparse.Namespace) -> int:
+    found = client.get("/containers/json", all=int(args.all), filters=filters_param(args.filter))
+    if args.quiet:
+        for c in found:
+            print(c["Id"] if args.no_trunc else c["Id"][:12])
+        return 0
+    if args.format:
+        for c in found:
+            print(json.dumps(c) if args.format == "json" else render_template(args.format, c))
+        return 0
+    rows = []
+    for c in found:
+        command = c["Command"] if args.no_trunc or len(c["Command"]) <= 20 else c["Command"][:17] + "..."
+        rows.append([c["Id"] if args.no_trunc else c["Id"][:12], c["Image"], f'"{command}"',
+                     c["Status"], ports_text(c["Ports"]), c["Names"][0].lstrip("/")])  # fmt: skip
+    print(table(["CONTAINER ID", "IMAGE", "COMMAND", "STATUS", "PORTS", "NAMES"], rows))
+    return 0
+
+
+def inspect_objects(client: Client, args: argparse.Namespace) -> int:
+    found = []
+    for name in args.names:
+        if args.type in (None, "container"):
+            try:
+                found.append(client.get(f"/containers/{ref(name)}/json"))
+                continue
+            except NotFound:
+                if args.type == "container":
+                    raise
+        try:
+            found.append(client.get(f"/networks/{ref(name)}"))
+        except NotFound:
+            raise NotFound(f"No such object: {name}") from None
+    if args.format and args.format != "json":
+        for item in found:
+            print(render_template(args.format, item))
+    else:
+        print(json.dumps(found, indent=4))
+    return 0
+
+
+def _each(client: Client, names: list[str], action: Any) -> int:
+    status = 0
+    for name in names:
+        try:
+            action(name)
+            print(name)
+        except Exception as exc:  # docker goes on with the other names and fails at the end
+            print(f"Error response from daemon: {getattr(exc, 'message', exc)}", file=sys.stderr)
+            status = getattr(exc, "exit_code", 1)
+    return status
+
+
+def stop_containers(client: Client, args: argparse.Namespace) -> int:
+    return _each(client, args.names, lambda n: client.post(f"/containers/{ref(n)}/stop", t=args.time,
+                                                            signal=args.signal or None))  # fmt: skip
+
+
+def restart_containers(client: Client, args: argparse.Namespace) -> int:
+    return _each(client, args.names, lambda n: client.post(f"/containers/{ref(n)}/restart", t=args.time))
+
+
+def wait_containers(client: Client, args: argparse.Namespace) -> int:
+    for name in args.names:
+        print(client.post(f"/containers/{ref(name)}/wait")["StatusCode"])
+    return 0
+
+
+def exec_command(client: Client, args: argparse.Namespace) -> int:
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not command:
+        raise InvalidArgument("exec needs a command")
+    interactive = args.interactive and not args.detach
+    body = {"Cmd": command, "Env": args.env, "WorkingDir": args.workdir, "Tty": args.tty,
+            "AttachStdin": interactive, "AttachStdout": True, "AttachStderr": True}  # fmt: skip
+    exec_id = client.post(f"/containers/{ref(args.container)}/exec", body)["Id"]
+    if args.detach:
+        client.post(f"/exec/{exec_id}/start", {"Detach": True, "Tty": args.tty})
+        return 0
+    response, sock = client.stream("POST", f"/exec/{exec_id}/start", body={"Detach": False, "Tty": args.tty},
+                                   upgrade=True)  # fmt: skip
+    _relay_exec(response, sock, interactive, args.tty)
+    return int(client.get(f"/exec/{exec_id}/json")["ExitCode"] or 0)
+
+
+def _relay_exec(response: Any, sock: socket.socket, interactive: bool, use_tty: bool) -> None:
+    """Output from the upgraded connection to stdout/stderr; with -i, stdin to the connection."""
+    saved = None
+    if use_tty and sys.stdin.isatty():
+        saved = termios.tcgetattr(sys.stdin.fileno())
+        tty.setraw(sys.stdin.fileno())
+    try:
+        if interactive:
+            threading.Thread(target=_pump_stdin, args=(sock,), daemon=True).start()
+        reader = response.fp  # whatever follows the response headers is the stream
+        if use_tty:
+            while chunk := reader.read1(65536):
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+            return
+        for stream, data in demux(reader.read):
+            out = sys.stderr.buffer if stream == 2 else sys.stdout.buffer
+            out.write(data)
+            out.flush()
+    finally:
+        if saved is not None:
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
+
+
+def _pump_stdin(sock: socket.socket) -> None:
+    try:
+        while data := os.read(sys.stdin.fileno(), 65536):
+            sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass

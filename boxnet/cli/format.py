@@ -1,0 +1,82 @@
+"""Output: docker-style tables, and a subset of Go templates for -f/--format ({{.Path.To.Field}}, json)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from boxnet.errors import InvalidArgument
+
+_ACTION = re.compile(r"\{\{\s*(.*?)\s*\}\}")
+
+
+def _lookup(value: Any, path: str) -> Any:
+    if path in (".", ""):
+        return value
+    if not path.startswith("."):
+        raise InvalidArgument(f"template: unsupported expression {path!r}")
+    for part in path[1:].split("."):
+        if isinstance(value, dict):
+            if part not in value:
+                return None
+            value = value[part]
+        else:
+            raise InvalidArgument(f"template: can't evaluate field {part} in {type(value).__name__}")
+    return value
+
+
+def _go_string(value: Any) -> str:
+    if value is None:
+        return "<no value>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{_go_string(v)}" for k, v in sorted(value.items())) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(_go_string(v) for v in value) + "]"
+    return str(value)
+
+
+def _evaluate(expression: str, data: Any) -> str:
+    words = expression.split()
+    if not words:
+        return ""
+    if words[0] == "json" and len(words) == 2:
+        return json.dumps(_lookup(data, words[1]))
+    if words[0] == "index" and len(words) == 3:
+        container = _lookup(data, words[1])
+        key = words[2].strip('"')
+        return _go_string(container.get(key) if isinstance(container, dict) else None)
+    if words[0] in ("range", "end", "if", "else"):
+        raise InvalidArgument(f"template: {words[0]} is not supported; use --format json and jq")
+    if len(words) != 1:
+        raise InvalidArgument(f"template: unsupported expression {expression!r}")
+    return _go_string(_lookup(data, words[0]))
+
+
+def render_template(template: str, data: Any) -> str:
+    template = template.replace("\\n", "\n").replace("\\t", "\t")
+    return _ACTION.sub(lambda m: _evaluate(m.group(1), data), template)
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for index, cell in enumerate(row):
+            widths[index] = max(widths[index], len(cell))
+    lines = []
+    for row in [headers, *rows]:
+        cells = [cell.ljust(widths[i]) if i < len(row) - 1 else cell for i, cell in enumerate(row)]
+        lines.append("   ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def ports_text(ports: list[dict[str, Any]]) -> str:
+    parts = []
+    for port in ports:
+        if port.get("PublicPort"):
+            parts.append(f"{port['IP']}:{port['PublicPort']}->{port['PrivatePort']}/{port['Type']}")
+        else:
+            parts.append(f"{port['PrivatePort']}/{port['Type']}")
+    return ", ".join(parts)

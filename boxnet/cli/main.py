@@ -1,0 +1,66 @@
+"""boxnet's command line: docker's verbs and flags, each a request to boxnetd's API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from boxnet.cli import containers, networks
+from boxnet.cli.client import Client
+from boxnet.errors import BoxnetError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="boxnet", description="Container networking from Linux primitives.")
+    parser.add_argument("-H", "--host", help="daemon socket, unix:///path (default: BOXNET_HOST or BOXNET_ROOT)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    networks.register(commands)
+    containers.register(commands)
+    version = commands.add_parser("version", help="show the client's and the daemon's versions")
+    version.set_defaults(func=_version)
+    return parser
+
+
+def _version(client: Client, args: argparse.Namespace) -> int:
+    from boxnet import __version__
+
+    print(f"Client: boxnet {__version__}")
+    server = client.get("/version")
+    print(f"Server: boxnetd {server['Version']} (API {server['ApiVersion']})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    socket_path = None
+    if args.host:
+        if not args.host.startswith("unix://"):
+            parser.error("--host: only unix:///path is supported")
+        socket_path = args.host[len("unix://") :]
+    try:
+        client = Client(socket_path)
+    except ValueError as exc:
+        print(f"boxnet: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(client, args) or 0)
+    except BoxnetError as exc:
+        print(f"Error response from daemon: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    finally:
+        client.close()
+
+
+def print_json(data: object) -> None:
+    print(json.dumps(data, indent=4))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

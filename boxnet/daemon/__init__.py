@@ -1,0 +1,1 @@
+"""boxnetd: configuration, start-up reconcile, serving the API."""

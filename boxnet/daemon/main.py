@@ -1,0 +1,72 @@
+"""boxnetd: the daemon. Runs as root in whatever network namespace it is started in."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from boxnet import paths
+from boxnet.api.routes import build_router
+from boxnet.api.server import UnixHTTPServer
+from boxnet.engine.context import EngineConfig
+from boxnet.engine.controller import Engine
+
+log = logging.getLogger("boxnetd")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="boxnetd", description="boxnet's daemon")
+    parser.add_argument("--root", default=paths.state_root(), help="state directory (BOXNET_ROOT)")
+    parser.add_argument("--socket", default=None, help="API socket (default: from BOXNET_HOST/BOXNET_ROOT)")
+    parser.add_argument("--netns-registry", default="/run/netns",
+                        help="where container namespaces are registered for `ip netns exec`")
+    parser.add_argument("--resolv-conf", default="/etc/resolv.conf",
+                        help="the resolv.conf whose nameservers the default bridge's containers get")
+    parser.add_argument("--bridge-name", default="boxnet0", help="the default network's bridge")
+    parser.add_argument("--log-level", default=os.environ.get("BOXNET_LOG", "info"))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if os.geteuid() != 0:
+        print("boxnetd: must run as root", file=sys.stderr)
+        return 1
+    socket_path = args.socket or (
+        os.path.join(args.root, "boxnet.sock") if args.root != paths.DEFAULT_ROOT else paths.socket_path()
+    )
+    config = EngineConfig(root=args.root, netns_registry=args.netns_registry, resolv_conf=args.resolv_conf,
+                          default_bridge=args.bridge_name)  # fmt: skip
+    engine = Engine(config)
+    engine.start()
+    server = UnixHTTPServer(socket_path, build_router(engine))
+    stopping = threading.Event()
+
+    def shutdown(signum: int, frame: object) -> None:
+        # Live restore: containers keep running; the next boxnetd adopts them.
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    log.info("boxnetd %s listening on %s (state in %s)", os.getpid(), socket_path, args.root)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        server.server_close()
+        try:
+            os.unlink(socket_path)
+        except FileNotFoundError:
+            pass
+        engine.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

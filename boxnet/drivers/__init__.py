@@ -1,0 +1,1 @@
+"""Network drivers: what a network of each kind means in kernel objects."""

@@ -1,0 +1,1 @@
+"""The controller: networks, containers, their attachments, and reconciliation with the kernel."""

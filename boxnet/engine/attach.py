@@ -1,0 +1,131 @@
+"""Joining a container's namespace to a network and leaving it: addresses, veth, published ports."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+
+from boxnet.drivers.bridge import mac_for, new_veth_name, random_mac
+from boxnet.engine.context import EngineContext
+from boxnet.engine.firewall import port_rules
+from boxnet.engine.undo import UndoStack
+from boxnet.errors import Conflict, ErrorList, Exhausted
+from boxnet.model.container import Container, Endpoint
+from boxnet.model.names import new_id
+from boxnet.model.network import Network
+from boxnet.model.ports import PortMapping
+
+log = logging.getLogger(__name__)
+
+EPHEMERAL_PORTS = (32768, 60999)
+
+
+def next_ifname(container: Container) -> str:
+    used = {e.ifname for e in container.endpoints.values()}
+    index = 0
+    while f"eth{index}" in used:
+        index += 1
+    return f"eth{index}"
+
+
+class Attacher:
+    def __init__(self, ctx: EngineContext) -> None:
+        self.ctx = ctx
+        self.registry = ctx.registry
+
+    def attach(
+        self, container: Container, network: Network, settings: dict, default_route: bool, undo: UndoStack
+    ) -> Endpoint:
+        """Leases addresses, records the endpoint, then makes the veth; each step registered on undo."""
+        endpoint = Endpoint(
+            network_id=network.id, endpoint_id=new_id(), ifname=next_ifname(container),
+            host_veth=new_veth_name(), aliases=list(settings.get("aliases", [])),
+            requested_ipv4=settings.get("ipv4", ""),
+        )  # fmt: skip
+        if network.ipv4_subnets:
+            endpoint.ipv4 = self.registry.allocate(network, 4, endpoint.requested_ipv4)
+            undo.push("ipv4 lease", lambda: self.registry.release(network.id, endpoint.ipv4))
+            endpoint.gateway4 = network.ipv4_subnets[0].gateway
+        if network.enable_ipv6 and network.ipv6_subnets:
+            endpoint.ipv6 = self.registry.allocate(network, 6, settings.get("ipv6", ""))
+            undo.push("ipv6 lease", lambda: self.registry.release(network.id, endpoint.ipv6))
+            endpoint.gateway6 = network.ipv6_subnets[0].gateway
+        endpoint.mac = mac_for(endpoint.ipv4) if endpoint.ipv4 else random_mac()
+        # The ledger first: a crash after this line leaves a record naming the veth to clean up.
+        container.endpoints[network.id] = endpoint
+        self.registry.save_container(container)
+        undo.push("endpoint record", lambda: self._forget(container, network.id))
+        undo.push("veth", lambda: self.ctx.bridge.leave(endpoint))
+        self.ctx.bridge.join(network, endpoint, container.sandbox_key, default_route)
+        return endpoint
+
+    def _forget(self, container: Container, network_id: str) -> None:
+        container.endpoints.pop(network_id, None)
+        self.registry.save_container(container)
+
+    def detach(self, container: Container, network_id: str, errors: ErrorList) -> None:
+        """Best effort: the veth goes, the leases are released, the record forgets the endpoint."""
+        endpoint = container.endpoints.get(network_id)
+        if endpoint is None:
+            return
+        errors.attempt(f"delete {endpoint.host_veth}", self.ctx.bridge.leave, endpoint)
+        self.registry.release(network_id, endpoint.ipv4)
+        self.registry.release(network_id, endpoint.ipv6)
+        container.endpoints.pop(network_id, None)
+
+    # ---- published ports ---------------------------------------------------------------------------
+    def published_elsewhere(self, container: Container) -> list[PortMapping]:
+        return [
+            p
+            for other in self.registry.containers.values()
+            if other.id != container.id and other.state.status == "running"
+            for p in other.published_ports
+        ]
+
+    def assign_host_ports(self, container: Container) -> None:
+        """Chooses free ports for `-p CONTAINERPORT` and rejects clashes with ports already published."""
+        taken = self.published_elsewhere(container)
+        resolved: list[PortMapping] = []
+        for mapping in container.ports:
+            if mapping.host_port:
+                for other in taken + resolved:
+                    if mapping.clashes_with(other):
+                        where = mapping.host_ip or "0.0.0.0"
+                        raise Conflict(
+                            f"Bind for {where}:{mapping.host_port}/{mapping.protocol} failed: port is already "
+                            "allocated"
+                        )
+                resolved.append(mapping)
+                continue
+            resolved.append(self._free_port(mapping, taken + resolved))
+        container.published_ports = resolved
+
+    @staticmethod
+    def _free_port(mapping: PortMapping, taken: list[PortMapping]) -> PortMapping:
+        used = {p.host_port for p in taken if p.protocol == mapping.protocol}
+        low, high = EPHEMERAL_PORTS
+        start = random.randint(low, high)
+        for offset in range(high - low + 1):
+            port = low + (start - low + offset) % (high - low + 1)
+            if port not in used:
+                return PortMapping(mapping.container_port, mapping.protocol, mapping.host_ip, port)
+        raise Exhausted(f"no free host port left for {mapping.protocol}")
+
+    def publish(self, container: Container, undo: UndoStack) -> None:
+        endpoint = container.endpoints.get(container.port_network)
+        if not container.published_ports or endpoint is None or not endpoint.ipv4:
+            return
+        rules = port_rules(container, endpoint.ipv4)
+        self.ctx.firewall.add_ports(rules)
+        undo.push("published ports", lambda: self.ctx.firewall.remove_ports(rules))
+
+    def unpublish(self, container: Container, errors: ErrorList) -> None:
+        endpoint = container.endpoints.get(container.port_network)
+        if container.published_ports and endpoint is not None and endpoint.ipv4:
+            errors.attempt("remove published ports", self.ctx.firewall.remove_ports,
+                           port_rules(container, endpoint.ipv4))  # fmt: skip
+
+
+def address_of(cidr: str) -> str:
+    return str(ipaddress.ip_interface(cidr).ip) if cidr else ""

@@ -1,0 +1,72 @@
+"""Keeps boxnet's nftables table in step with the registry: incremental changes, or a full rebuild."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from boxnet.engine.registry import Registry
+from boxnet.firewall import ruleset
+from boxnet.kernel import nft
+from boxnet.model.container import Container
+from boxnet.model.network import Network
+
+log = logging.getLogger(__name__)
+
+
+def network_rules(network: Network) -> ruleset.NetworkRules:
+    assert network.bridge
+    return ruleset.NetworkRules(
+        network_id=network.id,
+        bridge=network.bridge,
+        subnets4=tuple(s.subnet for s in network.ipv4_subnets),
+        subnets6=tuple(s.subnet for s in network.ipv6_subnets),
+        internal=network.internal,
+        icc=network.icc,
+        masquerade=network.masquerade,
+    )
+
+
+def port_rules(container: Container, target_ip: str) -> list[ruleset.PortRule]:
+    """The DNAT entries for a container's published ports, towards its address on one network."""
+    address = str(ipaddress.ip_interface(target_ip).ip)
+    return [
+        ruleset.PortRule(p.protocol, p.host_port, address, p.container_port, p.host_ip, container.id)
+        for p in container.published_ports
+        if not p.host_ip or ipaddress.ip_address(p.host_ip).version == 4
+    ]
+
+
+def desired_port_rules(registry: Registry) -> list[ruleset.PortRule]:
+    """Every published port of every running container, as the ledger records it."""
+    rules: list[ruleset.PortRule] = []
+    for container in registry.containers.values():
+        endpoint = container.endpoints.get(container.port_network)
+        if container.state.status == "running" and endpoint and endpoint.ipv4:
+            rules += port_rules(container, endpoint.ipv4)
+    return rules
+
+
+class Firewall:
+    def rebuild(self, networks: list[Network], ports: list[ruleset.PortRule]) -> None:
+        nft.run(ruleset.full([network_rules(n) for n in networks if n.bridge], ports))
+
+    def add_network(self, network: Network) -> None:
+        nft.run(ruleset.add_network(network_rules(network)))
+
+    def remove_network(self, network: Network) -> None:
+        nft.run(ruleset.remove_network(network_rules(network)))
+
+    def add_ports(self, ports: list[ruleset.PortRule]) -> None:
+        if ports:
+            nft.run(ruleset.add_ports(ports))
+
+    def remove_ports(self, ports: list[ruleset.PortRule]) -> None:
+        if ports:
+            nft.run(ruleset.remove_ports(ports))
+
+    def table_present(self) -> bool:
+        return nft.list_table(ruleset.FAMILY, ruleset.TABLE) is not None
+
+    def delete(self) -> None:
+        nft.run(ruleset.delete_table())

@@ -1,0 +1,150 @@
+"""Network lifecycle: create, remove, prune, and the predefined bridge, host and none networks."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from datetime import UTC, datetime
+
+from boxnet.engine.context import EngineContext
+from boxnet.engine.firewall import desired_port_rules
+from boxnet.engine.undo import UndoStack
+from boxnet.errors import Conflict, Forbidden, InvalidArgument
+from boxnet.ipam import pools
+from boxnet.kernel import links
+from boxnet.kernel.nft import NftError
+from boxnet.model.names import new_id
+from boxnet.model.network import (
+    OPT_BRIDGE_NAME,
+    OPT_DEFAULT_BRIDGE,
+    PREDEFINED,
+    Network,
+    NetworkRequest,
+    SubnetConfig,
+    parse_subnet,
+)
+
+log = logging.getLogger(__name__)
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class NetworkService:
+    def __init__(self, ctx: EngineContext) -> None:
+        self.ctx = ctx
+        self.registry = ctx.registry
+
+    def _subnets_in_use(self) -> list[pools.IPNetwork]:
+        taken = [s.network for n in self.registry.networks.values() for s in n.subnets]
+        ours = {s.network for n in self.registry.networks.values() for s in n.subnets}
+        taken += [route for route in links.route_networks() if route not in ours]
+        return taken
+
+    def _build(self, request: NetworkRequest, network_id: str) -> Network:
+        in_use = self._subnets_in_use()
+        subnets: list[SubnetConfig] = []
+        for index, raw in enumerate(request.subnets):
+            subnet = parse_subnet(raw)
+            for other in in_use:
+                if other.version == subnet.version and other.overlaps(subnet):
+                    raise Conflict(f"subnet {subnet} overlaps with {other}, which is already in use")
+            gateway = request.gateways[index] if index < len(request.gateways) else ""
+            ip_range = request.ip_ranges[index] if index < len(request.ip_ranges) else None
+            subnets.append(SubnetConfig(str(subnet), gateway or str(pools.first_host(subnet)), ip_range or None))
+        if not any(s.network.version == 4 for s in subnets):
+            subnet = pools.choose_subnet(in_use)
+            subnets.insert(0, SubnetConfig(str(subnet), str(pools.first_host(subnet))))
+        if request.enable_ipv6 and not any(s.network.version == 6 for s in subnets):
+            subnet6 = pools.ula_subnet(network_id)
+            subnets.append(SubnetConfig(str(subnet6), str(pools.first_host(subnet6))))
+        bridge = request.options.get(OPT_BRIDGE_NAME) or f"br-{network_id[:12]}"
+        if bridge in self.registry.used_bridges():
+            raise Conflict(f"bridge name {bridge} is already used by another network")
+        if links.link_exists(bridge):
+            raise Conflict(f"an interface named {bridge} already exists and does not belong to boxnet")
+        return Network(
+            id=network_id, name=request.name, driver=request.driver, created=now(), subnets=subnets,
+            enable_ipv6=request.enable_ipv6, internal=request.internal, attachable=request.attachable,
+            options=dict(request.options), labels=dict(request.labels), bridge=bridge,
+        )  # fmt: skip
+
+    def create(self, request: NetworkRequest) -> Network:
+        request.validate()
+        with self.ctx.lock:
+            if self.registry.network_by_name(request.name):
+                raise Conflict(f"network with name {request.name} already exists")
+            network = self._build(request, new_id())
+            with UndoStack() as undo:
+                self.registry.save_network(network)
+                undo.push("record", lambda: self.registry.drop_network(network))
+                self.ctx.bridge.create(network)
+                undo.push("bridge", lambda: self.ctx.bridge.delete(network))
+                self.ctx.firewall.add_network(network)
+            log.info("created network %s (%s) on %s", network.name, network.subnets[0].subnet, network.bridge)
+            return network
+
+    def remove(self, ref: str) -> None:
+        with self.ctx.lock:
+            network = self.registry.find_network(ref)
+            if network.name in PREDEFINED:
+                raise Forbidden(f"{network.name} is a pre-defined network and cannot be removed")
+            users = self.registry.containers_on(network.id)
+            if users:
+                names = ", ".join(c.name for c in users)
+                raise Conflict(f"error while removing network: network {network.name} has active endpoints "
+                               f"({names})")  # fmt: skip
+            self._teardown(network)
+            self.registry.drop_network(network)
+
+    def _teardown(self, network: Network) -> None:
+        if network.bridge:
+            try:
+                self.ctx.firewall.remove_network(network)
+            except NftError as exc:
+                # Part of it was already gone (a flushed ruleset, say): rebuild from what remains.
+                log.warning("incremental removal of %s's rules failed (%s); rebuilding the table", network.name, exc)
+                remaining = [n for n in self.registry.networks.values() if n.id != network.id]
+                self.ctx.firewall.rebuild(remaining, desired_port_rules(self.registry))
+            self.ctx.bridge.delete(network)
+
+    def prune(self) -> list[str]:
+        removed = []
+        with self.ctx.lock:
+            for network in list(self.registry.networks.values()):
+                if network.name in PREDEFINED or self.registry.containers_on(network.id):
+                    continue
+                self._teardown(network)
+                self.registry.drop_network(network)
+                removed.append(network.name)
+        return removed
+
+    def ensure_predefined(self) -> None:
+        """The default `bridge` network on boxnet0, and `host` and `none`, made at first start."""
+        with self.ctx.lock:
+            for name, driver in (("host", "host"), ("none", "null")):
+                if not self.registry.network_by_name(name):
+                    self.registry.save_network(Network(id=new_id(), name=name, driver=driver, created=now()))
+            if self.registry.network_by_name("bridge"):
+                return
+            network_id = new_id()
+            preferred = ipaddress.ip_network("172.17.0.0/16")
+            in_use = self._subnets_in_use()
+            subnet = preferred
+            if any(preferred.overlaps(other) for other in in_use if other.version == 4):
+                subnet = pools.choose_subnet(in_use)
+            bridge = self.ctx.config.default_bridge
+            if links.link_exists(bridge):
+                raise InvalidArgument(f"an interface named {bridge} exists and is not boxnet's; remove it first")
+            network = Network(
+                id=network_id, name="bridge", driver="bridge", created=now(),
+                subnets=[SubnetConfig(str(subnet), str(pools.first_host(subnet)))],
+                options={OPT_DEFAULT_BRIDGE: "true", OPT_BRIDGE_NAME: bridge}, bridge=bridge,
+            )  # fmt: skip
+            with UndoStack() as undo:
+                self.registry.save_network(network)
+                undo.push("record", lambda: self.registry.drop_network(network))
+                self.ctx.bridge.create(network)
+                undo.push("bridge", lambda: self.ctx.bridge.delete(network))
+                self.ctx.firewall.add_network(network)

@@ -1,0 +1,114 @@
+"""Bringing the kernel back in line with the ledger: at start-up (live restore) and on demand.
+
+Running containers whose shim is alive are adopted; the ones that died while the daemon was away are marked
+exited and their network released; what a crash left half-made is undone; missing bridges, veths and rules
+are made again. Networks removed by the user stay removed: only what the ledger records comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from boxnet.engine.containers import ContainerService
+from boxnet.engine.context import EngineContext
+from boxnet.engine.firewall import desired_port_rules
+from boxnet.engine.networks import now
+from boxnet.kernel import links, netns
+from boxnet.model.container import Container
+from boxnet.runtime.launcher import proc_start_time
+from boxnet.runtime.monitor import read_exit_status
+
+log = logging.getLogger(__name__)
+
+
+def shim_alive(container: Container) -> bool:
+    state = container.state
+    return bool(state.shim_pid) and proc_start_time(state.shim_pid) == state.shim_start_time
+
+
+class Reconciler:
+    def __init__(self, ctx: EngineContext, containers: ContainerService) -> None:
+        self.ctx = ctx
+        self.registry = ctx.registry
+        self.containers = containers
+
+    def at_startup(self) -> dict[str, list[str]]:
+        """Adopts survivors, settles the dead, repairs the kernel. Returns what it did, for the log."""
+        report: dict[str, list[str]] = {"adopted": [], "exited": [], "cleaned": [], "repaired": []}
+        with self.ctx.lock:
+            for container in list(self.registry.containers.values()):
+                if container.state.status == "running":
+                    if shim_alive(container) and (not container.sandbox_key
+                                                  or netns.is_pinned(container.sandbox_key)
+                                                  or container.shares_netns_with):  # fmt: skip
+                        report["adopted"].append(container.name)
+                        continue
+                    self._settle_dead(container)
+                    report["exited"].append(container.name)
+                elif container.endpoints or container.sandbox_key:
+                    errors = self.containers.release_network(container)
+                    self.registry.save_container(container)
+                    report["cleaned"].append(container.name + (f" ({errors.errors})" if errors else ""))
+            report["repaired"] = self.repair()
+            self._sweep_netns_dir()
+        for container in list(self.registry.containers.values()):
+            if container.state.status == "running" and not self.containers.monitor.watch(
+                container.id, container.state.shim_pid
+            ):
+                self.containers._on_shim_exit(container.id)
+        return report
+
+    def _settle_dead(self, container: Container) -> None:
+        exit_code, error = read_exit_status(self.ctx.config.container_dir(container.id))
+        self.containers.release_network(container)
+        state = container.state
+        state.status, state.exit_code, state.pid, state.shim_pid = "exited", exit_code, 0, 0
+        state.finished_at, state.error = now(), error
+        self.registry.save_container(container)
+        if container.auto_remove:
+            self.registry.drop_container(container)
+
+    def repair(self) -> list[str]:
+        """Makes missing bridges, veths and rules again, from the ledger. Idempotent."""
+        repaired: list[str] = []
+        with self.ctx.lock:
+            self.ctx.firewall.rebuild(list(self.registry.networks.values()), [])
+            for network in self.registry.networks.values():
+                if network.bridge:
+                    if not links.link_exists(network.bridge):
+                        repaired.append(f"bridge {network.bridge}")
+                    self.ctx.bridge.create(network)
+            for container in self.registry.containers.values():
+                if container.state.status != "running":
+                    continue
+                for endpoint in container.endpoints.values():
+                    network = self.registry.networks.get(endpoint.network_id)
+                    if network is None or network.bridge is None:
+                        continue
+                    if links.ensure_master(endpoint.host_veth, network.bridge):
+                        continue
+                    if container.sandbox_key and netns.is_pinned(container.sandbox_key):
+                        # Both ends went together; the addresses come back from the ledger.
+                        netns.run_in(container.sandbox_key, _delete_if_present, endpoint.ifname)
+                        first = next(iter(container.endpoints)) == endpoint.network_id
+                        self.ctx.bridge.join(network, endpoint, container.sandbox_key, first)
+                        repaired.append(f"veth {endpoint.host_veth} of {container.name}")
+            self.ctx.firewall.rebuild(list(self.registry.networks.values()), desired_port_rules(self.registry))
+        return repaired
+
+    def _sweep_netns_dir(self) -> None:
+        """Namespace files in boxnet's own directory that no record names were left by a crash."""
+        directory = self.ctx.config.netns_dir
+        if not os.path.isdir(directory):
+            return
+        known = {c.sandbox_key for c in self.registry.containers.values() if c.sandbox_key}
+        for entry in os.listdir(directory):
+            path = os.path.join(directory, entry)
+            if path not in known:
+                netns.remove(path)
+
+
+def _delete_if_present(ifname: str) -> None:
+    if links.link_exists(ifname):
+        links.delete_link(ifname)
