@@ -1,0 +1,224 @@
+"""A sandbox host for integration tests and the demo.
+
+    outside (ns)  bridge "seg": 198.51.100.1/24, 203.0.113.1/24; web server on 203.0.113.80:80
+      |-- veth -- host (ns): uplink0 198.51.100.2/24, default via 198.51.100.1, runs boxnetd
+      |-- veth -- attacker (ns): 198.51.100.66/24, routes every container subnet via the host
+
+Nothing here has a route to the machine's real interfaces: every packet stays inside these namespaces.
+The baseline (links, nft table, namespace files, processes' network namespaces) is taken once the daemon is
+up, and `assert_no_leaks` compares against it after the test removed what it made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from boxnet.cli.client import Client
+
+OUTSIDE_GW = "198.51.100.1"
+HOST_ADDR = "198.51.100.2"
+ATTACKER_ADDR = "198.51.100.66"
+WEB_ADDR = "203.0.113.80"
+DNS_ADDR = "203.0.113.53"
+
+WEB_SERVER = r"""
+import http.server, socketserver, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = self.client_address[0].encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+socketserver.TCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer((sys.argv[1], 80), H).serve_forever()
+"""
+
+
+def sh(*args: str, check: bool = True, timeout: float = 30, input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), capture_output=True, text=True, check=check, timeout=timeout, input=input)
+
+
+def netns_inodes() -> set[int]:
+    """The network namespaces some process is in right now."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                found.add(os.stat(f"/proc/{entry}/ns/net").st_ino)
+            except OSError:
+                continue
+    return found
+
+
+@dataclass
+class Sandbox:
+    tag: str = field(default_factory=lambda: "bx" + secrets.token_hex(3))
+    extra_daemon_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.host = f"{self.tag}-host"
+        self.outside = f"{self.tag}-out"
+        self.attacker = f"{self.tag}-atk"
+        self.root = tempfile.mkdtemp(prefix=f"boxnet-{self.tag}-")
+        self.registry = os.path.join(self.root, "netns-registry")
+        self.socket = os.path.join(self.root, "boxnet.sock")
+        self.resolv_conf = os.path.join(self.root, "host-resolv.conf")
+        self.daemon: subprocess.Popen | None = None
+        self.helpers: list[subprocess.Popen] = []
+        self.client = Client(self.socket, timeout=120)
+        self._processes_before: set[int] = set()
+
+    # ---- set-up ------------------------------------------------------------------------------------
+    def start(self) -> Sandbox:
+        self._processes_before = netns_inodes()
+        for ns in (self.host, self.outside, self.attacker):
+            sh("ip", "netns", "add", ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        o = ("ip", "-n", self.outside)
+        sh(*o, "link", "add", "seg", "type", "bridge")
+        sh(*o, "addr", "add", f"{OUTSIDE_GW}/24", "dev", "seg")
+        sh(*o, "addr", "add", "203.0.113.1/24", "dev", "seg")
+        sh(*o, "addr", "add", f"{WEB_ADDR}/32", "dev", "lo")
+        sh(*o, "addr", "add", f"{DNS_ADDR}/32", "dev", "lo")
+        sh(*o, "link", "set", "seg", "up")
+        for ns, ifname, address in ((self.host, "uplink0", HOST_ADDR), (self.attacker, "eth0", ATTACKER_ADDR)):
+            sh(*o, "link", "add", f"to-{ns[-4:]}", "type", "veth", "peer", "name", ifname, "netns", ns)
+            sh(*o, "link", "set", f"to-{ns[-4:]}", "master", "seg", "up")
+            sh("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", ifname)
+            sh("ip", "-n", ns, "link", "set", ifname, "up")
+        sh("ip", "-n", self.host, "route", "add", "default", "via", OUTSIDE_GW)
+        sh("ip", "-n", self.attacker, "route", "add", "default", "via", OUTSIDE_GW)
+        # The neighbour that routes container subnets through the host, as a hostile LAN peer would.
+        for prefix in ("172.16.0.0/12", "192.168.0.0/16", "10.0.0.0/8"):
+            sh("ip", "-n", self.attacker, "route", "add", prefix, "via", HOST_ADDR)
+        with open(self.resolv_conf, "w") as handle:
+            handle.write(f"nameserver 127.0.0.53\nnameserver {DNS_ADDR}\nsearch example.test\noptions edns0\n")
+        self.helpers.append(self.spawn_in(self.outside, sys.executable, "-c", WEB_SERVER, WEB_ADDR))
+        self.start_daemon()
+        self.baseline = self.kernel_state()
+        return self
+
+    def spawn_in(self, ns: str, *argv: str) -> subprocess.Popen:
+        return subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+
+    def daemon_argv(self) -> list[str]:
+        return ["nsenter", f"--net=/run/netns/{self.host}", sys.executable, "-m", "boxnet.daemon.main",
+                "--root", self.root, "--netns-registry", self.registry, "--resolv-conf", self.resolv_conf]  # fmt: skip
+
+    def start_daemon(self, timeout: float = 20) -> None:
+        env = {**os.environ, "BOXNET_ROOT": self.root, **self.extra_daemon_env}
+        log = open(os.path.join(self.root, "boxnetd.log"), "ab")
+        self.daemon = subprocess.Popen(self.daemon_argv(), env=env, stdout=log, stderr=log,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.daemon.poll() is not None:
+                raise RuntimeError(f"boxnetd exited with {self.daemon.returncode}:\n{self.daemon_log()}")
+            if os.path.exists(self.socket):
+                try:
+                    self.client.get("/_ping")
+                    return
+                except Exception:
+                    self.client.close()
+            time.sleep(0.05)
+        raise RuntimeError(f"boxnetd did not answer within {timeout}s:\n{self.daemon_log()}")
+
+    def kill_daemon(self, sig: int = signal.SIGKILL) -> None:
+        self.client.close()
+        if self.daemon and self.daemon.poll() is None:
+            self.daemon.send_signal(sig)
+            self.daemon.wait(timeout=30)
+
+    def daemon_log(self) -> str:
+        try:
+            with open(os.path.join(self.root, "boxnetd.log"), errors="replace") as handle:
+                return handle.read()[-5000:]
+        except OSError:
+            return ""
+
+    # ---- doing things ------------------------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "BOXNET_HOST": f"unix://{self.socket}"}
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 60, input: str | None = None
+            ) -> subprocess.CompletedProcess:  # fmt: skip
+        """The real CLI, as a user runs it."""
+        result = subprocess.run([sys.executable, "-m", "boxnet.cli.main", *args], capture_output=True, text=True,
+                                env=self.env(), timeout=timeout, input=input)  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(f"boxnet {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+        return result
+
+    def in_host(self, *argv: str, check: bool = False, timeout: float = 30) -> subprocess.CompletedProcess:
+        return sh("ip", "netns", "exec", self.host, *argv, check=check, timeout=timeout)
+
+    def in_ns(self, ns: str, *argv: str, check: bool = False, timeout: float = 30) -> subprocess.CompletedProcess:
+        return sh("ip", "netns", "exec", ns, *argv, check=check, timeout=timeout)
+
+    def inspect(self, name: str) -> dict:
+        return self.client.get(f"/containers/{name}/json")
+
+    def ip_of(self, name: str, network: str | None = None) -> str:
+        networks = self.inspect(name)["NetworkSettings"]["Networks"]
+        return networks[network or next(iter(networks))]["IPAddress"]
+
+    def in_container(self, name: str, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        return self.cli("exec", name, *argv, check=False, timeout=timeout)
+
+    # ---- leaks -------------------------------------------------------------------------------------
+    def kernel_state(self) -> dict:
+        links = sorted(json.loads(self.in_host("ip", "-j", "link", "show", check=True).stdout),
+                       key=lambda link: link["ifname"])  # fmt: skip
+        table = self.in_host("nft", "-s", "list", "table", "inet", "boxnet").stdout
+        return {
+            "links": [link["ifname"] for link in links],
+            "nft": [line.strip() for line in table.splitlines() if line.strip()],
+            "netns_files": sorted(os.listdir(os.path.join(self.root, "netns"))),
+            "registered": sorted(os.listdir(self.registry)) if os.path.isdir(self.registry) else [],
+            "addresses": sorted(
+                (link["ifname"], a["local"], a["prefixlen"])
+                for link in json.loads(self.in_host("ip", "-j", "addr", check=True).stdout)
+                for a in link.get("addr_info", [])
+            ),
+        }
+
+    def remove_everything(self) -> None:
+        """Removes the test's containers and networks through the API, as a user would."""
+        for container in self.client.get("/containers/json", all=1):
+            self.client.delete(f"/containers/{container['Id']}", force=1)
+        self.client.post("/networks/prune")
+
+    def assert_no_leaks(self) -> None:
+        after = self.kernel_state()
+        for key, before in self.baseline.items():
+            assert after[key] == before, f"leak in {key}:\nbefore: {before}\nafter:  {after[key]}"
+
+    # ---- tear-down ---------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self.kill_daemon(signal.SIGTERM)
+        for helper in self.helpers:
+            if helper.poll() is None:
+                os.killpg(helper.pid, signal.SIGKILL)
+                helper.wait()
+        for ns in (self.attacker, self.host, self.outside):
+            sh("ip", "netns", "del", ns, check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def leaked_process_namespaces(self) -> set[int]:
+        """Network namespaces that processes are in now and were not in before the sandbox started."""
+        deadline = time.monotonic() + 5
+        while True:
+            extra = netns_inodes() - self._processes_before
+            if not extra or time.monotonic() > deadline:
+                return extra
+            time.sleep(0.1)

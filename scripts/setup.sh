@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Idempotent set-up: the Debian packages boxnet and its tests use, and a venv with boxnet installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(nftables libnftables1 iproute2 util-linux procps iputils-ping tcpdump iperf3 dnsutils curl
+          busybox-static python3-venv)
+missing=()
+for package in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+if ! .venv/bin/python -c "import boxnet, pyroute2, pytest, docker, hypothesis" 2>/dev/null \
+   || [ pyproject.toml -nt .venv/.installed ]; then
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  touch .venv/.installed
+fi
+echo "setup: ok (.venv/bin/boxnet, .venv/bin/boxnetd)"
