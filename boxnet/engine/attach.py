@@ -58,6 +58,9 @@ class Attacher:
         undo.push("endpoint record", lambda: self._forget(container, network.id))
         undo.push("veth", lambda: self.ctx.bridge.leave(endpoint))
         self.ctx.bridge.join(network, endpoint, container.sandbox_key, default_route)
+        if not network.icc:
+            self.ctx.firewall.add_icc_off_port(endpoint.host_veth)
+            undo.push("icc-off port", lambda: self.ctx.firewall.remove_icc_off_port(endpoint.host_veth))
         return endpoint
 
     def _forget(self, container: Container, network_id: str) -> None:
@@ -69,6 +72,9 @@ class Attacher:
         endpoint = container.endpoints.get(network_id)
         if endpoint is None:
             return
+        network = self.registry.networks.get(network_id)
+        if network is not None and not network.icc:
+            errors.attempt("icc-off port", self.ctx.firewall.remove_icc_off_port, endpoint.host_veth)
         errors.attempt(f"delete {endpoint.host_veth}", self.ctx.bridge.leave, endpoint)
         self.registry.release(network_id, endpoint.ipv4)
         self.registry.release(network_id, endpoint.ipv6)

@@ -196,7 +196,7 @@ class ContainerService:
             path = os.path.join(config.netns_dir, container.short_id)
             container.sandbox_key = path
             self.registry.save_container(container)  # the ledger names the namespace before it exists
-            netns.create(path, setup=links.bring_up_loopback)
+            netns.create(path, setup=links.prepare_container_namespace)
             undo.push("network namespace", lambda: netns.remove(path))
         if mode not in NETNS_MODES and not shared:
             self.attacher.assign_host_ports(container)

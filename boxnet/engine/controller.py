@@ -34,7 +34,7 @@ class Engine:
         """Live restore: adopt what survived, settle what did not, repair the kernel, then serve."""
         self.containers.monitor.start()
         # The table's skeleton must exist before a network adds its chain to it.
-        self.ctx.firewall.rebuild(list(self.registry.networks.values()), [])
+        self.ctx.firewall.rebuild(self.registry)
         self.networks.ensure_predefined()
         report = self.reconciler.at_startup()
         log.info("started: %s", {k: v for k, v in report.items() if v})

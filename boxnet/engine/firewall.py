@@ -47,9 +47,29 @@ def desired_port_rules(registry: Registry) -> list[ruleset.PortRule]:
     return rules
 
 
+def desired_icc_off_ports(registry: Registry) -> list[str]:
+    """The host-side veths of running containers on networks with icc off."""
+    return [
+        endpoint.host_veth
+        for container in registry.containers.values()
+        if container.state.status == "running"
+        for endpoint in container.endpoints.values()
+        if (network := registry.networks.get(endpoint.network_id)) is not None and not network.icc
+    ]
+
+
 class Firewall:
-    def rebuild(self, networks: list[Network], ports: list[ruleset.PortRule]) -> None:
-        nft.run(ruleset.full([network_rules(n) for n in networks if n.bridge], ports))
+    def rebuild(self, registry: Registry, without: Network | None = None) -> None:
+        """Replaces both tables with what the ledger says, in one transaction (optionally less one network)."""
+        networks = [n for n in registry.networks.values() if n.bridge and (without is None or n.id != without.id)]
+        nft.run(ruleset.full([network_rules(n) for n in networks], desired_port_rules(registry),
+                             desired_icc_off_ports(registry)))  # fmt: skip
+
+    def add_icc_off_port(self, veth: str) -> None:
+        nft.run(ruleset.add_icc_off_ports([veth]))
+
+    def remove_icc_off_port(self, veth: str) -> None:
+        nft.run(ruleset.remove_icc_off_ports([veth]))
 
     def add_network(self, network: Network) -> None:
         nft.run(ruleset.add_network(network_rules(network)))

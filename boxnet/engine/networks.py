@@ -7,7 +7,6 @@ import logging
 from datetime import UTC, datetime
 
 from boxnet.engine.context import EngineContext
-from boxnet.engine.firewall import desired_port_rules
 from boxnet.engine.undo import UndoStack
 from boxnet.errors import Conflict, Forbidden, InvalidArgument
 from boxnet.ipam import pools
@@ -105,8 +104,7 @@ class NetworkService:
             except NftError as exc:
                 # Part of it was already gone (a flushed ruleset, say): rebuild from what remains.
                 log.warning("incremental removal of %s's rules failed (%s); rebuilding the table", network.name, exc)
-                remaining = [n for n in self.registry.networks.values() if n.id != network.id]
-                self.ctx.firewall.rebuild(remaining, desired_port_rules(self.registry))
+                self.ctx.firewall.rebuild(self.registry, without=network)
             self.ctx.bridge.delete(network)
 
     def prune(self) -> list[str]:

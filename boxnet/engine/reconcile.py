@@ -12,7 +12,6 @@ import os
 
 from boxnet.engine.containers import ContainerService
 from boxnet.engine.context import EngineContext
-from boxnet.engine.firewall import desired_port_rules
 from boxnet.engine.networks import now
 from boxnet.kernel import links, netns
 from boxnet.model.container import Container
@@ -73,7 +72,6 @@ class Reconciler:
         """Makes missing bridges, veths and rules again, from the ledger. Idempotent."""
         repaired: list[str] = []
         with self.ctx.lock:
-            self.ctx.firewall.rebuild(list(self.registry.networks.values()), [])
             for network in self.registry.networks.values():
                 if network.bridge:
                     if not links.link_exists(network.bridge):
@@ -94,7 +92,7 @@ class Reconciler:
                         first = next(iter(container.endpoints)) == endpoint.network_id
                         self.ctx.bridge.join(network, endpoint, container.sandbox_key, first)
                         repaired.append(f"veth {endpoint.host_veth} of {container.name}")
-            self.ctx.firewall.rebuild(list(self.registry.networks.values()), desired_port_rules(self.registry))
+            self.ctx.firewall.rebuild(self.registry)
         return repaired
 
     def _sweep_netns_dir(self) -> None:

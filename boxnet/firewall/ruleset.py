@@ -29,6 +29,9 @@ from dataclasses import dataclass
 FAMILY = "inet"
 TABLE = "boxnet"
 T = f"{FAMILY} {TABLE}"
+# Frames between two ports of one bridge never reach the inet hooks unless br_netfilter is on, so what must
+# hold inside a network (icc off) is enforced at the bridge layer, which sees every such frame.
+TB = f"bridge {TABLE}"
 PROTOCOLS = ("tcp", "udp", "sctp")
 _SAFE_IFNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,15}$")
 
@@ -116,6 +119,12 @@ def skeleton() -> list[str]:
         f'add rule {T} postrouting ip6 saddr @masq6 oifname != @bridges masquerade comment "outbound"',
         f"add rule {T} forward oifname vmap @fwd_out",
         f"add rule {T} forward iifname vmap @fwd_in",
+        f"add table {TB}",
+        # Ports (host-side veths) of networks with icc off: a bridged frame leaves by a port of the same bridge,
+        # so its ingress port alone decides. (`meta ibrname` would say it directly, but not every kernel has it.)
+        f"add set {TB} icc_off_ports {{ type ifname; }}",
+        f"add chain {TB} forward {{ type filter hook forward priority filter; policy accept; }}",
+        f'add rule {TB} forward iifname @icc_off_ports meta protocol {{ ip, ip6 }} counter drop comment "icc off"',
     ]
 
 
@@ -166,6 +175,14 @@ def remove_network(net: NetworkRules) -> list[str]:
     return commands
 
 
+def add_icc_off_ports(veths: list[str]) -> list[str]:
+    return [f"add element {TB} icc_off_ports {{ {', '.join(_ifname(v) for v in veths)} }}"] if veths else []
+
+
+def remove_icc_off_ports(veths: list[str]) -> list[str]:
+    return [f"delete element {TB} icc_off_ports {{ {', '.join(_ifname(v) for v in veths)} }}"] if veths else []
+
+
 def add_ports(ports: list[PortRule]) -> list[str]:
     by_map: dict[str, list[str]] = {}
     for port in ports:
@@ -182,16 +199,17 @@ def remove_ports(ports: list[PortRule]) -> list[str]:
 
 def delete_table() -> list[str]:
     # `add` first makes the delete succeed whether or not the table exists.
-    return [f"add table {T}", f"delete table {T}"]
+    return [f"add table {T}", f"delete table {T}", f"add table {TB}", f"delete table {TB}"]
 
 
-def full(networks: list[NetworkRules], ports: list[PortRule]) -> list[str]:
-    """The whole desired ruleset, replacing whatever the table holds, in one transaction."""
+def full(networks: list[NetworkRules], ports: list[PortRule], icc_off_ports: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """The whole desired ruleset, replacing whatever the tables hold, in one transaction."""
     commands = delete_table() + skeleton()
     for net in networks:
         commands += add_network(net)
     if ports:
         commands += add_ports(ports)
+    commands += add_icc_off_ports(list(icc_off_ports))
     return commands
 
 

@@ -97,6 +97,9 @@ def create_veth(host_name: str, peer_name: str, peer_netns_path: str, bridge: st
             index = link_index(ipr, host_name)
             assert index is not None
             ipr.link("set", index=index, master=master, state="up")
+            # Hairpin: with br_netfilter, a container reaching its own published port is DNATed at the bridge
+            # and must leave through the port it came in by (Docker does the same without its proxy).
+            ipr.brport("set", index=index, mode=1)
             return index
     finally:
         os.close(fd)
@@ -141,7 +144,15 @@ def configure_container_interface(
                         raise
 
 
-def bring_up_loopback() -> None:
+def prepare_container_namespace() -> None:
+    """lo up; no duplicate address detection (a hairpin port reflects a container's own probes back to it,
+    which DAD would take for a duplicate)."""
+    for key in ("net/ipv6/conf/all/accept_dad", "net/ipv6/conf/default/accept_dad"):
+        try:
+            with open(f"/proc/sys/{key}", "w") as handle:
+                handle.write("0")
+        except OSError:
+            pass  # no IPv6 in this kernel
     with IPRoute() as ipr:
         ipr.link("set", index=1, state="up")
 

@@ -180,6 +180,7 @@ class Sandbox:
         links = sorted(json.loads(self.in_host("ip", "-j", "link", "show", check=True).stdout),
                        key=lambda link: link["ifname"])  # fmt: skip
         table = self.in_host("nft", "-s", "list", "table", "inet", "boxnet").stdout
+        table += self.in_host("nft", "-s", "list", "table", "bridge", "boxnet").stdout
         return {
             "links": [link["ifname"] for link in links],
             "nft": [line.strip() for line in table.splitlines() if line.strip()],

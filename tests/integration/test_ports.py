@@ -1,0 +1,71 @@
+"""Published ports, in the kernel: from outside, from the host, hairpin, 127.0.0.1-only, udp, conflicts."""
+
+from __future__ import annotations
+
+from test_connectivity import probe_from_container, probe_from_ns, run_server
+
+from boxnet.testing.sandbox import ATTACKER_ADDR, HOST_ADDR, Sandbox
+
+
+def test_published_port_from_outside_host_and_containers(sandbox: Sandbox) -> None:
+    sandbox.cli("network", "create", "front")
+    sandbox.cli("network", "create", "back")
+    run_server(sandbox, "web", "--network", "front", "-p", "8080:80")
+    # from a neighbour outside: the client's own address is preserved
+    assert probe_from_ns(sandbox, sandbox.attacker, HOST_ADDR, 8080) == ATTACKER_ADDR
+    # from the host itself, on its address and on 127.0.0.1
+    assert probe_from_ns(sandbox, sandbox.host, HOST_ADDR, 8080) is not None
+    assert probe_from_ns(sandbox, sandbox.host, "127.0.0.1", 8080) is not None
+    # hairpin: a container on the same network through the host's address; and one on another network
+    sandbox.cli("run", "-d", "--name", "same", "--network", "front", "sleep", "300")
+    sandbox.cli("run", "-d", "--name", "other", "--network", "back", "sleep", "300")
+    assert probe_from_container(sandbox, "same", HOST_ADDR, 8080) is not None
+    assert probe_from_container(sandbox, "other", HOST_ADDR, 8080) is not None
+    # the container reaching its own published port
+    assert probe_from_container(sandbox, "web", HOST_ADDR, 8080) is not None
+    # an unpublished port of the same container stays closed to the neighbour
+    assert probe_from_ns(sandbox, sandbox.attacker, sandbox.ip_of("web"), 80) is None
+    # removing the container removes the mapping
+    sandbox.cli("rm", "-f", "web")
+    assert probe_from_ns(sandbox, sandbox.attacker, HOST_ADDR, 8080, timeout=1) is None
+
+
+def test_port_published_on_loopback_is_not_reachable_from_a_neighbour(sandbox: Sandbox) -> None:
+    run_server(sandbox, "local", "-p", "127.0.0.1:8081:80")
+    assert probe_from_ns(sandbox, sandbox.host, "127.0.0.1", 8081) is not None
+    assert probe_from_ns(sandbox, sandbox.host, HOST_ADDR, 8081, timeout=1) is None
+    assert probe_from_ns(sandbox, sandbox.attacker, HOST_ADDR, 8081, timeout=1) is None
+    # a neighbour that sends packets for 127.0.0.1 to the host's MAC gets nothing either
+    sandbox.in_ns(sandbox.attacker, "ip", "route", "add", "127.0.0.1/32", "via", HOST_ADDR)
+    try:
+        assert probe_from_ns(sandbox, sandbox.attacker, "127.0.0.1", 8081, timeout=1) is None
+    finally:
+        sandbox.in_ns(sandbox.attacker, "ip", "route", "del", "127.0.0.1/32", "via", HOST_ADDR)
+
+
+def test_random_host_port_and_udp(sandbox: Sandbox) -> None:
+    run_server(sandbox, "anyport", "-p", "80")
+    binding = sandbox.inspect("anyport")["NetworkSettings"]["Ports"]["80/tcp"][0]
+    port = int(binding["HostPort"])
+    assert 32768 <= port <= 60999
+    assert probe_from_ns(sandbox, sandbox.attacker, HOST_ADDR, port) == ATTACKER_ADDR
+    echo = "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 5353))\n" \
+           "while True:\n d, a = s.recvfrom(2048); s.sendto(d.upper() + a[0].encode(), a)"
+    sandbox.cli("run", "-d", "--name", "udp", "-p", "5300:5353/udp", "python3", "-c", echo)
+    ask = ("python3", "-c", "import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+           "s.settimeout(1)\nfor i in range(20):\n try:\n  s.sendto(b'ping', (sys.argv[1], 5300)); "
+           "print(s.recv(100).decode()); break\n except OSError: pass")  # fmt: skip
+    assert sandbox.in_ns(sandbox.attacker, *ask, HOST_ADDR).stdout.strip() == "PING" + ATTACKER_ADDR
+
+
+def test_host_port_conflicts_are_clear_errors(sandbox: Sandbox) -> None:
+    sandbox.cli("run", "-d", "--name", "holder", "-p", "9090:80", "sleep", "300")
+    result = sandbox.cli("run", "-d", "--name", "clash", "-p", "9090:81", "sleep", "300", check=False)
+    assert result.returncode != 0 and "port is already allocated" in result.stderr
+    # another protocol, or another host address with an explicit IP, is no clash... except against 0.0.0.0
+    sandbox.cli("run", "-d", "--name", "udp-ok", "-p", "9090:80/udp", "sleep", "300")
+    result = sandbox.cli("run", "-d", "--name", "ip-clash", "-p", "127.0.0.1:9090:80", "sleep", "300",
+                         check=False)  # fmt: skip
+    assert result.returncode != 0 and "already allocated" in result.stderr
+    twice = sandbox.cli("run", "-d", "-p", "9191:80", "-p", "9191:81", "sleep", "300", check=False)
+    assert twice.returncode != 0 and "published twice" in twice.stderr
