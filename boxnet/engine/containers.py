@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from boxnet.engine import faults
 from boxnet.engine.attach import Attacher
 from boxnet.engine.context import EngineContext
 from boxnet.engine.networks import now
@@ -198,17 +199,21 @@ class ContainerService:
             self.registry.save_container(container)  # the ledger names the namespace before it exists
             netns.create(path, setup=links.prepare_container_namespace)
             undo.push("network namespace", lambda: netns.remove(path))
+            faults.check("start:after-netns")
         if mode not in NETNS_MODES and not shared:
             self.attacher.assign_host_ports(container)
             for index, (net_name, settings) in enumerate(container.requested_networks.items()):
                 network = self.registry.find_network(net_name)
                 self.attacher.attach(container, network, settings, default_route=index == 0, undo=undo)
+                faults.check("start:after-attach")
                 if index == 0:
                     container.port_network = network.id
             self.attacher.publish(container, undo)
+            faults.check("start:after-publish")
         spec = self._shim_spec(container, state_dir)
         shim_pid, shim_start, pid = launcher.spawn_shim(state_dir, spec)
         undo.push("container process", lambda: _kill_quietly(pid))
+        faults.check("start:after-process")
         if container.sandbox_key and not shared:
             container.netns_name = container.name
             if not netns.register(container.name, container.sandbox_key, config.netns_registry):

@@ -6,6 +6,7 @@ import ipaddress
 import logging
 from datetime import UTC, datetime
 
+from boxnet.engine import faults
 from boxnet.engine.context import EngineContext
 from boxnet.engine.undo import UndoStack
 from boxnet.errors import Conflict, Forbidden, InvalidArgument
@@ -80,7 +81,10 @@ class NetworkService:
                 undo.push("record", lambda: self.registry.drop_network(network))
                 self.ctx.bridge.create(network)
                 undo.push("bridge", lambda: self.ctx.bridge.delete(network))
+                faults.check("network:after-bridge")
                 self.ctx.firewall.add_network(network)
+                undo.push("rules", lambda: self.ctx.firewall.remove_network(network))
+                faults.check("network:after-rules")
             log.info("created network %s (%s) on %s", network.name, network.subnets[0].subnet, network.bridge)
             return network
 

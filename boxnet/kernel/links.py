@@ -115,6 +115,7 @@ def ensure_master(name: str, bridge: str) -> bool:
         link = ipr.get_links(index)[0]
         if link.get_attr("IFLA_MASTER") != master:
             ipr.link("set", index=index, master=master)
+            ipr.brport("set", index=index, mode=1)  # hairpin, as create_veth sets it
         ipr.link("set", index=index, state="up")
         return True
 
