@@ -62,13 +62,16 @@ def build_router(engine: Engine) -> Router:
         return Response(200, raw=b"OK", content_type="text/plain; charset=utf-8")
 
     def version(request: Request) -> Response:
+        details = {
+            "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "GitCommit": "",
+            "GoVersion": "python" + platform.python_version(), "Os": "linux",
+            "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
+            "KernelVersion": platform.release(), "BuildTime": "", "Experimental": "false",
+        }
         return Response(200, {
             "Platform": {"Name": "boxnet"},
-            "Components": [{"Name": "Engine", "Version": __version__, "Details": {"ApiVersion": API_VERSION}}],
-            "Version": __version__, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
-            "GitCommit": "", "GoVersion": "python" + platform.python_version(), "Os": "linux",
-            "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
-            "KernelVersion": platform.release(), "BuildTime": "",
+            "Components": [{"Name": "Engine", "Version": __version__, "Details": details}],
+            "Version": __version__, **{k: v for k, v in details.items() if k != "Experimental"},
         })  # fmt: skip
 
     def info(request: Request) -> Response:

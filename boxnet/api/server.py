@@ -5,6 +5,7 @@ A thread per connection keeps long requests (wait, logs -f, exec) from holding u
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -204,10 +205,8 @@ def make_handler(router: Router) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.flush()
             self.close_connection = True
-            try:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 stream.run(self.connection, self.rfile)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
 
     return ApiHandler
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -96,10 +97,8 @@ def exec_stream(engine: Engine, session: ExecSession) -> Stream:
             if not ready and process.poll() is not None and session.tty:
                 break
         engine.execs.finish(session)
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
 
     return Stream(run, upgrade=True, content_type=RAW if session.tty else MULTIPLEXED)
 
@@ -119,10 +118,8 @@ def _pump_input(rfile: Any, session: ExecSession) -> None:
         pass
     finally:
         if not session.tty and process.stdin:
-            try:
+            with contextlib.suppress(OSError):
                 process.stdin.close()
-            except OSError:
-                pass
 
 
 def finish_in_background(engine: Engine, session: ExecSession) -> None:

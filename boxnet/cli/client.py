@@ -93,7 +93,9 @@ class Client:
             sock = conn.sock  # kept before http.client lets go of it for a response it reads to the close
             response = conn.getresponse()
         except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise DaemonUnreachable(f"Cannot connect to the boxnet daemon at unix://{self.socket_path}: {exc}") from None
+            raise DaemonUnreachable(
+                f"Cannot connect to the boxnet daemon at unix://{self.socket_path}. Is boxnetd running? ({exc})"
+            ) from None
         if response.status >= 400:
             raise _error(response.status, response.read())
         assert sock is not None

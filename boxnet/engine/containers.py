@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -137,7 +138,7 @@ class ContainerService:
             ports = []  # Docker discards published ports in host mode: the ports are the host's already
         container_id = new_id()
         return Container(
-            id=container_id, name=name, created=now(), image=request.image if not rootfs else rootfs,
+            id=container_id, name=name, created=now(), image=rootfs if rootfs else request.image,
             rootfs=rootfs, cmd=list(request.cmd) or ["/bin/sh"], env=list(request.env),
             hostname=request.hostname or (socket.gethostname() if mode == "host" else container_id[:12]),
             network_mode=mode, ports=ports, cap_add=list(request.cap_add), cap_drop=list(request.cap_drop),
@@ -431,10 +432,8 @@ def parse_signal(sig: str | int) -> int:
 
 
 def _signal(pid: int, number: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, number)
-    except ProcessLookupError:
-        pass
 
 
 def _kill_quietly(pid: int) -> None:

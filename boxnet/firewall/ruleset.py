@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 FAMILY = "inet"
@@ -202,7 +203,7 @@ def delete_table() -> list[str]:
     return [f"add table {T}", f"delete table {T}", f"add table {TB}", f"delete table {TB}"]
 
 
-def full(networks: list[NetworkRules], ports: list[PortRule], icc_off_ports: tuple[str, ...] | list[str] = ()) -> list[str]:
+def full(networks: list[NetworkRules], ports: list[PortRule], icc_off_ports: Sequence[str] = ()) -> list[str]:
     """The whole desired ruleset, replacing whatever the tables hold, in one transaction."""
     commands = delete_table() + skeleton()
     for net in networks:

@@ -69,6 +69,15 @@ def prctl(option: int, arg2: int = 0) -> None:
     _check(_libc.prctl(option, ctypes.c_ulong(arg2), 0, 0, 0), f"prctl {option}")
 
 
+def drop_bounding_capabilities(keep: set[int] | list[int]) -> None:
+    """Removes every capability not in keep from the bounding set: what an exec'd root process can hold."""
+    with open("/proc/sys/kernel/cap_last_cap") as handle:
+        last_cap = int(handle.read())
+    for cap in range(last_cap + 1):
+        if cap not in keep:
+            prctl(PR_CAPBSET_DROP, cap)
+
+
 def pivot_root(new_root: str, put_old: str) -> None:
     SYS_pivot_root = 155  # x86_64
     _check(_libc.syscall(SYS_pivot_root, new_root.encode(), put_old.encode()), "pivot_root")

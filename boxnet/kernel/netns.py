@@ -7,6 +7,7 @@ thread end. Sockets made inside stay bound to that namespace wherever they are u
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -72,14 +73,10 @@ def create(path: str, setup: Callable[[], None] | None = None) -> None:
 
 def remove(path: str) -> None:
     """Unpins and deletes a namespace file; a missing one is not an error (teardown is idempotent)."""
-    try:
+    with contextlib.suppress(OSError):
         libc.umount(path, libc.MNT_DETACH)
-    except OSError:
-        pass
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def is_pinned(path: str) -> bool:

@@ -158,9 +158,8 @@ def validate_bridge_options(options: dict[str, str]) -> None:
             _parse_bool(key, value)
         elif key == OPT_BRIDGE_NAME:
             check_ifname(value, "bridge name")
-        elif key == OPT_MTU:
-            if not value.isdigit() or not 68 <= int(value) <= 65535:
-                raise InvalidArgument(f"option {key}: MTU {value!r} is not a number from 68 to 65535")
+        elif key == OPT_MTU and (not value.isdigit() or not 68 <= int(value) <= 65535):
+            raise InvalidArgument(f"option {key}: MTU {value!r} is not a number from 68 to 65535")
 
 
 def parse_subnet(raw: str) -> IPNetwork:

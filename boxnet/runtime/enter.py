@@ -24,10 +24,7 @@ def main() -> int:
     for fd, flag in fds:
         libc.setns(fd, flag)
         os.close(fd)
-    last_cap = int(open("/proc/sys/kernel/cap_last_cap").read())
-    for cap in range(last_cap + 1):
-        if cap not in keep:
-            libc.prctl(libc.PR_CAPBSET_DROP, cap)
+    libc.drop_bounding_capabilities(keep)
     child = os.fork()
     if child == 0:
         try:

@@ -30,12 +30,12 @@ def spawn_shim(state_dir: str, spec: dict) -> tuple[int, int, int]:
         json.dump(spec, handle)
     ready_r, ready_w = os.pipe()
     try:
-        shim = subprocess.Popen(
-            [sys.executable, "-m", "boxnet.runtime.shim", state_dir, str(ready_w)],
-            pass_fds=[ready_w], start_new_session=True, close_fds=True,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(os.path.join(state_dir, "shim.log"), "ab"),
-        )  # fmt: skip
+        with open(os.path.join(state_dir, "shim.log"), "ab") as shim_log:
+            shim = subprocess.Popen(
+                [sys.executable, "-m", "boxnet.runtime.shim", state_dir, str(ready_w)],
+                pass_fds=[ready_w], start_new_session=True, close_fds=True,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=shim_log,
+            )  # fmt: skip
     finally:
         os.close(ready_w)
     shim_start = proc_start_time(shim.pid)

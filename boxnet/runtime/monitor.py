@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -57,19 +58,16 @@ class Monitor:
         while not self._stopping:
             for fd, _ in self._poll.poll():
                 if fd == self._wake_r:
-                    try:
+                    with contextlib.suppress(BlockingIOError):
                         os.read(self._wake_r, 4096)
-                    except BlockingIOError:
-                        pass
                     continue
                 with self._lock:
                     container_id, shim_pid = self._by_fd.pop(fd)
                     self._poll.unregister(fd)
                 os.close(fd)
-                try:
+                # Adopted after a restart, or already reaped by subprocess's own clean-up: both are fine.
+                with contextlib.suppress(ChildProcessError):
                     os.waitpid(shim_pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass  # adopted after a restart, or reaped by subprocess's own clean-up
                 try:
                     self._on_exit(container_id)
                 except Exception:

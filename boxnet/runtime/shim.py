@@ -82,13 +82,6 @@ def _setup_rootfs(rootfs: str, files: dict[str, str]) -> None:
     os.chdir("/")
 
 
-def _drop_capabilities(keep: list[int]) -> None:
-    last_cap = int(open("/proc/sys/kernel/cap_last_cap").read())
-    for cap in range(last_cap + 1):
-        if cap not in keep:
-            libc.prctl(libc.PR_CAPBSET_DROP, cap)
-
-
 def _container_init(spec: dict, out_w: int, err_w: int, stdin_fd: int, status_w: int) -> None:
     """Runs in the forked child, PID 1 of the container; never returns."""
     try:
@@ -109,7 +102,7 @@ def _container_init(spec: dict, out_w: int, err_w: int, stdin_fd: int, status_w:
             _setup_host_image(spec["files"])
         if spec.get("hostname"):
             libc.sethostname(spec["hostname"])
-        _drop_capabilities(spec["capabilities"])
+        libc.drop_bounding_capabilities(spec["capabilities"])
         os.chdir(spec.get("cwd") or "/")
         env = dict(item.split("=", 1) for item in spec["env"])
         for sig in (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -117,9 +117,9 @@ class Sandbox:
 
     def start_daemon(self, timeout: float = 20) -> None:
         env = {**os.environ, "BOXNET_ROOT": self.root, **self.extra_daemon_env}
-        log = open(os.path.join(self.root, "boxnetd.log"), "ab")
-        self.daemon = subprocess.Popen(self.daemon_argv(), env=env, stdout=log, stderr=log,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        with open(os.path.join(self.root, "boxnetd.log"), "ab") as log:
+            self.daemon = subprocess.Popen(self.daemon_argv(), env=env, stdout=log, stderr=log,
+                                           stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.daemon.poll() is not None:

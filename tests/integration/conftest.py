@@ -12,7 +12,7 @@ from boxnet.testing.sandbox import Sandbox
 pytestmark = pytest.mark.integration
 
 
-def pytest_collection_modifyitems(config, items):  # noqa: ANN001
+def pytest_collection_modifyitems(config, items):
     reason = None
     if os.geteuid() != 0:
         reason = "integration tests need root"
@@ -26,7 +26,7 @@ def pytest_collection_modifyitems(config, items):  # noqa: ANN001
 
 
 @pytest.fixture
-def sandbox(request):  # noqa: ANN001, ANN201
+def sandbox(request):
     extra = getattr(request, "param", {}) or {}
     box = Sandbox(extra_daemon_env=extra).start()
     failed = False

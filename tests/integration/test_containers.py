@@ -146,7 +146,7 @@ def test_ip_netns_exec_finds_the_container(sandbox: Sandbox) -> None:
 
 
 @pytest.mark.skipif(not shutil.which("busybox"), reason="busybox-static is installed by make setup")
-def test_rootfs_directory(sandbox: Sandbox, tmp_path) -> None:  # noqa: ANN001
+def test_rootfs_directory(sandbox: Sandbox, tmp_path) -> None:
     root = tmp_path / "rootfs"
     (root / "bin").mkdir(parents=True)
     shutil.copy(shutil.which("busybox"), root / "bin" / "busybox")

@@ -1,0 +1,60 @@
+"""The nft ruleset renderer, against a golden file, and its refusal of unsafe values."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from boxnet.firewall import ruleset
+
+GOLDEN = Path(__file__).parent / "golden" / "ruleset.nft"
+
+NETWORKS = [
+    ruleset.NetworkRules("0123456789ab" * 5 + "cdef", "boxnet0", ("172.17.0.0/16",)),
+    ruleset.NetworkRules("fedcba987654" * 5 + "3210", "br-fedcba987654", ("10.1.0.0/24",), ("fd00::/64",),
+                         icc=False),
+    ruleset.NetworkRules("aaaaaaaaaaaa" * 5 + "aaaa", "br-aaaaaaaaaaaa", ("10.2.0.0/24",), internal=True,
+                         masquerade=False),
+]  # fmt: skip
+PORTS = [
+    ruleset.PortRule("tcp", 8080, "172.17.0.2", 80),
+    ruleset.PortRule("udp", 5353, "10.1.0.2", 53, host_ip="127.0.0.1"),
+]
+
+
+def test_full_ruleset_matches_golden() -> None:
+    rendered = ruleset.render(ruleset.full(NETWORKS, PORTS, ["veth1234567"]))
+    if os.environ.get("BOXNET_UPDATE_GOLDEN") == "1":  # after a deliberate change: regenerate, review the diff
+        GOLDEN.write_text(rendered)
+    assert rendered == GOLDEN.read_text()
+
+
+def test_remove_network_mirrors_add() -> None:
+    for net in NETWORKS:
+        added = ruleset.add_network(net)
+        removed = ruleset.remove_network(net)
+        assert removed[-1] == f"delete chain inet boxnet {net.chain}"
+        assert sum("element" in c for c in added) == sum("element" in c for c in removed)
+
+
+def test_ports_split_by_map() -> None:
+    commands = ruleset.add_ports(PORTS)
+    assert commands == [
+        "add element inet boxnet pub4_addr { 127.0.0.1 . udp . 5353 : 10.1.0.2 . 53 }",
+        "add element inet boxnet pub4_any { tcp . 8080 : 172.17.0.2 . 80 }",
+    ]
+    assert ruleset.remove_ports(PORTS) == [
+        "delete element inet boxnet pub4_addr { 127.0.0.1 . udp . 5353 }",
+        "delete element inet boxnet pub4_any { tcp . 8080 }",
+    ]
+
+
+@pytest.mark.parametrize("bad", [
+    lambda: ruleset.add_network(ruleset.NetworkRules("a" * 64, 'x" ; flush ruleset', ())),
+    lambda: ruleset.add_network(ruleset.NetworkRules("not-hex", "br0", ())),
+    lambda: ruleset.add_ports([ruleset.PortRule("tcp; flush", 1, "10.0.0.1", 1)]),
+    lambda: ruleset.add_ports([ruleset.PortRule("tcp", 1, "10.0.0.1 ; x", 1)]),
+])  # fmt: skip
+def test_unsafe_values_are_refused(bad) -> None:
+    with pytest.raises(ValueError):
+        bad()
