@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""`make demo`: a user network, two containers talking, a published port reached from the host.
+
+The daemon runs in a sandbox host namespace of its own (with a simulated outside), so the demo never
+touches this machine's real network. Pass --keep to leave it running and explore with the printed commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+from boxnet.testing.sandbox import WEB_ADDR, Sandbox
+
+BOLD, DIM, RESET = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
+
+
+def step(text: str) -> None:
+    print(f"\n{BOLD}== {text}{RESET}")
+
+
+def show(argv: list[str], env: dict[str, str], prefix: list[str] | None = None) -> str:
+    printable = " ".join(shlex.quote(a) for a in argv)
+    print(f"{DIM}${RESET} {printable}")
+    result = subprocess.run([*(prefix or []), *argv], capture_output=True, text=True, env=env, timeout=60)
+    output = (result.stdout + result.stderr).rstrip()
+    if output:
+        print(output)
+    if result.returncode != 0:
+        raise SystemExit(f"demo: `{printable}` failed with {result.returncode}")
+    return result.stdout
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--keep", action="store_true", help="leave the sandbox and its daemon running")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("demo: boxnetd needs root (network namespaces, bridges, nftables)", file=sys.stderr)
+        return 1
+    bin_dir = os.path.dirname(sys.executable)
+    step("Starting boxnetd in a sandbox host namespace, with a simulated outside world")
+    sandbox = Sandbox(tag="demo" + os.urandom(2).hex()).start()
+    env = {**sandbox.env(), "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
+    host = ["ip", "netns", "exec", sandbox.host]
+    print(f"daemon pid {sandbox.daemon.pid if sandbox.daemon else '?'}, namespace {sandbox.host}, "
+          f"state in {sandbox.root}")  # fmt: skip
+    try:
+        step("A user-defined bridge network")
+        show(["boxnet", "network", "create", "--subnet", "10.10.0.0/24", "appnet"], env)
+        show(["boxnet", "network", "ls"], env)
+
+        step("Two containers on it: a web server publishing port 80 as 8080, and a client")
+        show(["boxnet", "run", "-d", "--name", "web", "--network", "appnet", "-p", "8080:80",
+              "python3", "-m", "http.server", "80"], env)  # fmt: skip
+        show(["boxnet", "run", "-d", "--name", "client", "--network", "appnet", "sleep", "600"], env)
+        show(["boxnet", "ps"], env)
+        web_ip = show(["boxnet", "inspect", "-f", "{{.NetworkSettings.Networks.appnet.IPAddress}}", "web"],
+                      env).strip()  # fmt: skip
+        listening = ["boxnet", "exec", "web", "sh", "-c", "ss -ltn | grep -q ':80 '"]
+        for _ in range(100):
+            if subprocess.run(listening, env=env).returncode == 0:
+                break
+            time.sleep(0.05)
+
+        step("The client talks to the server over the bridge")
+        show(["boxnet", "exec", "client", "curl", "-s", "-o", "/dev/null", "-w",
+              "HTTP %{http_code} from %{remote_ip}\\n", f"http://{web_ip}/"], env)  # fmt: skip
+        show(["boxnet", "exec", "client", "ip", "-br", "addr", "show", "eth0"], env)
+
+        step("The published port, reached from the host: on 127.0.0.1 and on the host's own address")
+        show(["curl", "-s", "-o", "/dev/null", "-w", "HTTP %{http_code} via 127.0.0.1:8080\\n",
+              "http://127.0.0.1:8080/"], env, prefix=host)  # fmt: skip
+        show(["curl", "-s", "-o", "/dev/null", "-w", "HTTP %{http_code} via 198.51.100.2:8080\\n",
+              "http://198.51.100.2:8080/"], env, prefix=host)  # fmt: skip
+
+        step("And out to the (simulated) internet, masqueraded behind the host's address")
+        show(["boxnet", "exec", "client", "curl", "-s", "-w", "  <- the address the outside saw\\n",
+              f"http://{WEB_ADDR}/"], env)  # fmt: skip
+
+        step("What boxnet made in the kernel: the veths on the bridge, and the DNAT map entry")
+        show(["ip", "-br", "link", "show", "type", "veth"], env, prefix=host)
+        show(["nft", "list", "map", "inet", "boxnet", "pub4_any"], env, prefix=host)
+        show(["boxnet", "logs", "web"], env)
+        if args.keep:
+            print(f"\nKept. Try:  export BOXNET_HOST=unix://{sandbox.socket}; boxnet ps")
+            print(f"Host namespace: ip netns exec {sandbox.host} bash    (daemon pid {sandbox.daemon.pid})")
+            return 0
+        step("Cleaning up")
+        show(["boxnet", "rm", "-f", "web", "client"], env)
+        show(["boxnet", "network", "rm", "appnet"], env)
+    finally:
+        if not args.keep:
+            sandbox.stop()
+    print(f"\n{BOLD}Done.{RESET} Everything above ran in namespaces the demo made, and is gone now.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
