@@ -81,6 +81,8 @@ def test_live_restore_after_sigkill(sandbox: Sandbox) -> None:
     sandbox.start_daemon()
     web = sandbox.inspect("web")
     assert web["State"]["Running"] and web["State"]["Pid"] == web_pid
+    # its shim may still be on its way out when the new daemon adopts it: the end is noticed either way
+    assert sandbox.cli("wait", "victim", timeout=10).stdout.strip() == "137"
     victim = sandbox.inspect("victim")["State"]
     assert victim["Status"] == "exited" and victim["ExitCode"] == 137
     assert probe_from_container(sandbox, "client", sandbox.ip_of("web")) == sandbox.ip_of("client")

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""`make bench`: prints the numbers issue #2 asks for. Each part runs in its own sandbox host namespace.
+
+Medians (p50) and p95 over repeated runs; ratios are measured within one run, since the machine is shared.
+Usage: bench/run_all.py [--only run,connect,attach,iperf,ports] [--attach-count 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from boxnet.testing.sandbox import HOST_ADDR, Sandbox
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def create_start(sandbox: Sandbox, body: dict, name: str) -> str:
+    created = sandbox.client.post("/containers/create", body, name=name)
+    sandbox.client.post(f"/containers/{created['Id']}/start")
+    return created["Id"]
+
+
+def bench_run(sandbox: Sandbox, runs: int = 20) -> None:
+    cli = [os.path.join(os.path.dirname(sys.executable), "boxnet"), "run", "-d", "sleep", "600"]
+    env = sandbox.env()
+    subprocess.run(cli, env=env, capture_output=True, check=True)  # warm-up
+    cli_times = [timed(lambda: subprocess.run(cli, env=env, capture_output=True, check=True)) for _ in range(runs)]
+    body = {"Image": "host", "Cmd": ["sleep", "600"]}
+    api_times = [timed(lambda i=i: create_start(sandbox, body, f"api{i}")) for i in range(runs)]
+    print(f"(a) boxnet run -d via the CLI:      p50 {ms(statistics.median(cli_times))}   "
+          f"p95 {ms(percentile(cli_times, 0.95))}   (target p50 <= 40 ms; Docker 20.10: 231 ms)")
+    print(f"    create+start via the API:       p50 {ms(statistics.median(api_times))}   "
+          f"p95 {ms(percentile(api_times, 0.95))}   (target p50 <= 15 ms)")
+    sandbox.remove_everything()
+
+
+def bench_connect(sandbox: Sandbox, runs: int = 20) -> None:
+    for i in range(runs):
+        sandbox.client.post("/networks/create", {"Name": f"net{i}"})
+    create_start(sandbox, {"Image": "host", "Cmd": ["sleep", "600"]}, "target")
+    times = [timed(lambda i=i: sandbox.client.post(f"/networks/net{i}/connect", {"Container": "target"}))
+             for i in range(runs)]  # fmt: skip
+    print(f"(b) network connect via the API:    p50 {ms(statistics.median(times))}   "
+          f"p95 {ms(percentile(times, 0.95))}   (target <= 15 ms; Docker: 54 ms)")
+    sandbox.remove_everything()
+
+
+def bench_attach(sandbox: Sandbox, count: int) -> None:
+    sandbox.client.post("/networks/create", {"Name": "big", "IPAM": {"Config": [{"Subnet": "10.200.0.0/16"}]}})
+    body = {"Image": "host", "Cmd": ["sleep", "3600"], "HostConfig": {"NetworkMode": "big"}}
+    times = [timed(lambda i=i: create_start(sandbox, body, f"c{i}")) for i in range(count)]
+    early = statistics.median(times[5:15])
+    late = statistics.median(times[count - 10 :])
+    print(f"(c) attach cost on one network:     10th p50 {ms(early)}   {count}th p50 {ms(late)}   "
+          f"ratio {late / early:.2f}x   (target <= 1.3x)")
+    sandbox.remove_everything()
+
+
+def iperf(sandbox: Sandbox, address: str, port: int, seconds: int) -> float:
+    result = sandbox.in_host("iperf3", "-c", address, "-p", str(port), "-t", str(seconds), "-J", check=True,
+                             timeout=seconds + 30)  # fmt: skip
+    return json.loads(result.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+def bench_iperf(sandbox: Sandbox, seconds: int = 5) -> None:
+    create_start(sandbox, {"Image": "host", "Cmd": ["iperf3", "-s", "-p", "5201"],
+                           "HostConfig": {"PortBindings": {"5201/tcp": [{"HostPort": "15201"}]}}}, "iperf")  # fmt: skip
+    time.sleep(0.5)
+    direct_ip = sandbox.ip_of("iperf")
+    rounds: dict[str, list[float]] = {"direct": [], "loopback": [], "host": []}
+    for _ in range(3):  # interleaved, so that noise hits every path alike
+        rounds["direct"].append(iperf(sandbox, direct_ip, 5201, seconds))
+        rounds["loopback"].append(iperf(sandbox, "127.0.0.1", 15201, seconds))
+        rounds["host"].append(iperf(sandbox, HOST_ADDR, 15201, seconds))
+    direct = statistics.median(rounds["direct"])
+    loopback = statistics.median(rounds["loopback"])
+    host = statistics.median(rounds["host"])
+    print(f"(d) iperf3 to the container:        direct {direct:.1f} Gbit/s   via 127.0.0.1:15201 {loopback:.1f} "
+          f"({loopback / direct:.2f}x)   via {HOST_ADDR}:15201 {host:.1f} ({host / direct:.2f}x)   "
+          f"(target >= 0.95x; Docker's proxy: 0.75x)")
+    sandbox.remove_everything()
+
+
+def bench_ports(sandbox: Sandbox, runs: int = 10) -> None:
+    def publish_one(tag: str, index: int) -> float:
+        body = {"Image": "host", "Cmd": ["sleep", "600"],
+                "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": str(40000 + index)}]}}}
+        return timed(lambda: create_start(sandbox, body, f"{tag}{index}"))
+
+    def nft_add_one(port: int) -> float:
+        command = f"add element inet boxnet pub4_any {{ tcp . {port} : 172.17.0.250 . 80 }}"
+        start = time.perf_counter()
+        sandbox.in_host("nft", command, check=True)
+        elapsed = time.perf_counter() - start
+        sandbox.in_host("nft", f"delete element inet boxnet pub4_any {{ tcp . {port} }}", check=True)
+        return elapsed
+
+    create_start(sandbox, {"Image": "host", "Cmd": ["sleep", "600"],
+                           "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "30000"}]}}}, "one")  # fmt: skip
+    with_one = [publish_one("a", i) for i in range(runs)]
+    nft_one = [nft_add_one(50000 + i) for i in range(runs)]
+    for container in sandbox.client.get("/containers/json"):
+        if container["Names"] != ["/one"]:
+            sandbox.client.delete(f"/containers/{container['Id']}", force=1)
+    bindings = {f"{p}/tcp": [{"HostPort": str(20000 + p)}] for p in range(1, 1000)}
+    create_start(sandbox, {"Image": "host", "Cmd": ["sleep", "600"], "HostConfig": {"PortBindings": bindings}},
+                 "many")  # fmt: skip
+    published = sum(len(c["Ports"]) for c in sandbox.client.get("/containers/json"))
+    with_many = [publish_one("b", i) for i in range(runs)]
+    nft_many = [nft_add_one(50000 + i) for i in range(runs)]
+    first, thousandth = statistics.median(with_one), statistics.median(with_many)
+    print(f"(e) run -d -p with 1 port published: p50 {ms(first)}   with {published}: p50 {ms(thousandth)}   "
+          f"ratio {thousandth / first:.2f}x   (target <= 1.3x)")
+    print(f"    the nft element add alone:      {ms(statistics.median(nft_one))} vs "
+          f"{ms(statistics.median(nft_many))} (`nft` command, process start included)")
+    sandbox.remove_everything()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", default="run,connect,attach,iperf,ports")
+    parser.add_argument("--attach-count", type=int, default=500)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench: needs root", file=sys.stderr)
+        return 1
+    parts = {
+        "run": bench_run, "connect": bench_connect,
+        "attach": lambda s: bench_attach(s, args.attach_count), "iperf": bench_iperf, "ports": bench_ports,
+    }  # fmt: skip
+    for name in args.only.split(","):
+        sandbox = Sandbox().start()
+        try:
+            parts[name](sandbox)
+        finally:
+            sandbox.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
