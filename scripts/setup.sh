@@ -22,7 +22,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import boxnet, pyroute2, pytest, docker, hypothesis" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  # compat mode: a plain path in a .pth file, not an import hook that every `boxnet` start would pay for
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat
   touch .venv/.installed
 fi
 echo "setup: ok (.venv/bin/boxnet, .venv/bin/boxnetd)"

@@ -5,22 +5,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
-import termios
-import threading
-import tty
-from typing import Any
 
-from boxnet.cli.client import Client, demux, ref
+from boxnet.cli.client import SHUT_WR, Client, demux, ref
 from boxnet.cli.format import ports_text, render_template, table
 from boxnet.cli.networks import filters_param, key_values
 from boxnet.errors import InvalidArgument, NotFound
-from boxnet.model.ports import parse_port_spec
+
+TYPE_CHECKING = False  # as typing defines it; importing typing would cost the CLI ~3 ms
+if TYPE_CHECKING:
+    from typing import Any
+
+COMMANDS = ("run", "create", "start", "ps", "inspect", "exec", "logs", "stop", "restart", "kill", "rm", "wait")
 
 
-def register(commands: Any) -> None:
+def register(commands: Any, wanted: str | None = None) -> None:
+    """Adds the container commands; only `wanted` when given (building every parser costs the CLI ~15 ms)."""
+
+    def want(name: str) -> bool:
+        return wanted is None or wanted == name
+
     for name in ("run", "create"):
+        if not want(name):
+            continue
         # No -h for help: docker's -h is --hostname.
         run = commands.add_parser(name, help=f"{name} a container", add_help=False,
                                   usage=f"boxnet {name} [OPTIONS] [IMAGE] [--] [COMMAND...]")  # fmt: skip
@@ -30,42 +37,49 @@ def register(commands: Any) -> None:
             run.add_argument("-d", "--detach", action="store_true")
         run.set_defaults(func=run_container if name == "run" else create_container)
 
-    start = commands.add_parser("start", help="start containers")
-    start.add_argument("names", nargs="+")
-    start.set_defaults(func=lambda c, a: _each(c, a.names, lambda n: c.post(f"/containers/{ref(n)}/start")))
+    if want("start"):
+        start = commands.add_parser("start", help="start containers")
+        start.add_argument("names", nargs="+")
+        start.set_defaults(func=lambda c, a: _each(c, a.names, lambda n: c.post(f"/containers/{ref(n)}/start")))
 
-    ps = commands.add_parser("ps", help="list containers")
-    ps.add_argument("-a", "--all", action="store_true")
-    ps.add_argument("-q", "--quiet", action="store_true")
-    ps.add_argument("-f", "--filter", action="append", default=[])
-    ps.add_argument("--format", default="")
-    ps.add_argument("--no-trunc", action="store_true")
-    ps.set_defaults(func=list_containers)
+    if want("ps"):
+        ps = commands.add_parser("ps", help="list containers")
+        ps.add_argument("-a", "--all", action="store_true")
+        ps.add_argument("-q", "--quiet", action="store_true")
+        ps.add_argument("-f", "--filter", action="append", default=[])
+        ps.add_argument("--format", default="")
+        ps.add_argument("--no-trunc", action="store_true")
+        ps.set_defaults(func=list_containers)
 
-    inspect = commands.add_parser("inspect", help="show containers (or networks) in detail")
-    inspect.add_argument("names", nargs="+")
-    inspect.add_argument("-f", "--format", default="")
-    inspect.add_argument("--type", choices=("container", "network"), default=None)
-    inspect.set_defaults(func=inspect_objects)
+    if want("inspect"):
+        inspect = commands.add_parser("inspect", help="show containers (or networks) in detail")
+        inspect.add_argument("names", nargs="+")
+        inspect.add_argument("-f", "--format", default="")
+        inspect.add_argument("--type", choices=("container", "network"), default=None)
+        inspect.set_defaults(func=inspect_objects)
 
-    exec_ = commands.add_parser("exec", help="run a command in a running container")
-    exec_.add_argument("-i", "--interactive", action="store_true")
-    exec_.add_argument("-t", "--tty", action="store_true")
-    exec_.add_argument("-d", "--detach", action="store_true")
-    exec_.add_argument("-e", "--env", action="append", default=[])
-    exec_.add_argument("-w", "--workdir", default="")
-    exec_.add_argument("container")
-    exec_.add_argument("cmd", nargs=argparse.REMAINDER)
-    exec_.set_defaults(func=exec_command)
+    if want("exec"):
+        exec_ = commands.add_parser("exec", help="run a command in a running container")
+        exec_.add_argument("-i", "--interactive", action="store_true")
+        exec_.add_argument("-t", "--tty", action="store_true")
+        exec_.add_argument("-d", "--detach", action="store_true")
+        exec_.add_argument("-e", "--env", action="append", default=[])
+        exec_.add_argument("-w", "--workdir", default="")
+        exec_.add_argument("container")
+        exec_.add_argument("cmd", nargs=argparse.REMAINDER)
+        exec_.set_defaults(func=exec_command)
 
-    logs = commands.add_parser("logs", help="show a container's output")
-    logs.add_argument("-f", "--follow", action="store_true")
-    logs.add_argument("-t", "--timestamps", action="store_true")
-    logs.add_argument("-n", "--tail", default="all")
-    logs.add_argument("container")
-    logs.set_defaults(func=show_logs)
+    if want("logs"):
+        logs = commands.add_parser("logs", help="show a container's output")
+        logs.add_argument("-f", "--follow", action="store_true")
+        logs.add_argument("-t", "--timestamps", action="store_true")
+        logs.add_argument("-n", "--tail", default="all")
+        logs.add_argument("container")
+        logs.set_defaults(func=show_logs)
 
     for verb, default_timeout in (("stop", 10), ("restart", 10)):
+        if not want(verb):
+            continue
         command = commands.add_parser(verb, help=f"{verb} containers")
         command.add_argument("-t", "--time", type=int, default=default_timeout)
         if verb == "stop":
@@ -73,22 +87,25 @@ def register(commands: Any) -> None:
         command.add_argument("names", nargs="+")
         command.set_defaults(func=stop_containers if verb == "stop" else restart_containers)
 
-    kill = commands.add_parser("kill", help="send a signal to containers")
-    kill.add_argument("-s", "--signal", default="SIGKILL")
-    kill.add_argument("names", nargs="+")
-    kill.set_defaults(func=lambda c, a: _each(c, a.names, lambda n: c.post(f"/containers/{ref(n)}/kill",
-                                                                            signal=a.signal)))  # fmt: skip
+    if want("kill"):
+        kill = commands.add_parser("kill", help="send a signal to containers")
+        kill.add_argument("-s", "--signal", default="SIGKILL")
+        kill.add_argument("names", nargs="+")
+        kill.set_defaults(func=lambda c, a: _each(c, a.names, lambda n: c.post(f"/containers/{ref(n)}/kill",
+                                                                                signal=a.signal)))  # fmt: skip
 
-    rm = commands.add_parser("rm", help="remove containers")
-    rm.add_argument("-f", "--force", action="store_true")
-    rm.add_argument("-v", "--volumes", action="store_true", help="accepted for docker compatibility")
-    rm.add_argument("names", nargs="+")
-    rm.set_defaults(func=lambda c, a: _each(c, a.names, lambda n: c.delete(f"/containers/{ref(n)}",
-                                                                           force=int(a.force))))  # fmt: skip
+    if want("rm"):
+        rm = commands.add_parser("rm", help="remove containers")
+        rm.add_argument("-f", "--force", action="store_true")
+        rm.add_argument("-v", "--volumes", action="store_true", help="accepted for docker compatibility")
+        rm.add_argument("names", nargs="+")
+        rm.set_defaults(func=lambda c, a: _each(c, a.names, lambda n: c.delete(f"/containers/{ref(n)}",
+                                                                               force=int(a.force))))  # fmt: skip
 
-    wait = commands.add_parser("wait", help="wait for containers to stop; print their exit codes")
-    wait.add_argument("names", nargs="+")
-    wait.set_defaults(func=wait_containers)
+    if want("wait"):
+        wait = commands.add_parser("wait", help="wait for containers to stop; print their exit codes")
+        wait.add_argument("names", nargs="+")
+        wait.set_defaults(func=wait_containers)
 
 
 def _container_options(parser: argparse.ArgumentParser) -> None:
@@ -128,6 +145,8 @@ def split_image_and_command(rest: list[str], rootfs: str) -> tuple[str, list[str
 def _create_body(args: argparse.Namespace) -> dict[str, Any]:
     image, command = split_image_and_command(args.rest, args.rootfs)
     bindings: dict[str, list[dict[str, str]]] = {}
+    if args.publish:
+        from boxnet.model.ports import parse_port_spec  # only when needed: it costs the CLI's start-up
     for spec in args.publish:
         mapping = parse_port_spec(spec)
         bindings.setdefault(f"{mapping.container_port}/{mapping.protocol}", []).append(
@@ -286,14 +305,19 @@ def exec_command(client: Client, args: argparse.Namespace) -> int:
     return int(client.get(f"/exec/{exec_id}/json")["ExitCode"] or 0)
 
 
-def _relay_exec(response: Any, sock: socket.socket, interactive: bool, use_tty: bool) -> None:
+def _relay_exec(response: Any, sock: Any, interactive: bool, use_tty: bool) -> None:
     """Output from the upgraded connection to stdout/stderr; with -i, stdin to the connection."""
+    import termios
+    import tty
+
     saved = None
     if use_tty and sys.stdin.isatty():
         saved = termios.tcgetattr(sys.stdin.fileno())
         tty.setraw(sys.stdin.fileno())
     try:
         if interactive:
+            import threading
+
             threading.Thread(target=_pump_stdin, args=(sock,), daemon=True).start()
         reader = response.fp  # whatever follows the response headers is the stream
         if use_tty:
@@ -310,10 +334,10 @@ def _relay_exec(response: Any, sock: socket.socket, interactive: bool, use_tty: 
             termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
 
 
-def _pump_stdin(sock: socket.socket) -> None:
+def _pump_stdin(sock: Any) -> None:
     try:
         while data := os.read(sys.stdin.fileno(), 65536):
             sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
+        sock.shutdown(SHUT_WR)
     except OSError:
         pass

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
 from boxnet.errors import InvalidArgument
+
+TYPE_CHECKING = False  # as typing defines it; importing typing would cost the CLI ~3 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 _ACTION = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 

@@ -11,15 +11,33 @@ from boxnet.cli.client import Client
 from boxnet.errors import BoxnetError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def requested_command(argv: list[str]) -> str | None:
+    """The subcommand on the command line, so that only its parser is built; None builds them all."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("-H", "--host"):
+            skip = True
+        elif arg.startswith("-"):
+            if arg in ("-h", "--help"):
+                return None
+        else:
+            known = (*containers.COMMANDS, "network", "version")
+            return arg if arg in known else None
+    return None
+
+
+def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="boxnet", description="Container networking from Linux primitives.")
     parser.add_argument("-H", "--host", help="daemon socket, unix:///path (default: BOXNET_HOST or BOXNET_ROOT)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    networks.register(commands)
-    containers.register(commands)
-    version = commands.add_parser("version", help="show the client's and the daemon's versions")
-    version.set_defaults(func=_version)
+    networks.register(commands, wanted)
+    containers.register(commands, wanted)
+    if wanted in (None, "version"):
+        version = commands.add_parser("version", help="show the client's and the daemon's versions")
+        version.set_defaults(func=_version)
     return parser
 
 
@@ -33,7 +51,8 @@ def _version(client: Client, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(requested_command(argv))
     args = parser.parse_args(argv)
     socket_path = None
     if args.host:

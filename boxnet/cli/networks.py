@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from boxnet.cli.client import Client, ref
 from boxnet.cli.format import render_template, table
 from boxnet.errors import InvalidArgument
 
+TYPE_CHECKING = False  # as typing defines it; importing typing would cost the CLI ~3 ms
+if TYPE_CHECKING:
+    from typing import Any
 
-def register(commands: Any) -> None:
+
+def register(commands: Any, wanted: str | None = None) -> None:
+    if wanted not in (None, "network"):
+        return
     network = commands.add_parser("network", help="manage networks")
     sub = network.add_subparsers(dest="network_command", metavar="COMMAND")
     sub.required = True

@@ -45,12 +45,12 @@ class BridgeDriver:
 
     def join(self, network: Network, endpoint: Endpoint, netns_path: str, default_route: bool) -> None:
         assert network.bridge
-        links.create_veth(endpoint.host_veth, endpoint.ifname, netns_path, network.bridge, network.mtu)
-        addresses = [links.Address.parse(a) for a in (endpoint.ipv4, endpoint.ipv6) if a]
+        links.create_veth(endpoint.host_veth, endpoint.ifname, netns_path, network.bridge, network.mtu, endpoint.mac)
+        addresses = [a for a in (endpoint.ipv4, endpoint.ipv6) if a]
         gateways = [g for g in (endpoint.gateway4, endpoint.gateway6) if g]
         netns.run_in(
             netns_path, links.configure_container_interface,
-            endpoint.ifname, endpoint.mac, addresses, gateways, default_route and not network.internal,
+            endpoint.ifname, addresses, gateways, default_route and not network.internal,
         )  # fmt: skip
 
     def leave(self, endpoint: Endpoint) -> None:

@@ -68,6 +68,7 @@ class ContainerService:
         self.attacher = Attacher(ctx)
         self.changed = threading.Condition(ctx.lock)
         self.monitor = Monitor(self._on_shim_exit)
+        self.launcher = launcher.ShimLauncher()
 
     # ---- create ------------------------------------------------------------------------------------
     def create(self, request: ContainerRequest) -> Container:
@@ -212,7 +213,7 @@ class ContainerService:
             self.attacher.publish(container, undo)
             faults.check("start:after-publish")
         spec = self._shim_spec(container, state_dir)
-        shim_pid, shim_start, pid = launcher.spawn_shim(state_dir, spec)
+        shim_pid, shim_start, pid = self.launcher.spawn(state_dir, spec)
         undo.push("container process", lambda: _kill_quietly(pid))
         faults.check("start:after-process")
         if container.sandbox_key and not shared:

@@ -42,4 +42,5 @@ class Engine:
 
     def close(self) -> None:
         self.containers.monitor.stop()
+        self.containers.launcher.close()
         self.store.close()

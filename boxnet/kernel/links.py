@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from boxnet.kernel import rtnl
+
 ENODEV = 19
 EEXIST = 17
 ESRCH = 3
@@ -55,7 +57,7 @@ def ensure_bridge(name: str, addresses: list[Address], mtu: int | None = None, m
 def _add_address(ipr: IPRoute, index: int, addr: Address) -> None:
     kwargs: dict = {"index": index, "address": addr.address, "prefixlen": addr.prefixlen}
     if ":" in addr.address:
-        kwargs["flags"] = 0x80  # IFA_F_NODAD: the address is usable at once
+        kwargs["flags"] = rtnl.IFA_F_NODAD  # usable at once
     try:
         ipr.addr("add", **kwargs)
     except NetlinkError as exc:
@@ -63,44 +65,21 @@ def _add_address(ipr: IPRoute, index: int, addr: Address) -> None:
             raise
 
 
-def delete_link(name: str) -> bool:
-    """Deletes a link by name; False when it was already gone."""
-    with IPRoute() as ipr:
-        try:
-            ipr.link("del", ifname=name)
-            return True
-        except NetlinkError as exc:
-            if exc.code in (ENODEV, 0):
-                return False
-            raise
-
-
-def link_exists(name: str) -> bool:
-    with IPRoute() as ipr:
-        return link_index(ipr, name) is not None
-
-
-def create_veth(host_name: str, peer_name: str, peer_netns_path: str, bridge: str, mtu: int | None) -> int:
-    """Makes a veth pair whose peer is born inside the container's namespace; attaches the host end."""
+def create_veth(host_name: str, peer_name: str, peer_netns_path: str, bridge: str, mtu: int | None,
+                peer_mac: str | None = None) -> None:  # fmt: skip
+    """Makes a veth pair whose peer is born inside the container's namespace, with its MAC; the host end comes
+    up attached to the bridge, in hairpin mode (with br_netfilter, a container reaching its own published
+    port is DNATed at the bridge and must leave by the port it came in by; Docker does the same)."""
     fd = os.open(peer_netns_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        with IPRoute() as ipr:
-            master = link_index(ipr, bridge)
+        with rtnl.Rtnl() as nl:
+            master = nl.link_index(bridge)
             if master is None:
-                raise NetlinkError(ENODEV, f"bridge {bridge} does not exist")
-            peer: dict = {"ifname": peer_name, "net_ns_fd": fd}
-            kwargs: dict = {"ifname": host_name, "kind": "veth", "peer": peer}
-            if mtu:
-                kwargs["mtu"] = mtu
-                peer["mtu"] = mtu
-            ipr.link("add", **kwargs)
-            index = link_index(ipr, host_name)
+                raise rtnl.NetlinkError(ENODEV, f"bridge {bridge} does not exist")
+            nl.add_veth(host_name, peer_name, fd, master, mtu, peer_mac)
+            index = nl.link_index(host_name)
             assert index is not None
-            ipr.link("set", index=index, master=master, state="up")
-            # Hairpin: with br_netfilter, a container reaching its own published port is DNATed at the bridge
-            # and must leave through the port it came in by (Docker does the same without its proxy).
-            ipr.brport("set", index=index, mode=1)
-            return index
+            nl.set_hairpin(index)
     finally:
         os.close(fd)
 
@@ -120,29 +99,29 @@ def ensure_master(name: str, bridge: str) -> bool:
         return True
 
 
-def configure_container_interface(
-    ifname: str, mac: str, addresses: list[Address], gateways: list[str], default_route: bool
-) -> None:
-    """Inside the container's namespace: MAC, addresses, up, lo up, default routes."""
-    with IPRoute() as ipr:
-        lo = link_index(ipr, "lo")
-        if lo is not None:
-            ipr.link("set", index=lo, state="up")
-        index = link_index(ipr, ifname)
+def configure_container_interface(ifname: str, addresses: list[str], gateways: list[str], default_route: bool) -> None:
+    """Inside the container's namespace: addresses, up, default routes (the MAC came with the veth)."""
+    with rtnl.Rtnl() as nl:
+        index = nl.link_index(ifname)
         if index is None:
-            raise NetlinkError(ENODEV, f"{ifname} is missing in the container namespace")
-        ipr.link("set", index=index, address=mac)
-        for addr in addresses:
-            _add_address(ipr, index, addr)
-        ipr.link("set", index=index, state="up")
+            raise rtnl.NetlinkError(ENODEV, f"{ifname} is missing in the container namespace")
+        for cidr in addresses:
+            nl.add_address(index, cidr)
+        nl.set_up(index)
         if default_route:
             for gateway in gateways:
-                family = 10 if ":" in gateway else 2
-                try:
-                    ipr.route("add", dst="default", gateway=gateway, oif=index, family=family)
-                except NetlinkError as exc:
-                    if exc.code != EEXIST:
-                        raise
+                nl.add_default_route(index, gateway)
+
+
+def delete_link(name: str) -> bool:
+    """Deletes a link by name; False when it was already gone."""
+    with rtnl.Rtnl() as nl:
+        return nl.delete_link(name)
+
+
+def link_exists(name: str) -> bool:
+    with rtnl.Rtnl() as nl:
+        return nl.link_index(name) is not None
 
 
 def prepare_container_namespace() -> None:
@@ -154,8 +133,8 @@ def prepare_container_namespace() -> None:
                 handle.write("0")
         except OSError:
             pass  # no IPv6 in this kernel
-    with IPRoute() as ipr:
-        ipr.link("set", index=1, state="up")
+    with rtnl.Rtnl() as nl:
+        nl.set_up(1)
 
 
 def route_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 from boxnet.errors import Internal, InvalidArgument
+from boxnet.runtime.forkserver import ForkServerClient
 
 START_TIMEOUT = 30.0
 
@@ -24,34 +25,43 @@ def proc_start_time(pid: int) -> int:
     return int(raw[raw.rindex(b")") + 2 :].split()[19])
 
 
-def spawn_shim(state_dir: str, spec: dict) -> tuple[int, int, int]:
-    """Writes the spec and starts the shim; returns (shim pid, its start time, the container's pid)."""
-    with open(os.path.join(state_dir, "config.json"), "w") as handle:
-        json.dump(spec, handle)
-    ready_r, ready_w = os.pipe()
-    try:
-        with open(os.path.join(state_dir, "shim.log"), "ab") as shim_log:
-            shim = subprocess.Popen(
-                [sys.executable, "-m", "boxnet.runtime.shim", state_dir, str(ready_w)],
-                pass_fds=[ready_w], start_new_session=True, close_fds=True,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=shim_log,
-            )  # fmt: skip
-    finally:
-        os.close(ready_w)
-    shim_start = proc_start_time(shim.pid)
-    try:
-        message = _read_ready(ready_r)
-    finally:
-        os.close(ready_r)
-    if "pid" not in message:
-        shim.wait()
-        error = message.get("error") or _shim_failure(state_dir) or "the container did not start"
-        if error.startswith("exec "):
-            raise InvalidArgument(error)
-        raise Internal(error)
-    # Whoever reaps the shim later (subprocess's own clean-up or the monitor) does not matter: the monitor
-    # watches a pidfd, which says when the shim ended, and the shim leaves the exit status in exit.json.
-    return shim.pid, shim_start, int(message["pid"])
+class ShimLauncher:
+    """Starts shims through the fork-server (about a millisecond each), or a fresh interpreter if asked."""
+
+    def __init__(self, use_forkserver: bool = True) -> None:
+        self._forkserver = ForkServerClient() if use_forkserver else None
+
+    def spawn(self, state_dir: str, spec: dict) -> tuple[int, int, int]:
+        """Writes the spec and starts the shim; returns (shim pid, its start time, the container's pid)."""
+        with open(os.path.join(state_dir, "config.json"), "w") as handle:
+            json.dump(spec, handle)
+        ready_r, ready_w = os.pipe()
+        try:
+            if self._forkserver is not None:
+                self._forkserver.request(state_dir, ready_w)
+            else:
+                subprocess.Popen(
+                    [sys.executable, "-m", "boxnet.runtime.shim", state_dir, str(ready_w)],
+                    pass_fds=[ready_w], start_new_session=True, close_fds=True,
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+        finally:
+            os.close(ready_w)
+        try:
+            message = _read_ready(ready_r)
+        finally:
+            os.close(ready_r)
+        if "pid" not in message:
+            error = message.get("error") or _shim_failure(state_dir) or "the container did not start"
+            if error.startswith("exec "):
+                raise InvalidArgument(error)
+            raise Internal(error)
+        shim_pid = int(message["shim_pid"])
+        return shim_pid, proc_start_time(shim_pid), int(message["pid"])
+
+    def close(self) -> None:
+        if self._forkserver is not None:
+            self._forkserver.close()
 
 
 def _read_ready(fd: int) -> dict:

@@ -129,7 +129,14 @@ def _log_line(log, stream: str, data: bytes) -> None:
 
 
 def main() -> int:
-    state_dir, ready_fd = sys.argv[1], int(sys.argv[2])
+    return run(sys.argv[1], int(sys.argv[2]))
+
+
+def run(state_dir: str, ready_fd: int) -> int:
+    """The shim's whole life, from a fresh interpreter (main) or a fork of the fork-server."""
+    log_fd = os.open(os.path.join(state_dir, "shim.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
     with open(os.path.join(state_dir, "config.json")) as handle:
         spec = json.load(handle)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -170,7 +177,7 @@ def main() -> int:
         os.close(ready_fd)
         _write_json(os.path.join(state_dir, "exit.json"), {"exit_code": 127, "error": failure.decode()})
         return 0
-    os.write(ready_fd, json.dumps({"pid": child}).encode())
+    os.write(ready_fd, json.dumps({"pid": child, "shim_pid": os.getpid()}).encode())
     os.close(ready_fd)
     return _supervise(state_dir, child, {out_r: "stdout", err_r: "stderr"})
 

@@ -11,6 +11,7 @@ up, and `assert_no_leaks` compares against it after the test removed what it mad
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -207,13 +208,39 @@ class Sandbox:
     # ---- tear-down ---------------------------------------------------------------------------------
     def stop(self) -> None:
         self.kill_daemon(signal.SIGTERM)
+        self._end_leftover_containers()
         for helper in self.helpers:
             if helper.poll() is None:
                 os.killpg(helper.pid, signal.SIGKILL)
                 helper.wait()
         for ns in (self.attacker, self.host, self.outside):
             sh("ip", "netns", "del", ns, check=False)
+        netns_dir = os.path.join(self.root, "netns")
+        for entry in os.listdir(netns_dir) if os.path.isdir(netns_dir) else []:
+            sh("umount", "-l", os.path.join(netns_dir, entry), check=False)
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def _end_leftover_containers(self) -> None:
+        """After a failed test the daemon may be gone with containers still running: end them by PID, from
+        the daemon's own ledger, checking each shim's start time so that a reused PID is left alone."""
+        database = os.path.join(self.root, "boxnet.db")
+        if not os.path.exists(database):
+            return
+        from boxnet.runtime.launcher import proc_start_time
+        from boxnet.store.sqlite import SqliteStore
+
+        store = SqliteStore(database)
+        try:
+            records = [json.loads(value) for _, value in store.list("containers/")]
+        finally:
+            store.close()
+        for record in records:
+            state = record.get("state", {})
+            shim_pid, pid = state.get("shim_pid", 0), state.get("pid", 0)
+            if shim_pid and proc_start_time(shim_pid) == state.get("shim_start_time"):
+                for victim in (pid, shim_pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(victim, signal.SIGKILL)
 
     def leaked_process_namespaces(self) -> set[int]:
         """Network namespaces that processes are in now and were not in before the sandbox started."""

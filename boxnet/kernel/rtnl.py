@@ -1,0 +1,165 @@
+"""A minimal rtnetlink client for the hot path of attaching a container: a few fixed message shapes.
+
+pyroute2 stays for everything else; its synchronous API runs an asyncio loop per request (about 1 ms),
+which alone would exceed the start-up budget. Each request here is one sendto/recv on a socket of the
+calling thread's network namespace (a socket keeps the namespace it was made in).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import socket
+import struct
+
+NETLINK_ROUTE = 0
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
+RTM_NEWADDR, RTM_NEWROUTE = 20, 24
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+NLA_F_NESTED = 0x8000
+
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_PROTINFO = 1, 3, 4, 10, 12
+IFLA_LINKINFO, IFLA_NET_NS_FD = 18, 28
+IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
+VETH_INFO_PEER = 1
+IFLA_BRPORT_MODE = 4  # hairpin
+IFF_UP = 0x1
+IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
+IFA_F_NODAD = 0x02
+RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
+RT_TABLE_MAIN, RTPROT_BOOT, RTN_UNICAST = 254, 3, 1
+AF_BRIDGE = 7
+
+_IFINFO = struct.Struct("=BxHiII")  # family, type, index, flags, change
+_HEADER = struct.Struct("=IHHII")
+
+
+class NetlinkError(OSError):
+    pass
+
+
+def _attr(kind: int, payload: bytes) -> bytes:
+    length = 4 + len(payload)
+    return struct.pack("=HH", length, kind) + payload + b"\0" * ((4 - length % 4) % 4)
+
+
+def _str(kind: int, value: str) -> bytes:
+    return _attr(kind, value.encode() + b"\0")
+
+
+def _u32(kind: int, value: int) -> bytes:
+    return _attr(kind, struct.pack("=I", value))
+
+
+def _mac(value: str) -> bytes:
+    return bytes(int(part, 16) for part in value.split(":"))
+
+
+class Rtnl:
+    """One netlink socket, in the namespace of the thread that made it."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+        self._sock.bind((0, 0))
+        self._seq = 0
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> Rtnl:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, kind: int, flags: int, body: bytes) -> list[tuple[int, bytes]]:
+        self._seq += 1
+        message = _HEADER.pack(_HEADER.size + len(body), kind, flags | NLM_F_REQUEST | NLM_F_ACK, self._seq, 0)
+        self._sock.send(message + body)
+        replies: list[tuple[int, bytes]] = []
+        while True:
+            data = self._sock.recv(65536)
+            offset = 0
+            while offset < len(data):
+                length, msg_type, _, seq, _ = _HEADER.unpack_from(data, offset)
+                payload = data[offset + _HEADER.size : offset + length]
+                offset += (length + 3) & ~3
+                if seq != self._seq:
+                    continue
+                if msg_type == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", payload)[0]
+                    if code:
+                        raise NetlinkError(code, os.strerror(code))
+                    return replies
+                if msg_type == NLMSG_DONE:
+                    return replies
+                replies.append((msg_type, payload))
+
+    # ---- links -------------------------------------------------------------------------------------
+    def link_index(self, name: str) -> int | None:
+        try:
+            replies = self._request(RTM_GETLINK, 0, _IFINFO.pack(0, 0, 0, 0, 0) + _str(IFLA_IFNAME, name))
+        except NetlinkError as exc:
+            if exc.errno == errno.ENODEV:
+                return None
+            raise
+        return _IFINFO.unpack_from(replies[0][1])[2] if replies else None
+
+    def add_veth(self, name: str, peer: str, peer_netns_fd: int, master: int, mtu: int | None = None,
+                 peer_mac: str | None = None) -> None:  # fmt: skip
+        """The pair, with the host end up on its bridge and the peer born in another namespace."""
+        peer_attrs = _str(IFLA_IFNAME, peer) + _u32(IFLA_NET_NS_FD, peer_netns_fd)
+        if mtu:
+            peer_attrs += _u32(IFLA_MTU, mtu)
+        if peer_mac:
+            peer_attrs += _attr(IFLA_ADDRESS, _mac(peer_mac))
+        peer_info = _attr(VETH_INFO_PEER | NLA_F_NESTED, _IFINFO.pack(0, 0, 0, 0, 0) + peer_attrs)
+        linkinfo = _str(IFLA_INFO_KIND, "veth") + _attr(IFLA_INFO_DATA | NLA_F_NESTED, peer_info)
+        attrs = _str(IFLA_IFNAME, name) + _u32(IFLA_MASTER, master) + _attr(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
+        if mtu:
+            attrs += _u32(IFLA_MTU, mtu)
+        self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, _IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + attrs)
+
+    def set_hairpin(self, index: int) -> None:
+        protinfo = _attr(IFLA_PROTINFO | NLA_F_NESTED, _attr(IFLA_BRPORT_MODE, b"\x01"))
+        self._request(RTM_SETLINK, 0, _IFINFO.pack(AF_BRIDGE, 0, index, 0, 0) + protinfo)
+
+    def set_up(self, index: int) -> None:
+        self._request(RTM_NEWLINK, 0, _IFINFO.pack(0, 0, index, IFF_UP, IFF_UP))
+
+    def delete_link(self, name: str) -> bool:
+        try:
+            self._request(RTM_DELLINK, 0, _IFINFO.pack(0, 0, 0, 0, 0) + _str(IFLA_IFNAME, name))
+            return True
+        except NetlinkError as exc:
+            if exc.errno == errno.ENODEV:
+                return False
+            raise
+
+    # ---- addresses and routes ----------------------------------------------------------------------
+    def add_address(self, index: int, cidr: str) -> None:
+        interface = ipaddress.ip_interface(cidr)
+        family = socket.AF_INET if interface.version == 4 else socket.AF_INET6
+        packed = interface.ip.packed
+        header = struct.pack("=BBBBI", family, interface.network.prefixlen, 0, 0, index)
+        attrs = _attr(IFA_LOCAL, packed) + _attr(IFA_ADDRESS, packed)
+        if interface.version == 6:
+            attrs += _u32(IFA_FLAGS, IFA_F_NODAD)
+        try:
+            self._request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, header + attrs)
+        except NetlinkError as exc:
+            if exc.errno != errno.EEXIST:
+                raise
+
+    def add_default_route(self, index: int, gateway: str) -> None:
+        address = ipaddress.ip_address(gateway)
+        family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+        header = struct.pack("=BBBBBBBBI", family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, 0, RTN_UNICAST, 0)
+        try:
+            self._request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL,
+                          header + _attr(RTA_GATEWAY, address.packed) + _u32(RTA_OIF, index))  # fmt: skip
+        except NetlinkError as exc:
+            if exc.errno != errno.EEXIST:
+                raise
