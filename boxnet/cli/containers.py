@@ -8,7 +8,7 @@ import os
 import sys
 
 from boxnet.cli.client import SHUT_WR, Client, demux, ref
-from boxnet.cli.format import ports_text, render_template, table
+from boxnet.cli.format import ports_text, print_inspected, render_template, table
 from boxnet.cli.networks import filters_param, key_values
 from boxnet.errors import InvalidArgument, NotFound
 
@@ -204,12 +204,17 @@ def run_container(client: Client, args: argparse.Namespace) -> int:
 def _copy_logs(client: Client, container: str, follow: bool, timestamps: bool, tail: str) -> None:
     query = {"stdout": 1, "stderr": 1, "follow": int(follow), "timestamps": int(timestamps), "tail": tail}
     response, _ = client.stream("GET", f"/containers/{ref(container)}/logs", query)
-    if response.getheader("Content-Type") == "application/vnd.docker.raw-stream":
-        while chunk := response.read1(65536):
+    copy_output(response.fp, raw=response.getheader("Content-Type") == "application/vnd.docker.raw-stream")
+
+
+def copy_output(reader: Any, raw: bool) -> None:
+    """A container's output to ours: raw (a TTY's) to stdout, or multiplexed into stdout and stderr."""
+    if raw:
+        while chunk := reader.read1(65536):
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
         return
-    for stream, data in demux(response.read):
+    for stream, data in demux(reader.read):
         out = sys.stderr.buffer if stream == 2 else sys.stdout.buffer
         out.write(data)
         out.flush()
@@ -253,11 +258,7 @@ def inspect_objects(client: Client, args: argparse.Namespace) -> int:
             found.append(client.get(f"/networks/{ref(name)}"))
         except NotFound:
             raise NotFound(f"No such object: {name}") from None
-    if args.format and args.format != "json":
-        for item in found:
-            print(render_template(args.format, item))
-    else:
-        print(json.dumps(found, indent=4))
+    print_inspected(found, args.format)
     return 0
 
 
@@ -319,16 +320,7 @@ def _relay_exec(response: Any, sock: Any, interactive: bool, use_tty: bool) -> N
             import threading
 
             threading.Thread(target=_pump_stdin, args=(sock,), daemon=True).start()
-        reader = response.fp  # whatever follows the response headers is the stream
-        if use_tty:
-            while chunk := reader.read1(65536):
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.flush()
-            return
-        for stream, data in demux(reader.read):
-            out = sys.stderr.buffer if stream == 2 else sys.stdout.buffer
-            out.write(data)
-            out.flush()
+        copy_output(response.fp, raw=use_tty)  # whatever follows the response headers is the stream
     finally:
         if saved is not None:
             termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)

@@ -83,3 +83,12 @@ def ports_text(ports: list[dict[str, Any]]) -> str:
         else:
             parts.append(f"{port['PrivatePort']}/{port['Type']}")
     return ", ".join(parts)
+
+
+def print_inspected(objects: list[Any], template: str) -> None:
+    """`inspect`'s output: the JSON array docker prints, or one rendered template per object."""
+    if template and template != "json":
+        for item in objects:
+            print(render_template(template, item))
+    else:
+        print(json.dumps(objects, indent=4))

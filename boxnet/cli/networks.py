@@ -6,7 +6,7 @@ import argparse
 import json
 
 from boxnet.cli.client import Client, ref
-from boxnet.cli.format import render_template, table
+from boxnet.cli.format import print_inspected, render_template, table
 from boxnet.errors import InvalidArgument
 
 TYPE_CHECKING = False  # as typing defines it; importing typing would cost the CLI ~3 ms
@@ -128,12 +128,7 @@ def list_networks(client: Client, args: argparse.Namespace) -> int:
 
 
 def inspect_networks(client: Client, args: argparse.Namespace) -> int:
-    found = [client.get(f"/networks/{ref(name)}") for name in args.names]
-    if args.format and args.format != "json":
-        for network in found:
-            print(render_template(args.format, network))
-    else:
-        print(json.dumps(found, indent=4))
+    print_inspected([client.get(f"/networks/{ref(name)}") for name in args.names], args.format)
     return 0
 
 

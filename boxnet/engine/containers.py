@@ -187,6 +187,7 @@ class ContainerService:
                 os.unlink(os.path.join(state_dir, stale))
         mode = container.network_mode
         shared = container.shares_netns_with
+        holder: _Fd | None = None
         if shared:
             target = self.registry.find_container(shared)
             if target.state.status != "running":
@@ -195,12 +196,9 @@ class ContainerService:
         elif mode == "host":
             container.sandbox_key = ""
         else:
-            os.makedirs(config.netns_dir, exist_ok=True)
-            path = os.path.join(config.netns_dir, container.short_id)
-            container.sandbox_key = path
-            self.registry.save_container(container)  # the ledger names the namespace before it exists
-            netns.create(path, setup=links.prepare_container_namespace)
-            undo.push("network namespace", lambda: netns.remove(path))
+            holder = _Fd(netns.create(setup=links.prepare_container_namespace))
+            undo.push("network namespace", holder.close)
+            container.sandbox_key = netns.fd_path(holder.fd)
             faults.check("start:after-netns")
         if mode not in NETNS_MODES and not shared:
             self.attacher.assign_host_ports(container)
@@ -216,6 +214,10 @@ class ContainerService:
         shim_pid, shim_start, pid = self.launcher.spawn(state_dir, spec)
         undo.push("container process", lambda: _kill_quietly(pid))
         faults.check("start:after-process")
+        if holder is not None:
+            # The container's init is inside now (the shim entered before forking it): it holds the namespace.
+            container.sandbox_key = netns.process_path(pid)
+            holder.close()
         if container.sandbox_key and not shared:
             container.netns_name = container.name
             if not netns.register(container.name, container.sandbox_key, config.netns_registry):
@@ -300,11 +302,9 @@ class ContainerService:
         self.attacher.unpublish(container, errors)
         for network_id in list(container.endpoints):
             self.attacher.detach(container, network_id, errors)
-        if container.sandbox_key and not container.shares_netns_with:
-            if container.netns_name:
-                errors.attempt("unregister netns", netns.unregister, container.netns_name,
-                               container.sandbox_key, self.ctx.config.netns_registry)  # fmt: skip
-            errors.attempt("remove netns", netns.remove, container.sandbox_key)
+        if container.netns_name:  # set only for a namespace of its own, registered for `ip netns`
+            errors.attempt("unregister netns", netns.unregister, container.netns_name,
+                           container.sandbox_key, self.ctx.config.netns_registry)  # fmt: skip
         container.sandbox_key = container.netns_name = container.port_network = ""
         container.published_ports = []
         return errors
@@ -410,6 +410,18 @@ class ContainerService:
             self.registry.save_container(container)
             if errors and not force:
                 errors.raise_if_any(f"disconnecting {container.name} from {network.name}")
+
+
+class _Fd:
+    """An fd closed once, whichever of success or undo gets there first."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class _ignore_missing:

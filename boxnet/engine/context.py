@@ -21,10 +21,6 @@ class EngineConfig:
     default_bridge: str = "boxnet0"
 
     @property
-    def netns_dir(self) -> str:
-        return os.path.join(self.root, "netns")
-
-    @property
     def containers_dir(self) -> str:
         return os.path.join(self.root, "containers")
 

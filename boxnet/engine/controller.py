@@ -20,7 +20,6 @@ class Engine:
     def __init__(self, config: EngineConfig) -> None:
         os.makedirs(config.root, mode=0o710, exist_ok=True)
         os.makedirs(config.containers_dir, exist_ok=True)
-        os.makedirs(config.netns_dir, exist_ok=True)
         self.config = config
         self.store = SqliteStore(os.path.join(config.root, "boxnet.db"))
         self.ctx = EngineContext(config=config, registry=Registry(self.store))

@@ -38,9 +38,7 @@ class Reconciler:
         with self.ctx.lock:
             for container in list(self.registry.containers.values()):
                 if container.state.status == "running":
-                    if shim_alive(container) and (not container.sandbox_key
-                                                  or netns.is_pinned(container.sandbox_key)
-                                                  or container.shares_netns_with):  # fmt: skip
+                    if shim_alive(container):
                         report["adopted"].append(container.name)
                         continue
                     self._settle_dead(container)
@@ -50,7 +48,6 @@ class Reconciler:
                     self.registry.save_container(container)
                     report["cleaned"].append(container.name + (f" ({errors.errors})" if errors else ""))
             report["repaired"] = self.repair()
-            self._sweep_netns_dir()
         for container in list(self.registry.containers.values()):
             if container.state.status == "running" and not self.containers.monitor.watch(
                 container.id, container.state.shim_pid
@@ -86,7 +83,7 @@ class Reconciler:
                         continue
                     if links.ensure_master(endpoint.host_veth, network.bridge):
                         continue
-                    if container.sandbox_key and netns.is_pinned(container.sandbox_key):
+                    if container.sandbox_key and os.path.exists(container.sandbox_key):
                         # Both ends went together; the addresses come back from the ledger.
                         netns.run_in(container.sandbox_key, _delete_if_present, endpoint.ifname)
                         first = next(iter(container.endpoints)) == endpoint.network_id
@@ -94,17 +91,6 @@ class Reconciler:
                         repaired.append(f"veth {endpoint.host_veth} of {container.name}")
             self.ctx.firewall.rebuild(self.registry)
         return repaired
-
-    def _sweep_netns_dir(self) -> None:
-        """Namespace files in boxnet's own directory that no record names were left by a crash."""
-        directory = self.ctx.config.netns_dir
-        if not os.path.isdir(directory):
-            return
-        known = {c.sandbox_key for c in self.registry.containers.values() if c.sandbox_key}
-        for entry in os.listdir(directory):
-            path = os.path.join(directory, entry)
-            if path not in known:
-                netns.remove(path)
 
 
 def _delete_if_present(ifname: str) -> None:

@@ -79,7 +79,10 @@ def create_veth(host_name: str, peer_name: str, peer_netns_path: str, bridge: st
             nl.add_veth(host_name, peer_name, fd, master, mtu, peer_mac)
             index = nl.link_index(host_name)
             assert index is not None
+            # A bridge port needs no address of its own: no IPv6 link-local, no MLD, before it comes up.
+            _write_sysctl(f"net/ipv6/conf/{host_name}/disable_ipv6", "1")
             nl.set_hairpin(index)
+            nl.set_up(index)
     finally:
         os.close(fd)
 
@@ -105,6 +108,8 @@ def configure_container_interface(ifname: str, addresses: list[str], gateways: l
         index = nl.link_index(ifname)
         if index is None:
             raise rtnl.NetlinkError(ENODEV, f"{ifname} is missing in the container namespace")
+        if any(":" in cidr for cidr in addresses):
+            _write_sysctl(f"net/ipv6/conf/{ifname}/disable_ipv6", "0")
         for cidr in addresses:
             nl.add_address(index, cidr)
         nl.set_up(index)
@@ -124,15 +129,20 @@ def link_exists(name: str) -> bool:
         return nl.link_index(name) is not None
 
 
+def _write_sysctl(key: str, value: str) -> None:
+    try:
+        with open(f"/proc/sys/{key}", "w") as handle:
+            handle.write(value)
+    except FileNotFoundError:
+        pass  # no IPv6 in this kernel
+
+
 def prepare_container_namespace() -> None:
-    """lo up; no duplicate address detection (a hairpin port reflects a container's own probes back to it,
-    which DAD would take for a duplicate)."""
-    for key in ("net/ipv6/conf/all/accept_dad", "net/ipv6/conf/default/accept_dad"):
-        try:
-            with open(f"/proc/sys/{key}", "w") as handle:
-                handle.write("0")
-        except OSError:
-            pass  # no IPv6 in this kernel
+    """lo up. Interfaces are born without IPv6, as Docker does for networks without it (no link-local
+    address, no MLD reports for every bridge port to hear); an IPv6 network turns it on for its interface.
+    No duplicate address detection: a hairpin port reflects a container's own probes back to it."""
+    for key, value in (("all/accept_dad", "0"), ("default/accept_dad", "0"), ("default/disable_ipv6", "1")):
+        _write_sysctl(f"net/ipv6/conf/{key}", value)
     with rtnl.Rtnl() as nl:
         nl.set_up(1)
 

@@ -7,7 +7,6 @@ thread end. Sockets made inside stay bound to that namespace wherever they are u
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -50,42 +49,31 @@ def run_in(path: str, fn: Callable[..., T], *args: object) -> T:
     return _in_thread(enter_and_run)
 
 
-def create(path: str, setup: Callable[[], None] | None = None) -> None:
-    """Makes a new network namespace and pins it at path (a bind mount of its nsfs file).
+def create(setup: Callable[[], None] | None = None) -> int:
+    """Makes a new network namespace and returns an fd that holds it.
 
-    `setup` runs inside the new namespace before the thread ends (bringing lo up, say).
+    Nothing is mounted: the fd keeps the namespace alive until the container's first process is inside it,
+    and from then on that process does (`/proc/<pid>/ns/net` names it). A daemon that dies before then takes
+    the half-made namespace with it, and no mount table grows with the number of containers.
+    `setup` runs inside the new namespace first (bringing lo up, say).
     """
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
-    os.close(fd)
 
-    def make() -> None:
+    def make() -> int:
         libc.unshare(libc.CLONE_NEWNET)
-        libc.mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", path, None, libc.MS_BIND)
         if setup is not None:
             setup()
+        return os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
 
-    try:
-        _in_thread(make)
-    except BaseException:
-        remove(path)
-        raise
+    return _in_thread(make)
 
 
-def remove(path: str) -> None:
-    """Unpins and deletes a namespace file; a missing one is not an error (teardown is idempotent)."""
-    with contextlib.suppress(OSError):
-        libc.umount(path, libc.MNT_DETACH)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+def fd_path(fd: int) -> str:
+    """A path to the namespace an fd of this process holds, that another process (the shim) can open."""
+    return f"/proc/{os.getpid()}/fd/{fd}"
 
 
-def is_pinned(path: str) -> bool:
-    """True when path is a live namespace mount (after a reboot the file may remain without one)."""
-    try:
-        with open("/proc/self/mountinfo") as mounts:
-            return any(line.split()[4] == path for line in mounts)
-    except OSError:
-        return False
+def process_path(pid: int) -> str:
+    return f"/proc/{pid}/ns/net"
 
 
 def register(name: str, target: str, directory: str = "/run/netns") -> bool:

@@ -109,7 +109,8 @@ class Rtnl:
 
     def add_veth(self, name: str, peer: str, peer_netns_fd: int, master: int, mtu: int | None = None,
                  peer_mac: str | None = None) -> None:  # fmt: skip
-        """The pair, with the host end up on its bridge and the peer born in another namespace."""
+        """The pair, with the host end on its bridge (down: the caller brings it up) and the peer born in
+        another namespace."""
         peer_attrs = _str(IFLA_IFNAME, peer) + _u32(IFLA_NET_NS_FD, peer_netns_fd)
         if mtu:
             peer_attrs += _u32(IFLA_MTU, mtu)
@@ -120,7 +121,7 @@ class Rtnl:
         attrs = _str(IFLA_IFNAME, name) + _u32(IFLA_MASTER, master) + _attr(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
         if mtu:
             attrs += _u32(IFLA_MTU, mtu)
-        self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, _IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + attrs)
+        self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, _IFINFO.pack(0, 0, 0, 0, 0) + attrs)
 
     def set_hairpin(self, index: int) -> None:
         protinfo = _attr(IFLA_PROTINFO | NLA_F_NESTED, _attr(IFLA_BRPORT_MODE, b"\x01"))

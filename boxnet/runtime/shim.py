@@ -93,9 +93,8 @@ def _container_init(spec: dict, out_w: int, err_w: int, stdin_fd: int, status_w:
         os.closerange(3, status_w)
         os.closerange(status_w + 1, 1 << 16)
         libc.unshare(libc.CLONE_NEWNS | libc.CLONE_NEWUTS | libc.CLONE_NEWIPC)
-        # Slave, not private: when the daemon unpins another container's namespace, the unmount must reach
-        # this copy of the mount table too, or that namespace would live on inside this container.
-        libc.mount("none", "/", None, libc.MS_REC | libc.MS_SLAVE)
+        # Private, as Docker's default: nothing the container mounts reaches the host, or the other way round.
+        libc.mount("none", "/", None, libc.MS_REC | libc.MS_PRIVATE)
         if spec["rootfs"]:
             _setup_rootfs(spec["rootfs"], spec["files"])
         else:

@@ -27,8 +27,9 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture
 def sandbox(request):
-    extra = getattr(request, "param", {}) or {}
-    box = Sandbox(extra_daemon_env=extra).start()
+    param = dict(getattr(request, "param", {}) or {})
+    routes = param.pop("host_routes", [])
+    box = Sandbox(extra_daemon_env=param, host_routes=routes).start()
     failed = False
     try:
         yield box

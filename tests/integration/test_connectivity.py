@@ -114,3 +114,16 @@ def test_icc_off_holds_without_br_netfilter(sandbox: Sandbox) -> None:
     assert probe_from_container(sandbox, "quiet-client", quiet_ip) is None
     assert probe_from_container(sandbox, "chatty-client", chatty_ip) == sandbox.ip_of("chatty-client")
     assert probe_from_container(sandbox, "chatty-client", quiet_ip) is None
+
+
+def test_ipv6_network_gives_containers_v6_and_v4_only_networks_none(sandbox: Sandbox) -> None:
+    sandbox.cli("network", "create", "--ipv6", "--subnet", "fd00:beef::/64", "dual")
+    sandbox.cli("run", "-d", "--name", "six", "--network", "dual", "sleep", "300")
+    sandbox.cli("run", "-d", "--name", "six2", "--network", "dual", "sleep", "300")
+    sandbox.cli("run", "-d", "--name", "four", "sleep", "300")
+    six = sandbox.inspect("six")["NetworkSettings"]["Networks"]["dual"]
+    assert six["GlobalIPv6Address"] == "fd00:beef::2" and six["IPv6Gateway"] == "fd00:beef::1"
+    assert "fd00:beef::2/64" in sandbox.in_container("six", "ip", "-6", "addr", "show", "eth0").stdout
+    assert sandbox.in_container("six2", "ping", "-6", "-c", "1", "-W", "2", "fd00:beef::2").returncode == 0
+    assert sandbox.in_container("six", "ping", "-6", "-c", "1", "-W", "2", "fd00:beef::1").returncode == 0
+    assert "inet6" not in sandbox.in_container("four", "ip", "-6", "addr", "show", "eth0").stdout

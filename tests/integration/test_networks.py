@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from boxnet.testing.sandbox import Sandbox
 
 
@@ -13,6 +15,14 @@ def test_default_networks_exist_with_docker_names(sandbox: Sandbox) -> None:
     bridge = sandbox.client.get("/networks/bridge")
     assert bridge["IPAM"]["Config"] == [{"Subnet": "172.17.0.0/16", "Gateway": "172.17.0.1"}]
     assert "172.17.0.1/16" in sandbox.in_host("ip", "-br", "addr", "show", "boxnet0").stdout
+
+
+@pytest.mark.parametrize("sandbox", [{"host_routes": [("172.17.8.0/24", "198.51.100.1")]}], indirect=True)
+def test_default_bridge_avoids_a_subnet_the_host_routes(sandbox: Sandbox) -> None:
+    bridge = sandbox.client.get("/networks/bridge")
+    assert bridge["IPAM"]["Config"][0]["Subnet"] == "172.18.0.0/16"
+    sandbox.cli("run", "-d", "--name", "c", "sleep", "300")
+    assert sandbox.ip_of("c") == "172.18.0.2"
 
 
 def test_create_inspect_and_remove_a_user_network(sandbox: Sandbox) -> None:
