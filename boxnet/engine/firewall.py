@@ -7,7 +7,7 @@ import logging
 
 from boxnet.engine.registry import Registry
 from boxnet.firewall import ruleset
-from boxnet.kernel import nft
+from boxnet.kernel import nfnl, nft
 from boxnet.model.container import Container
 from boxnet.model.network import Network
 
@@ -47,6 +47,13 @@ def desired_port_rules(registry: Registry) -> list[ruleset.PortRule]:
     return rules
 
 
+def _by_map(ports: list[ruleset.PortRule]) -> dict[str, list[ruleset.PortRule]]:
+    grouped: dict[str, list[ruleset.PortRule]] = {}
+    for port in ports:
+        grouped.setdefault(port.map_name, []).append(port)
+    return grouped
+
+
 def desired_icc_off_ports(registry: Registry) -> list[str]:
     """The host-side veths of running containers on networks with icc off."""
     return [
@@ -78,12 +85,20 @@ class Firewall:
         nft.run(ruleset.remove_network(network_rules(network)))
 
     def add_ports(self, ports: list[ruleset.PortRule]) -> None:
-        if ports:
-            nft.run(ruleset.add_ports(ports))
+        """Straight over nfnetlink: O(1) however many ports are published (see kernel/nfnl.py)."""
+        for map_name, group in _by_map(ports).items():
+            nfnl.change_elements("add", ruleset.TABLE, map_name,
+                                 [(p.key_registers(), p.value_registers()) for p in group])  # fmt: skip
 
     def remove_ports(self, ports: list[ruleset.PortRule]) -> None:
-        if ports:
-            nft.run(ruleset.remove_ports(ports))
+        """Idempotent: an entry already gone (a flushed ruleset) is not an error."""
+        for map_name, group in _by_map(ports).items():
+            for port in group:
+                try:
+                    nfnl.change_elements("delete", ruleset.TABLE, map_name, [(port.key_registers(), None)])
+                except nfnl.NfnlError as exc:
+                    if not nfnl.is_missing(exc):
+                        raise
 
     def table_present(self) -> bool:
         return nft.list_table(ruleset.FAMILY, ruleset.TABLE) is not None

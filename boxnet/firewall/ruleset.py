@@ -90,6 +90,18 @@ class PortRule:
     def map_name(self) -> str:
         return "pub4_addr" if self.host_ip else "pub4_any"
 
+    def key_registers(self) -> bytes:
+        """The map key as nftables stores it (for kernel/nfnl): each field in a 32-bit register."""
+        from boxnet.kernel import nfnl
+
+        key = nfnl.register_protocol(self.protocol) + nfnl.register_port(self.host_port)
+        return nfnl.register_ipv4(self.host_ip) + key if self.host_ip else key
+
+    def value_registers(self) -> bytes:
+        from boxnet.kernel import nfnl
+
+        return nfnl.register_ipv4(self.container_ip) + nfnl.register_port(self.container_port)
+
 
 def skeleton() -> list[str]:
     """The table with its sets, maps, base chains and fixed rules, and nothing network-specific."""

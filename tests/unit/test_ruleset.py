@@ -1,6 +1,7 @@
 """The nft ruleset renderer, against a golden file, and its refusal of unsafe values."""
 
 import os
+import struct
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,25 @@ def test_ports_split_by_map() -> None:
 def test_unsafe_values_are_refused(bad) -> None:
     with pytest.raises(ValueError):
         bad()
+
+
+def test_map_registers_match_nftables_layout() -> None:
+    """Each field of a concatenation in its own 32-bit register, network byte order, zero padded."""
+    any_address = ruleset.PortRule("tcp", 8080, "172.17.0.2", 80)
+    assert any_address.key_registers() == bytes([6, 0, 0, 0, 0x1F, 0x90, 0, 0])
+    assert any_address.value_registers() == bytes([172, 17, 0, 2, 0, 80, 0, 0])
+    loopback = ruleset.PortRule("udp", 53, "10.0.0.9", 5353, host_ip="127.0.0.1")
+    assert loopback.key_registers() == bytes([127, 0, 0, 1, 17, 0, 0, 0, 0, 53, 0, 0])
+
+
+def test_element_batch_is_one_transaction() -> None:
+    from boxnet.kernel import nfnl
+
+    batch = nfnl.element_batch("add", "boxnet", "pub4_any", [(b"\x06\0\0\0\x1f\x90\0\0", b"\xac\x11\0\x02\0P\0\0")], 7)
+    offset, types = 0, []
+    while offset < len(batch):
+        length, kind = struct.unpack_from("=IH", batch, offset)
+        types.append(kind)
+        offset += length
+    assert types == [nfnl.NFNL_MSG_BATCH_BEGIN, (10 << 8) | nfnl.NFT_MSG_NEWSETELEM, nfnl.NFNL_MSG_BATCH_END]
+    assert offset == len(batch) and b"pub4_any\0" in batch and b"\x1f\x90" in batch
