@@ -75,6 +75,12 @@ def _endpoint_settings(settings: dict[str, Any] | None) -> dict[str, Any]:
             "ipv6": ipam.get("IPv6Address") or ""}  # fmt: skip
 
 
+def _console_size(raw: Any) -> list[int]:
+    if isinstance(raw, list) and len(raw) == 2 and all(isinstance(v, int) and 0 < v < 10000 for v in raw):
+        return [raw[0], raw[1]]
+    return []
+
+
 def container_request(body: dict[str, Any], name: str) -> ContainerRequest:
     if not isinstance(body, dict):
         raise InvalidArgument("the request body must be a JSON object")
@@ -98,6 +104,7 @@ def container_request(body: dict[str, Any], name: str) -> ContainerRequest:
         ports=port_bindings(host.get("PortBindings")), cap_add=list(host.get("CapAdd") or []),
         cap_drop=list(host.get("CapDrop") or []), pid_mode=host.get("PidMode") or "",
         labels=dict(body.get("Labels") or {}), auto_remove=bool(host.get("AutoRemove")),
-        tty=bool(body.get("Tty")), open_stdin=bool(body.get("OpenStdin")),
+        tty=bool(body.get("Tty")), open_stdin=bool(body.get("OpenStdin")), stdin_once=bool(body.get("StdinOnce")),
+        console_size=_console_size(host.get("ConsoleSize")),
         working_dir=body.get("WorkingDir") or "",
     )  # fmt: skip

@@ -201,7 +201,16 @@ def build_router(engine: Engine) -> Router:
         container = registry.find_container(ref)
         return streams.logs_stream(engine, container, request)
 
+    def container_attach(request: Request, ref: str) -> Stream:
+        return streams.attach_stream(engine, registry.find_container(ref), request)
+
+    def container_resize(request: Request, ref: str) -> Response:
+        registry.find_container(ref)
+        return Response(200)  # the TTY's size is set at start from HostConfig.ConsoleSize
+
     router.add("GET", "/containers/json", container_list)
+    router.add("POST", "/containers/(?P<ref>[^/]+)/attach", container_attach)
+    router.add("POST", "/containers/(?P<ref>[^/]+)/resize", container_resize)
     router.add("POST", "/containers/create", container_create)
     router.add("GET", "/containers/(?P<ref>[^/]+)/json", container_inspect)
     router.add("POST", "/containers/(?P<ref>[^/]+)/start", container_start)

@@ -19,6 +19,7 @@ from boxnet.engine.controller import Engine
 from boxnet.engine.execs import ExecSession
 from boxnet.errors import InvalidArgument
 from boxnet.model.container import Container
+from boxnet.runtime.shim import short_unix_path
 
 RAW = "application/vnd.docker.raw-stream"
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
@@ -60,17 +61,85 @@ def logs_stream(engine: Engine, container: Container, request: Request) -> Strea
             entries = entries[-int(tail):] if int(tail) else []
         for entry in entries:
             sock.sendall(encode(entry))
-        while follow:
-            running = container.state.status == "running" and container.id in engine.registry.containers
-            entries, offset = _read_log_lines(path, offset)
-            for entry in entries:
-                if want.get(entry["stream"]):
-                    sock.sendall(encode(entry))
-            if not running:
-                break
-            time.sleep(0.05)
+        if follow:
+            _follow(engine, container, path, offset, lambda e: want.get(e["stream"]) and sock.sendall(encode(e)))
 
     return Stream(run, upgrade=False, content_type=RAW if tty else MULTIPLEXED)
+
+
+def _follow(engine: Engine, container: Container, path: str, offset: int, emit: Any,
+            until_started_and_ended: bool = False, interval: float = 0.05) -> None:  # fmt: skip
+    """Sends what the log gains until the container stops running (with until_started_and_ended, a
+    container not started yet is waited for first, as `run` attaches before it starts)."""
+    started = container.state.status == "running"
+    while True:
+        alive = container.id in engine.registry.containers
+        status = container.state.status
+        started = started or status == "running"
+        entries, offset = _read_log_lines(path, offset)
+        for entry in entries:
+            emit(entry)
+        waiting = until_started_and_ended and status == "created" and not started
+        if not alive or (status != "running" and not waiting):
+            entries, offset = _read_log_lines(path, offset)  # what the last moments wrote
+            for entry in entries:
+                emit(entry)
+            return
+        time.sleep(interval)
+
+
+def attach_stream(engine: Engine, container: Container, request: Request) -> Stream:
+    """Docker's attach: the container's output from now on and, with stdin=1, the client's input to it."""
+    want = {"stdout": request.flag("stdout"), "stderr": request.flag("stderr")}
+    attach_stdin = request.flag("stdin") and container.open_stdin
+    path = os.path.join(engine.config.container_dir(container.id), "container.log")
+    stdin_socket = os.path.join(engine.config.container_dir(container.id), "stdin.sock")
+    tty = container.tty
+    # A container not started yet starts with an empty log; a running one shows only what comes next.
+    offset = 0 if container.state.status == "created" else _log_size(path)
+
+    def emit(sock: socket.socket, entry: dict[str, Any]) -> None:
+        if want.get(entry["stream"]):
+            payload = entry["log"].encode()
+            sock.sendall(payload if tty else frame(STDOUT if entry["stream"] == "stdout" else STDERR, payload))
+
+    def run(sock: socket.socket, rfile: Any) -> None:
+        if attach_stdin:
+            threading.Thread(target=_deliver_input, args=(engine, container, rfile, stdin_socket),
+                             daemon=True).start()  # fmt: skip
+        _follow(engine, container, path, offset, lambda e: emit(sock, e), until_started_and_ended=True,
+                interval=0.02)  # fmt: skip
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+
+    return Stream(run, upgrade=True, content_type=RAW if tty else MULTIPLEXED)
+
+
+def _log_size(path: str) -> int:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        return data.rfind(b"\n") + 1
+    except FileNotFoundError:
+        return 0
+
+
+def _deliver_input(engine: Engine, container: Container, rfile: Any, stdin_socket: str) -> None:
+    """Client input to the shim's stdin socket, once the container runs; the client's end is the container's
+    end of input (with StdinOnce, which the shim applies)."""
+    deadline = time.monotonic() + 60
+    while container.state.status != "running" or not os.path.exists(stdin_socket):
+        if container.state.status in ("exited", "dead") or time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as shim:
+        try:
+            with short_unix_path(os.path.dirname(stdin_socket), os.path.basename(stdin_socket)) as path:
+                shim.connect(path)
+            while data := rfile.read1(65536):
+                shim.sendall(data)
+        except OSError:
+            pass
 
 
 def exec_stream(engine: Engine, session: ExecSession) -> Stream:

@@ -160,18 +160,20 @@ def _create_body(args: argparse.Namespace) -> dict[str, Any]:
         if args.ip:
             endpoint["IPAMConfig"] = {"IPv4Address": args.ip}
         endpoints[network] = endpoint
-    if args.interactive or args.tty:
-        raise InvalidArgument("-i and -t are not supported by `run` yet; use -d and `boxnet exec -it`")
     for item in args.env:
         if "=" not in item and item in os.environ:
             args.env[args.env.index(item)] = f"{item}={os.environ[item]}"
     return {
         "Image": image, "Cmd": command, "Env": args.env, "Hostname": args.hostname,
         "Labels": key_values(args.label, "label"), "WorkingDir": args.workdir, "Rootfs": args.rootfs,
+        # As docker: stdin closes with the attached client only when `run` attaches (not with -d).
         "Tty": args.tty, "OpenStdin": args.interactive,
+        "StdinOnce": args.interactive and not getattr(args, "detach", False),
+        "AttachStdin": args.interactive, "AttachStdout": True, "AttachStderr": True,
         "HostConfig": {
             "NetworkMode": network, "PortBindings": bindings, "CapAdd": args.cap_add, "CapDrop": args.cap_drop,
             "PidMode": args.pid, "AutoRemove": bool(args.rm and getattr(args, "detach", True)),
+            "ConsoleSize": _terminal_size() if args.tty else None,
         },
         "NetworkingConfig": {"EndpointsConfig": endpoints},
     }  # fmt: skip
@@ -185,20 +187,26 @@ def create_container(client: Client, args: argparse.Namespace) -> int:
 def run_container(client: Client, args: argparse.Namespace) -> int:
     created = client.post("/containers/create", _create_body(args), name=args.name or None)
     container_id = created["Id"]
+    attached = None
+    if not args.detach:
+        # As docker does: attach first, so that not a byte of output is missed, then start.
+        query = {"stream": 1, "stdin": int(args.interactive), "stdout": 1, "stderr": 1}
+        attached = client.stream("POST", f"/containers/{container_id}/attach", query, upgrade=True)
     try:
         client.post(f"/containers/{container_id}/start")
     except Exception:
         if not args.detach or args.rm:
             client.delete(f"/containers/{container_id}", force=1)
         raise
+    if attached is not None:
+        _relay_exec(attached[0], attached[1], args.interactive, args.tty)
     if args.detach:
         print(container_id)
         return 0
-    _copy_logs(client, container_id, follow=True, timestamps=False, tail="all")
-    code = client.post(f"/containers/{container_id}/wait")["StatusCode"]
+    code = int(client.post(f"/containers/{container_id}/wait")["StatusCode"])
     if args.rm:
         client.delete(f"/containers/{container_id}", force=1)
-    return int(code)
+    return code
 
 
 def _copy_logs(client: Client, container: str, follow: bool, timestamps: bool, tail: str) -> None:
@@ -306,8 +314,16 @@ def exec_command(client: Client, args: argparse.Namespace) -> int:
     return int(client.get(f"/exec/{exec_id}/json")["ExitCode"] or 0)
 
 
+def _terminal_size() -> list[int] | None:
+    try:
+        size = os.get_terminal_size(sys.stdout.fileno())
+    except OSError:
+        return None
+    return [size.lines, size.columns]
+
+
 def _relay_exec(response: Any, sock: Any, interactive: bool, use_tty: bool) -> None:
-    """Output from the upgraded connection to stdout/stderr; with -i, stdin to the connection."""
+    """Output from the upgraded connection (exec or attach) to stdout/stderr; with -i, stdin to it."""
     import termios
     import tty
 

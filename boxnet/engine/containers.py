@@ -58,6 +58,8 @@ class ContainerRequest:
     auto_remove: bool = False
     tty: bool = False
     open_stdin: bool = False
+    stdin_once: bool = False
+    console_size: list[int] = field(default_factory=list)
     working_dir: str = ""
 
 
@@ -145,6 +147,7 @@ class ContainerService:
             network_mode=mode, ports=ports, cap_add=list(request.cap_add), cap_drop=list(request.cap_drop),
             pid_mode=pid_mode, labels=parse_key_values("label", request.labels),
             auto_remove=request.auto_remove, tty=request.tty, open_stdin=request.open_stdin,
+            stdin_once=request.stdin_once, console_size=list(request.console_size),
             working_dir=request.working_dir, requested_networks=networks,
         )  # fmt: skip
 
@@ -248,7 +251,9 @@ class ContainerService:
         return {
             "argv": container.cmd, "env": env, "cwd": container.working_dir or "/",
             "hostname": container.hostname, "netns": container.sandbox_key, "pidns": pidns,
-            "rootfs": container.rootfs, "files": container_files, "stdin": "",
+            "rootfs": container.rootfs, "files": container_files, "tty": container.tty,
+            "open_stdin": container.open_stdin, "stdin_once": container.stdin_once,
+            "console_size": container.console_size,
             "capabilities": [CAPABILITY_NUMBERS[c] for c in caps],
         }  # fmt: skip
 

@@ -97,6 +97,8 @@ class Container:
     auto_remove: bool = False
     tty: bool = False
     open_stdin: bool = False
+    stdin_once: bool = False
+    console_size: list[int] = field(default_factory=list)  # [rows, columns] of the TTY
     working_dir: str = ""
     # Networks asked for at create time: name -> endpoint settings (aliases, requested ip).
     requested_networks: dict[str, dict[str, Any]] = field(default_factory=dict)

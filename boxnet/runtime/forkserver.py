@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import threading
+import traceback
 
 from boxnet.runtime import shim
 
@@ -47,6 +48,8 @@ def serve(sock: socket.socket) -> int:
                 code = 1
                 try:
                     code = shim.run(message.decode(), ready_fd)
+                except BaseException:
+                    traceback.print_exc()  # into the shim's log: run() points stderr there first
                 finally:
                     os._exit(code)
             os._exit(0)

@@ -11,11 +11,16 @@ It imports nothing heavy so that it starts fast.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import select
 import signal
+import socket
+import struct
 import sys
+import termios
 import time
 
 from boxnet.kernel import libc
@@ -82,16 +87,15 @@ def _setup_rootfs(rootfs: str, files: dict[str, str]) -> None:
     os.chdir("/")
 
 
-def _container_init(spec: dict, out_w: int, err_w: int, stdin_fd: int, status_w: int) -> None:
+def _container_init(spec: dict, stdio: Stdio, status_w: int) -> None:
     """Runs in the forked child, PID 1 of the container; never returns."""
     try:
         os.setsid()
-        os.dup2(stdin_fd, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        # Nothing of the shim's leaks into the container but its stdio and the exec-status pipe.
-        os.closerange(3, status_w)
-        os.closerange(status_w + 1, 1 << 16)
+        for target, fd in enumerate(stdio.child_fds):
+            os.dup2(fd, target)
+        # Nothing of the shim's leaks into the container but its stdio, the exec-status pipe and the console
+        # socket (with a TTY).
+        _close_all_but({status_w, stdio.console_child})
         libc.unshare(libc.CLONE_NEWNS | libc.CLONE_NEWUTS | libc.CLONE_NEWIPC)
         # Private, as Docker's default: nothing the container mounts reaches the host, or the other way round.
         libc.mount("none", "/", None, libc.MS_REC | libc.MS_PRIVATE)
@@ -101,6 +105,8 @@ def _container_init(spec: dict, out_w: int, err_w: int, stdin_fd: int, status_w:
             _setup_host_image(spec["files"])
         if spec.get("hostname"):
             libc.sethostname(spec["hostname"])
+        if stdio.tty:
+            _open_console(stdio.console_child, spec.get("console_size") or [24, 80])
         libc.drop_bounding_capabilities(spec["capabilities"])
         os.chdir(spec.get("cwd") or "/")
         env = dict(item.split("=", 1) for item in spec["env"])
@@ -112,6 +118,34 @@ def _container_init(spec: dict, out_w: int, err_w: int, stdin_fd: int, status_w:
         os.execvpe(spec["argv"][0], spec["argv"], env)
     except OSError as exc:
         _report_and_exit(status_w, f"exec {spec['argv'][0]!r}: {exc.strerror}")
+
+
+def _close_all_but(keep: set[int]) -> None:
+    previous = 2
+    for fd in sorted(fd for fd in keep if fd > 2):
+        os.closerange(previous + 1, fd)
+        previous = fd
+    os.closerange(previous + 1, 1 << 16)
+
+
+TIOCGPTN = 0x80045430
+TIOCSPTLCK = 0x40045431
+
+
+def _open_console(console_socket: int, size: list[int]) -> None:
+    """The container's TTY, from its own devpts instance (so that ttyname works inside and no host terminal
+    is visible); its master goes to the shim over the console socket, as runc does."""
+    master = os.open("/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+    number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, struct.pack("I", 0)))[0]
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+    slave = os.open(f"/dev/pts/{number}", os.O_RDWR)
+    for target in (0, 1, 2):
+        os.dup2(slave, target)
+    os.close(slave)
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    socket.send_fds(socket.socket(fileno=console_socket), [b"c"], [master])
+    os.close(master)
 
 
 def _report_and_exit(status_w: int, message: str) -> None:
@@ -129,6 +163,100 @@ def _log_line(log, stream: str, data: bytes) -> None:
 
 def main() -> int:
     return run(sys.argv[1], int(sys.argv[2]))
+
+
+@contextlib.contextmanager
+def short_unix_path(directory: str, name: str):
+    """A path to directory/name short enough for AF_UNIX (108 bytes), through an fd of the directory."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{fd}/{name}"
+    finally:
+        os.close(fd)
+
+
+class Stdio:
+    """The container's standard streams: a pty (with a TTY) or pipes, and, with open stdin, a socket in the
+    state directory where the daemon delivers an attached client's input."""
+
+    def __init__(self, spec: dict, state_dir: str) -> None:
+        self.tty = bool(spec.get("tty"))
+        self.open_stdin = bool(spec.get("open_stdin"))
+        self.stdin_once = bool(spec.get("stdin_once"))
+        self.input_fd = -1
+        self.console_child = -1
+        self.outputs: dict[int, str] = {}
+        if self.tty:
+            # The container opens its TTY itself (see _open_console) and sends the master back on this pair.
+            self.console_parent, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.console_child = child_end.detach()
+            self.child_fds: tuple[int, ...] = ()
+        else:
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            if spec.get("open_stdin"):
+                in_r, self.input_fd = os.pipe()
+            else:
+                in_r = os.open("/dev/null", os.O_RDONLY)
+            self.child_fds = (in_r, out_w, err_w)
+            self.outputs = {out_r: "stdout", err_r: "stderr"}
+        self.listener: socket.socket | None = None
+        if spec.get("open_stdin"):
+            if os.path.exists(os.path.join(state_dir, "stdin.sock")):
+                os.unlink(os.path.join(state_dir, "stdin.sock"))
+            self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            with short_unix_path(state_dir, "stdin.sock") as path:
+                self.listener.bind(path)
+            self.listener.listen(4)
+        self.clients: dict[int, socket.socket] = {}
+
+    def after_fork(self) -> None:
+        for fd in {*self.child_fds, self.console_child} - {-1}:
+            os.close(fd)
+
+    def receive_console(self) -> bool:
+        """The TTY's master from the container; False when the container failed before sending it."""
+        _, fds, _, _ = socket.recv_fds(self.console_parent, 16, 1)
+        self.console_parent.close()
+        if not fds:
+            return False
+        self.outputs = {fds[0]: "stdout"}
+        self.input_fd = fds[0] if self.open_stdin else -1
+        return True
+
+    def shim_fds(self) -> set[int]:
+        fds = {*self.outputs, self.input_fd, *([self.listener.fileno()] if self.listener else [])}
+        return fds | ({self.console_parent.fileno()} if self.tty else set())
+
+    def watched(self) -> list[int]:
+        return [*self.outputs, *([self.listener.fileno()] if self.listener else []), *self.clients]
+
+    def handle_input(self, fd: int) -> bool:
+        """A new client or a client's data; True when fd was one of these."""
+        if self.listener is not None and fd == self.listener.fileno():
+            client, _ = self.listener.accept()
+            self.clients[client.fileno()] = client
+            return True
+        client = self.clients.get(fd)
+        if client is None:
+            return False
+        data = client.recv(65536)
+        if data and self.input_fd >= 0:
+            with contextlib.suppress(OSError):  # the container closed its stdin: the input has nowhere to go
+                os.write(self.input_fd, data)
+        elif not data:
+            client.close()
+            del self.clients[fd]
+            if self.stdin_once and not self.tty and self.input_fd >= 0:
+                os.close(self.input_fd)  # the container reads EOF, as after `echo hi | docker run -i`
+                self.input_fd = -1
+        return True
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+        if self.listener is not None:
+            self.listener.close()
 
 
 def run(state_dir: str, ready_fd: int) -> int:
@@ -153,18 +281,19 @@ def run(state_dir: str, ready_fd: int) -> int:
         libc.setns(fd, libc.CLONE_NEWPID)
         os.close(fd)
 
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
+    stdio = Stdio(spec, state_dir)
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
-    stdin_fd = os.open(spec["stdin"] or "/dev/null", os.O_RDWR if spec["stdin"] else os.O_RDONLY)
 
     child = os.fork()
     if child == 0:
-        for fd in (out_r, err_r, status_r, ready_fd):
-            os.close(fd)
-        _container_init(spec, out_w, err_w, stdin_fd, status_w)
-    for fd in (out_w, err_w, status_w, stdin_fd):
-        os.close(fd)
+        for fd in (*stdio.shim_fds(), status_r, ready_fd):
+            if fd >= 0 and fd not in stdio.child_fds and fd != stdio.console_child:
+                os.close(fd)
+        _container_init(spec, stdio, status_w)
+    stdio.after_fork()
+    os.close(status_w)
+    if stdio.tty:
+        stdio.receive_console()
 
     failure = b""
     while chunk := os.read(status_r, 4096):
@@ -178,15 +307,19 @@ def run(state_dir: str, ready_fd: int) -> int:
         return 0
     os.write(ready_fd, json.dumps({"pid": child, "shim_pid": os.getpid()}).encode())
     os.close(ready_fd)
-    return _supervise(state_dir, child, {out_r: "stdout", err_r: "stderr"})
+    try:
+        return _supervise(state_dir, child, stdio)
+    finally:
+        stdio.close()
 
 
-def _supervise(state_dir: str, child: int, streams: dict[int, str]) -> int:
+def _supervise(state_dir: str, child: int, stdio: Stdio) -> int:
     pidfd = os.pidfd_open(child)
     exit_code: int | None = None
+    streams = stdio.outputs
     with open(os.path.join(state_dir, "container.log"), "a") as log:
         while streams or exit_code is None:
-            watched = [*streams, pidfd] if exit_code is None else list(streams)
+            watched = [*stdio.watched(), pidfd] if exit_code is None else list(streams)
             # Once the child is gone, give stragglers holding the pipes a moment, then stop waiting on them.
             ready, _, _ = select.select(watched, [], [], None if exit_code is None else 0.2)
             if not ready and exit_code is not None:
@@ -198,7 +331,12 @@ def _supervise(state_dir: str, child: int, streams: dict[int, str]) -> int:
                     if exit_code < 0:
                         exit_code = 128 - exit_code  # killed by a signal: 128+N, as a shell reports it
                     continue
-                data = os.read(fd, LOG_CHUNK)
+                if stdio.handle_input(fd):
+                    continue
+                try:
+                    data = os.read(fd, LOG_CHUNK)
+                except OSError:  # a pty reads EIO once the last process holding its other end is gone
+                    data = b""
                 if data:
                     _log_line(log, streams[fd], data)
                 else:

@@ -189,3 +189,29 @@ def test_bad_container_input_changes_nothing(sandbox: Sandbox) -> None:
     assert sandbox.kernel_state() == before
     assert [c["Id"] for c in sandbox.client.get("/containers/json", all=1)] == [c["Id"] for c in containers_before]
     assert json.loads(sandbox.cli("inspect", "first").stdout)[0]["State"]["Running"]
+
+
+def test_interactive_and_tty_runs(sandbox: Sandbox) -> None:
+    piped = sandbox.cli("run", "--rm", "-i", "host", "--", "tr", "a-z", "A-Z", input="hello stdin\n")
+    assert piped.stdout == "HELLO STDIN\n"
+    with_tty = sandbox.cli("run", "--rm", "-t", "sh", "-c", "tty; stty size", check=False)
+    assert with_tty.returncode == 0
+    assert with_tty.stdout.split()[0] == "/dev/pts/0"  # from the container's own devpts instance
+    both = sandbox.cli("run", "--rm", "-i", "-t", "sh", "-c", "read line; echo got $line; exit 4",
+                       input="abc\n", check=False)  # fmt: skip
+    assert both.returncode == 4 and "got abc" in both.stdout
+    assert sandbox.client.get("/containers/json", all=1) == []
+
+
+def test_attach_to_a_running_container_with_stdin(sandbox: Sandbox) -> None:
+    sandbox.cli("run", "-d", "-i", "--name", "reader", "sh", "-c", "while read l; do echo echo:$l; done")
+    query = {"stream": 1, "stdin": 1, "stdout": 1, "stderr": 1}
+    response, sock = sandbox.client.stream("POST", "/containers/reader/attach", query, upgrade=True)
+    sock.sendall(b"one\ntwo\n")
+    received = b""
+    while received.count(b"echo:") < 2:
+        chunk = response.fp.read1(4096)
+        assert chunk, "the attach stream ended early"
+        received += chunk
+    assert b"echo:one" in received and b"echo:two" in received
+    sock.close()
