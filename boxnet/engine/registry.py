@@ -52,7 +52,7 @@ class Registry:
         self.allocators.pop(network.id, None)
 
     def save_container(self, container: Container) -> None:
-        self.store.put(CONTAINERS + container.id, json.dumps(container.to_dict()))
+        self.store.put(CONTAINERS + container.id, container.to_json())
         self.containers[container.id] = container
 
     def drop_container(self, container: Container) -> None:

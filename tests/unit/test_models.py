@@ -80,3 +80,17 @@ def test_capabilities_follow_dockers_rule() -> None:
     assert effective_capabilities(["NET_ADMIN"], ["ALL"]) == ["NET_ADMIN"]
     with pytest.raises(InvalidArgument):
         effective_capabilities(["NOPE"], [])
+
+
+def test_container_record_roundtrip() -> None:
+    import json
+
+    from boxnet.model.container import Container, ContainerState, Endpoint
+
+    container = Container(
+        id="a" * 64, name="web", created="2026-01-01T00:00:00.000000Z", ports=[PortMapping(80, "tcp", "", 8080)],
+        published_ports=[PortMapping(80, "tcp", "", 8080)], labels={"k": "v"},
+        endpoints={"n1": Endpoint("n1", "e1", ifname="eth0", ipv4="10.0.0.2/24", aliases=["db"])},
+        state=ContainerState(status="running", pid=42), requested_networks={"appnet": {"aliases": ["db"]}},
+    )  # fmt: skip
+    assert Container.from_dict(json.loads(container.to_json())) == container
