@@ -120,17 +120,17 @@ class Attacher:
 
     def publish(self, container: Container, undo: UndoStack) -> None:
         endpoint = container.endpoints.get(container.port_network)
-        if not container.published_ports or endpoint is None or not endpoint.ipv4:
+        if not container.published_ports or endpoint is None:
             return
-        rules = port_rules(container, endpoint.ipv4)
+        rules = port_rules(container, endpoint)
         self.ctx.firewall.add_ports(rules)
         undo.push("published ports", lambda: self.ctx.firewall.remove_ports(rules))
 
     def unpublish(self, container: Container, errors: ErrorList) -> None:
         endpoint = container.endpoints.get(container.port_network)
-        if container.published_ports and endpoint is not None and endpoint.ipv4:
+        if container.published_ports and endpoint is not None:
             errors.attempt("remove published ports", self.ctx.firewall.remove_ports,
-                           port_rules(container, endpoint.ipv4))  # fmt: skip
+                           port_rules(container, endpoint))  # fmt: skip
 
 
 def address_of(cidr: str) -> str:

@@ -8,7 +8,7 @@ import logging
 from boxnet.engine.registry import Registry
 from boxnet.firewall import ruleset
 from boxnet.kernel import nfnl, nft
-from boxnet.model.container import Container
+from boxnet.model.container import Container, Endpoint
 from boxnet.model.network import Network
 
 log = logging.getLogger(__name__)
@@ -27,14 +27,20 @@ def network_rules(network: Network) -> ruleset.NetworkRules:
     )
 
 
-def port_rules(container: Container, target_ip: str) -> list[ruleset.PortRule]:
-    """The DNAT entries for a container's published ports, towards its address on one network."""
-    address = str(ipaddress.ip_interface(target_ip).ip)
-    return [
-        ruleset.PortRule(p.protocol, p.host_port, address, p.container_port, p.host_ip, container.id)
-        for p in container.published_ports
-        if not p.host_ip or ipaddress.ip_address(p.host_ip).version == 4
-    ]
+def port_rules(container: Container, endpoint: Endpoint) -> list[ruleset.PortRule]:
+    """The DNAT entries for a container's published ports, towards its addresses on one network: a port
+    published on every address goes to both IPv4 and (on an IPv6 network) IPv6, as Docker does."""
+    rules = []
+    for cidr in (endpoint.ipv4, endpoint.ipv6):
+        if not cidr:
+            continue
+        address = ipaddress.ip_interface(cidr).ip
+        rules += [
+            ruleset.PortRule(p.protocol, p.host_port, str(address), p.container_port, p.host_ip, container.id)
+            for p in container.published_ports
+            if not p.host_ip or ipaddress.ip_address(p.host_ip).version == address.version
+        ]
+    return rules
 
 
 def desired_port_rules(registry: Registry) -> list[ruleset.PortRule]:
@@ -42,8 +48,8 @@ def desired_port_rules(registry: Registry) -> list[ruleset.PortRule]:
     rules: list[ruleset.PortRule] = []
     for container in registry.containers.values():
         endpoint = container.endpoints.get(container.port_network)
-        if container.state.status == "running" and endpoint and endpoint.ipv4:
-            rules += port_rules(container, endpoint.ipv4)
+        if container.state.status == "running" and endpoint:
+            rules += port_rules(container, endpoint)
     return rules
 
 

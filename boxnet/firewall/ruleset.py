@@ -87,20 +87,24 @@ class PortRule:
         return f"{_addr(self.container_ip)} . {int(self.container_port)}"
 
     @property
+    def version(self) -> int:
+        return ipaddress.ip_address(self.container_ip).version
+
+    @property
     def map_name(self) -> str:
-        return "pub4_addr" if self.host_ip else "pub4_any"
+        return f"pub{self.version}_{'addr' if self.host_ip else 'any'}"
 
     def key_registers(self) -> bytes:
-        """The map key as nftables stores it (for kernel/nfnl): each field in a 32-bit register."""
+        """The map key as nftables stores it (for kernel/nfnl): each field in 32-bit registers."""
         from boxnet.kernel import nfnl
 
         key = nfnl.register_protocol(self.protocol) + nfnl.register_port(self.host_port)
-        return nfnl.register_ipv4(self.host_ip) + key if self.host_ip else key
+        return nfnl.register_address(self.host_ip) + key if self.host_ip else key
 
     def value_registers(self) -> bytes:
         from boxnet.kernel import nfnl
 
-        return nfnl.register_ipv4(self.container_ip) + nfnl.register_port(self.container_port)
+        return nfnl.register_address(self.container_ip) + nfnl.register_port(self.container_port)
 
 
 def skeleton() -> list[str]:
@@ -111,8 +115,11 @@ def skeleton() -> list[str]:
         f"add set {T} masq4 {{ type ipv4_addr; flags interval; }}",
         f"add set {T} masq6 {{ type ipv6_addr; flags interval; }}",
         f"add set {T} subnets4 {{ type ipv4_addr; flags interval; }}",
+        f"add set {T} subnets6 {{ type ipv6_addr; flags interval; }}",
         f"add map {T} pub4_any {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}",
         f"add map {T} pub4_addr {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}",
+        f"add map {T} pub6_any {{ type inet_proto . inet_service : ipv6_addr . inet_service; }}",
+        f"add map {T} pub6_addr {{ type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; }}",
         f"add map {T} fwd_out {{ type ifname : verdict; }}",
         f"add map {T} fwd_in {{ type ifname : verdict; }}",
         f"add chain {T} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}",
@@ -120,13 +127,21 @@ def skeleton() -> list[str]:
         f"add chain {T} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}",
         f"add chain {T} forward {{ type filter hook forward priority filter; policy accept; }}",
         f"add chain {T} publish4",
+        f"add chain {T} publish6",
         f"add rule {T} prerouting ip daddr != 127.0.0.0/8 fib daddr type local jump publish4",
+        # ::1 cannot be routed out to a bridge at all (IPv6 has no route_localnet), so it is not published.
+        f"add rule {T} prerouting ip6 daddr != ::1 fib daddr type local jump publish6",
         f"add rule {T} output meta nfproto ipv4 fib daddr type local jump publish4",
+        f"add rule {T} output meta nfproto ipv6 ip6 daddr != ::1 fib daddr type local jump publish6",
         f"add rule {T} publish4 dnat ip to ip daddr . meta l4proto . th dport map @pub4_addr",
         f"add rule {T} publish4 dnat ip to meta l4proto . th dport map @pub4_any",
+        f"add rule {T} publish6 dnat ip6 to ip6 daddr . meta l4proto . th dport map @pub6_addr",
+        f"add rule {T} publish6 dnat ip6 to meta l4proto . th dport map @pub6_any",
         f'add rule {T} postrouting ct status dnat ip saddr 127.0.0.0/8 masquerade comment "host loopback to a '
         'published port"',
         f'add rule {T} postrouting ct status dnat ip saddr @subnets4 oifname @bridges masquerade comment '
+        '"container to a published port"',
+        f'add rule {T} postrouting ct status dnat ip6 saddr @subnets6 oifname @bridges masquerade comment '
         '"container to a published port"',
         f'add rule {T} postrouting ip saddr @masq4 oifname != @bridges masquerade comment "outbound"',
         f'add rule {T} postrouting ip6 saddr @masq6 oifname != @bridges masquerade comment "outbound"',
@@ -163,6 +178,8 @@ def add_network(net: NetworkRules) -> list[str]:
         commands.append(_elements("add", "fwd_in", [f"{bridge} : drop"]))
     if net.subnets4:
         commands.append(_elements("add", "subnets4", [_cidr(s) for s in net.subnets4]))
+    if net.subnets6:
+        commands.append(_elements("add", "subnets6", [_cidr(s) for s in net.subnets6]))
     if net.masquerade and net.subnets4:
         commands.append(_elements("add", "masq4", [_cidr(s) for s in net.subnets4]))
     if net.masquerade and net.subnets6:
@@ -178,6 +195,8 @@ def remove_network(net: NetworkRules) -> list[str]:
         commands.append(_elements("delete", "masq6", [_cidr(s) for s in net.subnets6]))
     if net.masquerade and net.subnets4:
         commands.append(_elements("delete", "masq4", [_cidr(s) for s in net.subnets4]))
+    if net.subnets6:
+        commands.append(_elements("delete", "subnets6", [_cidr(s) for s in net.subnets6]))
     if net.subnets4:
         commands.append(_elements("delete", "subnets4", [_cidr(s) for s in net.subnets4]))
     if net.internal:

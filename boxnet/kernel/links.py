@@ -46,6 +46,12 @@ def ensure_bridge(name: str, addresses: list[Address], mtu: int | None = None, m
             ipr.link("add", **kwargs)
             index = link_index(ipr, name)
             assert index is not None
+        # Before it comes up: the bridge's addresses are boxnet's own, so no duplicate address detection (a
+        # tentative link-local holds back the neighbour solicitations for forwarded packets, ~1 s for the first
+        # connection), and a network without IPv6 gets no IPv6 on its bridge at all.
+        ipv6 = any(":" in addr.address for addr in addresses)
+        _write_sysctl(f"net/ipv6/conf/{name}/accept_dad", "0")
+        _write_sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "0" if ipv6 else "1")
         present = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=index)}
         for addr in addresses:
             if (addr.address, addr.prefixlen) not in present:

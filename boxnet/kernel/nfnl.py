@@ -54,8 +54,9 @@ def register_port(port: int) -> bytes:
     return struct.pack("!H2x", port)
 
 
-def register_ipv4(address: str) -> bytes:
-    return ipaddress.IPv4Address(address).packed
+def register_address(address: str) -> bytes:
+    """4 bytes for IPv4, 16 for IPv6: whole registers either way."""
+    return ipaddress.ip_address(address).packed
 
 
 def _message(kind: int, flags: int, seq: int, family: int, body: bytes, res_id: int = 0) -> bytes:

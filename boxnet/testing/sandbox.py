@@ -30,6 +30,14 @@ HOST_ADDR = "198.51.100.2"
 ATTACKER_ADDR = "198.51.100.66"
 WEB_ADDR = "203.0.113.80"
 DNS_ADDR = "203.0.113.53"
+# IPv6 on the same segment, from the documentation prefix.
+OUTSIDE_GW6 = "2001:db8:100::1"
+HOST_ADDR6 = "2001:db8:100::2"
+ATTACKER_ADDR6 = "2001:db8:100::66"
+# IPv6 on the same segment, from the documentation prefix.
+OUTSIDE_GW6 = "2001:db8:100::1"
+HOST_ADDR6 = "2001:db8:100::2"
+ATTACKER_ADDR6 = "2001:db8:100::66"
 
 WEB_SERVER = r"""
 import http.server, socketserver, sys
@@ -92,19 +100,23 @@ class Sandbox:
         sh(*o, "addr", "add", "203.0.113.1/24", "dev", "seg")
         sh(*o, "addr", "add", f"{WEB_ADDR}/32", "dev", "lo")
         sh(*o, "addr", "add", f"{DNS_ADDR}/32", "dev", "lo")
+        sh(*o, "addr", "add", f"{OUTSIDE_GW6}/64", "dev", "seg", "nodad")
         sh(*o, "link", "set", "seg", "up")
-        for ns, ifname, address in ((self.host, "uplink0", HOST_ADDR), (self.attacker, "eth0", ATTACKER_ADDR)):
+        for ns, ifname, address, address6 in ((self.host, "uplink0", HOST_ADDR, HOST_ADDR6),
+                                              (self.attacker, "eth0", ATTACKER_ADDR, ATTACKER_ADDR6)):  # fmt: skip
             sh(*o, "link", "add", f"to-{ns[-4:]}", "type", "veth", "peer", "name", ifname, "netns", ns)
             sh(*o, "link", "set", f"to-{ns[-4:]}", "master", "seg", "up")
             sh("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", ifname)
+            sh("ip", "-n", ns, "addr", "add", f"{address6}/64", "dev", ifname, "nodad")
             sh("ip", "-n", ns, "link", "set", ifname, "up")
-        sh("ip", "-n", self.host, "route", "add", "default", "via", OUTSIDE_GW)
+            sh("ip", "-n", ns, "route", "add", "default", "via", OUTSIDE_GW)
+            sh("ip", "-n", ns, "-6", "route", "add", "default", "via", OUTSIDE_GW6)
         for destination, via in self.host_routes:
             sh("ip", "-n", self.host, "route", "add", destination, "via", via)
-        sh("ip", "-n", self.attacker, "route", "add", "default", "via", OUTSIDE_GW)
         # The neighbour that routes container subnets through the host, as a hostile LAN peer would.
         for prefix in ("172.16.0.0/12", "192.168.0.0/16", "10.0.0.0/8"):
             sh("ip", "-n", self.attacker, "route", "add", prefix, "via", HOST_ADDR)
+        sh("ip", "-n", self.attacker, "-6", "route", "add", "fd00::/8", "via", HOST_ADDR6)
         with open(self.resolv_conf, "w") as handle:
             handle.write(f"nameserver 127.0.0.53\nnameserver {DNS_ADDR}\nsearch example.test\noptions edns0\n")
         self.helpers.append(self.spawn_in(self.outside, sys.executable, "-c", WEB_SERVER, WEB_ADDR))

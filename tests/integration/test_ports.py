@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from test_connectivity import probe_from_container, probe_from_ns, run_server
+from test_connectivity import probe_from_container, probe_from_ns, run_server, wait_listening
 
-from boxnet.testing.sandbox import ATTACKER_ADDR, HOST_ADDR, Sandbox
+from boxnet.testing.sandbox import ATTACKER_ADDR, ATTACKER_ADDR6, HOST_ADDR, HOST_ADDR6, Sandbox
 
 
 def test_published_port_from_outside_host_and_containers(sandbox: Sandbox) -> None:
@@ -69,3 +69,29 @@ def test_host_port_conflicts_are_clear_errors(sandbox: Sandbox) -> None:
     assert result.returncode != 0 and "already allocated" in result.stderr
     twice = sandbox.cli("run", "-d", "-p", "9191:80", "-p", "9191:81", "sleep", "300", check=False)
     assert twice.returncode != 0 and "published twice" in twice.stderr
+
+
+SERVER6 = ("python3", "-c", "import http.server,socket,socketserver\n"
+           "class H(http.server.BaseHTTPRequestHandler):\n"
+           "  def do_GET(self):\n"
+           "    b=self.client_address[0].encode(); self.send_response(200)\n"
+           "    self.send_header('Content-Length',str(len(b))); self.end_headers(); self.wfile.write(b)\n"
+           "  def log_message(self,*a): pass\n"
+           "class S(socketserver.ThreadingTCPServer):\n"
+           "  address_family=socket.AF_INET6; allow_reuse_address=True\n"
+           "S(('::',80),H).serve_forever()")  # fmt: skip
+
+
+def test_ports_published_over_ipv6_too(sandbox: Sandbox) -> None:
+    sandbox.cli("network", "create", "--ipv6", "--subnet", "fd00:cafe::/64", "dual")
+    sandbox.cli("run", "-d", "--name", "web6", "--network", "dual", "-p", "8080:80", *SERVER6)
+    wait_listening(sandbox, "web6", 80)
+    # the same published port answers on both families, and keeps the client's own address on each
+    assert probe_from_ns(sandbox, sandbox.attacker, HOST_ADDR, 8080) == "::ffff:" + ATTACKER_ADDR
+    assert probe_from_ns(sandbox, sandbox.attacker, HOST_ADDR6, 8080) == ATTACKER_ADDR6
+    # hairpin over IPv6 from a neighbour container
+    sandbox.cli("run", "-d", "--name", "peer6", "--network", "dual", "sleep", "300")
+    assert probe_from_container(sandbox, "peer6", HOST_ADDR6, 8080) is not None
+    # the container's own IPv6 address stays closed to the neighbour that routes fd00::/8 through the host
+    container6 = sandbox.inspect("web6")["NetworkSettings"]["Networks"]["dual"]["GlobalIPv6Address"]
+    assert probe_from_ns(sandbox, sandbox.attacker, container6, 80, timeout=1) is None

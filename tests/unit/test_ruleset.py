@@ -20,6 +20,7 @@ NETWORKS = [
 PORTS = [
     ruleset.PortRule("tcp", 8080, "172.17.0.2", 80),
     ruleset.PortRule("udp", 5353, "10.1.0.2", 53, host_ip="127.0.0.1"),
+    ruleset.PortRule("tcp", 8080, "fd00::2", 80),
 ]
 
 
@@ -39,12 +40,12 @@ def test_remove_network_mirrors_add() -> None:
 
 
 def test_ports_split_by_map() -> None:
-    commands = ruleset.add_ports(PORTS)
+    commands = ruleset.add_ports(PORTS[:2])
     assert commands == [
         "add element inet boxnet pub4_addr { 127.0.0.1 . udp . 5353 : 10.1.0.2 . 53 }",
         "add element inet boxnet pub4_any { tcp . 8080 : 172.17.0.2 . 80 }",
     ]
-    assert ruleset.remove_ports(PORTS) == [
+    assert ruleset.remove_ports(PORTS[:2]) == [
         "delete element inet boxnet pub4_addr { 127.0.0.1 . udp . 5353 }",
         "delete element inet boxnet pub4_any { tcp . 8080 }",
     ]
@@ -68,6 +69,10 @@ def test_map_registers_match_nftables_layout() -> None:
     assert any_address.value_registers() == bytes([172, 17, 0, 2, 0, 80, 0, 0])
     loopback = ruleset.PortRule("udp", 53, "10.0.0.9", 5353, host_ip="127.0.0.1")
     assert loopback.key_registers() == bytes([127, 0, 0, 1, 17, 0, 0, 0, 0, 53, 0, 0])
+    six = ruleset.PortRule("tcp", 443, "fd00::2", 8443, host_ip="2001:db8::1")
+    assert six.map_name == "pub6_addr"
+    assert six.key_registers() == bytes.fromhex("20010db8000000000000000000000001") + bytes([6, 0, 0, 0, 1, 0xBB, 0, 0])
+    assert six.value_registers() == bytes.fromhex("fd000000000000000000000000000002") + bytes([0x20, 0xFB, 0, 0])
 
 
 def test_element_batch_is_one_transaction() -> None:
