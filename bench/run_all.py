@@ -88,7 +88,7 @@ def bench_iperf(sandbox: Sandbox, seconds: int = 5) -> None:
     time.sleep(0.5)
     direct_ip = sandbox.ip_of("iperf")
     rounds: dict[str, list[float]] = {"direct": [], "loopback": [], "host": []}
-    for _ in range(3):  # interleaved, so that noise hits every path alike
+    for _ in range(5):  # interleaved, so that noise hits every path alike
         rounds["direct"].append(iperf(sandbox, direct_ip, 5201, seconds))
         rounds["loopback"].append(iperf(sandbox, "127.0.0.1", 15201, seconds))
         rounds["host"].append(iperf(sandbox, HOST_ADDR, 15201, seconds))
