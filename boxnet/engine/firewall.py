@@ -106,8 +106,3 @@ class Firewall:
                     if not nfnl.is_missing(exc):
                         raise
 
-    def table_present(self) -> bool:
-        return nft.list_table(ruleset.FAMILY, ruleset.TABLE) is not None
-
-    def delete(self) -> None:
-        nft.run(ruleset.delete_table())

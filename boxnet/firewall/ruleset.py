@@ -222,13 +222,6 @@ def add_ports(ports: list[PortRule]) -> list[str]:
     return [_elements("add", name, elems) for name, elems in sorted(by_map.items())]
 
 
-def remove_ports(ports: list[PortRule]) -> list[str]:
-    by_map: dict[str, list[str]] = {}
-    for port in ports:
-        by_map.setdefault(port.map_name, []).append(port.key())
-    return [_elements("delete", name, elems) for name, elems in sorted(by_map.items())]
-
-
 def delete_table() -> list[str]:
     # `add` first makes the delete succeed whether or not the table exists.
     return [f"add table {T}", f"delete table {T}", f"add table {TB}", f"delete table {TB}"]

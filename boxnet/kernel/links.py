@@ -22,21 +22,17 @@ class Address:
     address: str
     prefixlen: int
 
-    @classmethod
-    def parse(cls, cidr: str) -> Address:
-        interface = ipaddress.ip_interface(cidr)
-        return cls(str(interface.ip), interface.network.prefixlen)
 
-
-def link_index(ipr: IPRoute, name: str) -> int | None:
-    found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
+def link_index(name: str) -> int | None:
+    """One link by name (the kernel looks it up; no dump of every link)."""
+    with rtnl.Rtnl() as nl:
+        return nl.link_index(name)
 
 
 def ensure_bridge(name: str, addresses: list[Address], mtu: int | None = None, mac: str | None = None) -> int:
     """Creates the bridge if missing, adds the missing addresses, and brings it up. Returns its ifindex."""
     with IPRoute() as ipr:
-        index = link_index(ipr, name)
+        index = link_index(name)
         if index is None:
             kwargs: dict = {"ifname": name, "kind": "bridge", "br_stp_state": 0, "br_forward_delay": 0}
             if mtu:
@@ -44,7 +40,7 @@ def ensure_bridge(name: str, addresses: list[Address], mtu: int | None = None, m
             if mac:
                 kwargs["address"] = mac
             ipr.link("add", **kwargs)
-            index = link_index(ipr, name)
+            index = link_index(name)
             assert index is not None
         # Before it comes up: the bridge's addresses are boxnet's own, so no duplicate address detection (a
         # tentative link-local holds back the neighbour solicitations for forwarded packets, ~1 s for the first
@@ -96,8 +92,8 @@ def create_veth(host_name: str, peer_name: str, peer_netns_path: str, bridge: st
 def ensure_master(name: str, bridge: str) -> bool:
     """Re-attaches an existing link to its bridge and brings it up; False when the link is missing."""
     with IPRoute() as ipr:
-        index = link_index(ipr, name)
-        master = link_index(ipr, bridge)
+        index = link_index(name)
+        master = link_index(bridge)
         if index is None or master is None:
             return False
         link = ipr.get_links(index)[0]
@@ -168,7 +164,3 @@ def route_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
                     continue
     return found
 
-
-def list_links() -> dict[str, int]:
-    with IPRoute() as ipr:
-        return {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}

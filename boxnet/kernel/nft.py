@@ -73,11 +73,3 @@ def run(commands: list[dict[str, Any]] | list[str] | str) -> dict[str, Any]:
     finally:
         lib.nft_ctx_free(ctx)
 
-
-def list_table(family: str, name: str) -> list[dict[str, Any]] | None:
-    """The table's objects as JSON, or None when it does not exist."""
-    try:
-        result = run([{"list": {"table": {"family": family, "name": name}}}])
-    except NftError:
-        return None
-    return [item for item in result.get("nftables", []) if "metainfo" not in item]
