@@ -8,6 +8,7 @@ import logging
 from boxnet.engine.registry import Registry
 from boxnet.firewall import ruleset
 from boxnet.kernel import nfnl, nft
+from boxnet.kernel.netlink import NetlinkError
 from boxnet.model.container import Container, Endpoint
 from boxnet.model.network import Network
 
@@ -102,7 +103,7 @@ class Firewall:
             for port in group:
                 try:
                     nfnl.change_elements("delete", ruleset.TABLE, map_name, [(port.key_registers(), None)])
-                except nfnl.NfnlError as exc:
+                except NetlinkError as exc:
                     if not nfnl.is_missing(exc):
                         raise
 

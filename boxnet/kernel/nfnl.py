@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import os
 import socket
 import struct
+
+from boxnet.kernel.netlink import (
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    attr,
+    message,
+    nested,
+    read_answer,
+)
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
@@ -23,26 +32,7 @@ NFTA_LIST_ELEM = 1
 NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_DATA = 1, 2
 NFTA_DATA_VALUE = 1
 NFPROTO_INET = 1
-NLMSG_ERROR = 2
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
-NLA_F_NESTED = 0x8000
 PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "sctp": 132}
-
-_HEADER = struct.Struct("=IHHII")
-
-
-class NfnlError(OSError):
-    pass
-
-
-def _attr(kind: int, payload: bytes) -> bytes:
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + b"\0" * ((4 - length % 4) % 4)
-
-
-def _nested(kind: int, payload: bytes) -> bytes:
-    return _attr(kind | NLA_F_NESTED, payload)
-
 
 def register_protocol(protocol: str) -> bytes:
     return struct.pack("=B3x", PROTOCOL_NUMBERS[protocol])
@@ -60,8 +50,7 @@ def register_address(address: str) -> bytes:
 
 
 def _message(kind: int, flags: int, seq: int, family: int, body: bytes, res_id: int = 0) -> bytes:
-    payload = struct.pack("=BBH", family, 0, socket.htons(res_id)) + body
-    return _HEADER.pack(_HEADER.size + len(payload), kind, flags | NLM_F_REQUEST, seq, 0) + payload
+    return message(kind, flags, seq, struct.pack("=BBH", family, 0, socket.htons(res_id)) + body)
 
 
 def element_batch(verb: str, table: str, set_name: str, elements: list[tuple[bytes, bytes | None]],
@@ -69,13 +58,13 @@ def element_batch(verb: str, table: str, set_name: str, elements: list[tuple[byt
     """One transaction: batch begin, the element message, batch end."""
     listed = b""
     for key, data in elements:
-        element = _nested(NFTA_SET_ELEM_KEY, _attr(NFTA_DATA_VALUE, key))
+        element = nested(NFTA_SET_ELEM_KEY, attr(NFTA_DATA_VALUE, key))
         if data is not None:
-            element += _nested(NFTA_SET_ELEM_DATA, _attr(NFTA_DATA_VALUE, data))
-        listed += _nested(NFTA_LIST_ELEM, element)
-    body = (_attr(NFTA_SET_ELEM_LIST_TABLE, table.encode() + b"\0")
-            + _attr(NFTA_SET_ELEM_LIST_SET, set_name.encode() + b"\0")
-            + _nested(NFTA_SET_ELEM_LIST_ELEMENTS, listed))  # fmt: skip
+            element += nested(NFTA_SET_ELEM_DATA, attr(NFTA_DATA_VALUE, data))
+        listed += nested(NFTA_LIST_ELEM, element)
+    body = (attr(NFTA_SET_ELEM_LIST_TABLE, table.encode() + b"\0")
+            + attr(NFTA_SET_ELEM_LIST_SET, set_name.encode() + b"\0")
+            + nested(NFTA_SET_ELEM_LIST_ELEMENTS, listed))  # fmt: skip
     kind = (NFNL_SUBSYS_NFTABLES << 8) | (NFT_MSG_NEWSETELEM if verb == "add" else NFT_MSG_DELSETELEM)
     flags = NLM_F_ACK | (NLM_F_CREATE | NLM_F_EXCL if verb == "add" else 0)
     return (_message(NFNL_MSG_BATCH_BEGIN, 0, seq, socket.AF_UNSPEC, b"", NFNL_SUBSYS_NFTABLES)
@@ -85,24 +74,14 @@ def element_batch(verb: str, table: str, set_name: str, elements: list[tuple[byt
 
 def change_elements(verb: str, table: str, set_name: str, elements: list[tuple[bytes, bytes | None]]) -> None:
     """Adds (verb "add") or deletes elements of an inet-family set or map, atomically, in the calling
-    thread's network namespace. Raises NfnlError with the kernel's errno (EEXIST, ENOENT, ...)."""
+    thread's network namespace. Raises NetlinkError with the kernel's errno (EEXIST, ENOENT, ...)."""
     if not elements:
         return
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER) as sock:
         sock.bind((0, 0))
         seq = 1
         sock.send(element_batch(verb, table, set_name, elements, seq))
-        while True:
-            data = sock.recv(65536)
-            offset = 0
-            while offset < len(data):
-                length, msg_type, _, msg_seq, _ = _HEADER.unpack_from(data, offset)
-                if msg_type == NLMSG_ERROR and msg_seq == seq + 1:
-                    code = -struct.unpack_from("=i", data, offset + _HEADER.size)[0]
-                    if code:
-                        raise NfnlError(code, f"nftables {verb} element in {set_name}: {os.strerror(code)}")
-                    return
-                offset += (length + 3) & ~3
+        read_answer(sock, seq + 1, f"nftables {verb} element in {set_name}")
 
 
 def is_missing(error: OSError) -> bool:

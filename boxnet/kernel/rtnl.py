@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import os
 import socket
 import struct
+
+from boxnet.kernel import netlink
+from boxnet.kernel.netlink import (
+    NLA_F_NESTED,
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NetlinkError,
+    attr,
+    string,
+    u32,
+)
 
 NETLINK_ROUTE = 0
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 RTM_NEWADDR, RTM_NEWROUTE = 20, 24
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
-NLA_F_NESTED = 0x8000
 
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_PROTINFO = 1, 3, 4, 10, 12
 IFLA_LINKINFO, IFLA_NET_NS_FD = 18, 28
@@ -33,24 +41,6 @@ RT_TABLE_MAIN, RTPROT_BOOT, RTN_UNICAST = 254, 3, 1
 AF_BRIDGE = 7
 
 _IFINFO = struct.Struct("=BxHiII")  # family, type, index, flags, change
-_HEADER = struct.Struct("=IHHII")
-
-
-class NetlinkError(OSError):
-    pass
-
-
-def _attr(kind: int, payload: bytes) -> bytes:
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + b"\0" * ((4 - length % 4) % 4)
-
-
-def _str(kind: int, value: str) -> bytes:
-    return _attr(kind, value.encode() + b"\0")
-
-
-def _u32(kind: int, value: int) -> bytes:
-    return _attr(kind, struct.pack("=I", value))
 
 
 def _mac(value: str) -> bytes:
@@ -76,31 +66,13 @@ class Rtnl:
 
     def _request(self, kind: int, flags: int, body: bytes) -> list[tuple[int, bytes]]:
         self._seq += 1
-        message = _HEADER.pack(_HEADER.size + len(body), kind, flags | NLM_F_REQUEST | NLM_F_ACK, self._seq, 0)
-        self._sock.send(message + body)
-        replies: list[tuple[int, bytes]] = []
-        while True:
-            data = self._sock.recv(65536)
-            offset = 0
-            while offset < len(data):
-                length, msg_type, _, seq, _ = _HEADER.unpack_from(data, offset)
-                payload = data[offset + _HEADER.size : offset + length]
-                offset += (length + 3) & ~3
-                if seq != self._seq:
-                    continue
-                if msg_type == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", payload)[0]
-                    if code:
-                        raise NetlinkError(code, os.strerror(code))
-                    return replies
-                if msg_type == NLMSG_DONE:
-                    return replies
-                replies.append((msg_type, payload))
+        self._sock.send(netlink.message(kind, flags | NLM_F_ACK, self._seq, body))
+        return netlink.read_answer(self._sock, self._seq)
 
     # ---- links -------------------------------------------------------------------------------------
     def link_index(self, name: str) -> int | None:
         try:
-            replies = self._request(RTM_GETLINK, 0, _IFINFO.pack(0, 0, 0, 0, 0) + _str(IFLA_IFNAME, name))
+            replies = self._request(RTM_GETLINK, 0, _IFINFO.pack(0, 0, 0, 0, 0) + string(IFLA_IFNAME, name))
         except NetlinkError as exc:
             if exc.errno == errno.ENODEV:
                 return None
@@ -111,20 +83,20 @@ class Rtnl:
                  peer_mac: str | None = None) -> None:  # fmt: skip
         """The pair, with the host end on its bridge (down: the caller brings it up) and the peer born in
         another namespace."""
-        peer_attrs = _str(IFLA_IFNAME, peer) + _u32(IFLA_NET_NS_FD, peer_netns_fd)
+        peer_attrs = string(IFLA_IFNAME, peer) + u32(IFLA_NET_NS_FD, peer_netns_fd)
         if mtu:
-            peer_attrs += _u32(IFLA_MTU, mtu)
+            peer_attrs += u32(IFLA_MTU, mtu)
         if peer_mac:
-            peer_attrs += _attr(IFLA_ADDRESS, _mac(peer_mac))
-        peer_info = _attr(VETH_INFO_PEER | NLA_F_NESTED, _IFINFO.pack(0, 0, 0, 0, 0) + peer_attrs)
-        linkinfo = _str(IFLA_INFO_KIND, "veth") + _attr(IFLA_INFO_DATA | NLA_F_NESTED, peer_info)
-        attrs = _str(IFLA_IFNAME, name) + _u32(IFLA_MASTER, master) + _attr(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
+            peer_attrs += attr(IFLA_ADDRESS, _mac(peer_mac))
+        peer_info = attr(VETH_INFO_PEER | NLA_F_NESTED, _IFINFO.pack(0, 0, 0, 0, 0) + peer_attrs)
+        linkinfo = string(IFLA_INFO_KIND, "veth") + attr(IFLA_INFO_DATA | NLA_F_NESTED, peer_info)
+        attrs = string(IFLA_IFNAME, name) + u32(IFLA_MASTER, master) + attr(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
         if mtu:
-            attrs += _u32(IFLA_MTU, mtu)
+            attrs += u32(IFLA_MTU, mtu)
         self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, _IFINFO.pack(0, 0, 0, 0, 0) + attrs)
 
     def set_hairpin(self, index: int) -> None:
-        protinfo = _attr(IFLA_PROTINFO | NLA_F_NESTED, _attr(IFLA_BRPORT_MODE, b"\x01"))
+        protinfo = attr(IFLA_PROTINFO | NLA_F_NESTED, attr(IFLA_BRPORT_MODE, b"\x01"))
         self._request(RTM_SETLINK, 0, _IFINFO.pack(AF_BRIDGE, 0, index, 0, 0) + protinfo)
 
     def set_up(self, index: int) -> None:
@@ -132,7 +104,7 @@ class Rtnl:
 
     def delete_link(self, name: str) -> bool:
         try:
-            self._request(RTM_DELLINK, 0, _IFINFO.pack(0, 0, 0, 0, 0) + _str(IFLA_IFNAME, name))
+            self._request(RTM_DELLINK, 0, _IFINFO.pack(0, 0, 0, 0, 0) + string(IFLA_IFNAME, name))
             return True
         except NetlinkError as exc:
             if exc.errno == errno.ENODEV:
@@ -145,9 +117,9 @@ class Rtnl:
         family = socket.AF_INET if interface.version == 4 else socket.AF_INET6
         packed = interface.ip.packed
         header = struct.pack("=BBBBI", family, interface.network.prefixlen, 0, 0, index)
-        attrs = _attr(IFA_LOCAL, packed) + _attr(IFA_ADDRESS, packed)
+        attrs = attr(IFA_LOCAL, packed) + attr(IFA_ADDRESS, packed)
         if interface.version == 6:
-            attrs += _u32(IFA_FLAGS, IFA_F_NODAD)
+            attrs += u32(IFA_FLAGS, IFA_F_NODAD)
         try:
             self._request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, header + attrs)
         except NetlinkError as exc:
@@ -160,7 +132,7 @@ class Rtnl:
         header = struct.pack("=BBBBBBBBI", family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, 0, RTN_UNICAST, 0)
         try:
             self._request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL,
-                          header + _attr(RTA_GATEWAY, address.packed) + _u32(RTA_OIF, index))  # fmt: skip
+                          header + attr(RTA_GATEWAY, address.packed) + u32(RTA_OIF, index))  # fmt: skip
         except NetlinkError as exc:
             if exc.errno != errno.EEXIST:
                 raise

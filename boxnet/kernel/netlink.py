@@ -1,0 +1,60 @@
+"""What rtnl.py and nfnl.py share: netlink message headers, attributes, and reading the kernel's answer."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+NLA_F_NESTED = 0x8000
+
+HEADER = struct.Struct("=IHHII")  # length, type, flags, sequence, port
+
+
+class NetlinkError(OSError):
+    pass
+
+
+def attr(kind: int, payload: bytes) -> bytes:
+    length = 4 + len(payload)
+    return struct.pack("=HH", length, kind) + payload + b"\0" * ((4 - length % 4) % 4)
+
+
+def nested(kind: int, payload: bytes) -> bytes:
+    return attr(kind | NLA_F_NESTED, payload)
+
+
+def string(kind: int, value: str) -> bytes:
+    return attr(kind, value.encode() + b"\0")
+
+
+def u32(kind: int, value: int) -> bytes:
+    return attr(kind, struct.pack("=I", value))
+
+
+def message(kind: int, flags: int, seq: int, body: bytes) -> bytes:
+    return HEADER.pack(HEADER.size + len(body), kind, flags | NLM_F_REQUEST, seq, 0) + body
+
+
+def read_answer(sock: socket.socket, seq: int, what: str = "") -> list[tuple[int, bytes]]:
+    """The replies to request seq, up to its acknowledgement; an error code from the kernel is raised."""
+    replies: list[tuple[int, bytes]] = []
+    while True:
+        data = sock.recv(65536)
+        offset = 0
+        while offset < len(data):
+            length, msg_type, _, msg_seq, _ = HEADER.unpack_from(data, offset)
+            payload = data[offset + HEADER.size : offset + length]
+            offset += (length + 3) & ~3
+            if msg_seq != seq:
+                continue
+            if msg_type == NLMSG_ERROR:
+                code = -struct.unpack_from("=i", payload)[0]
+                if code:
+                    raise NetlinkError(code, f"{what}: {os.strerror(code)}" if what else os.strerror(code))
+                return replies
+            if msg_type == NLMSG_DONE:
+                return replies
+            replies.append((msg_type, payload))
