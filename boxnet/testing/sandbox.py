@@ -74,13 +74,15 @@ class Sandbox:
     extra_daemon_env: dict[str, str] = field(default_factory=dict)
     # Routes the host has before the daemon first starts, as (destination, via) pairs.
     host_routes: list[tuple[str, str]] = field(default_factory=list)
+    # Where container namespaces are registered: a private directory, or /run/netns as on a default install.
+    netns_registry: str = ""
 
     def __post_init__(self) -> None:
         self.host = f"{self.tag}-host"
         self.outside = f"{self.tag}-out"
         self.attacker = f"{self.tag}-atk"
         self.root = tempfile.mkdtemp(prefix=f"boxnet-{self.tag}-")
-        self.registry = os.path.join(self.root, "netns-registry")
+        self.registry = self.netns_registry or os.path.join(self.root, "netns-registry")
         self.socket = os.path.join(self.root, "boxnet.sock")
         self.resolv_conf = os.path.join(self.root, "host-resolv.conf")
         self.daemon: subprocess.Popen | None = None
@@ -199,7 +201,8 @@ class Sandbox:
         return {
             "links": [link["ifname"] for link in links],
             "nft": self.nft_objects("inet") + self.nft_objects("bridge"),
-            "registered": sorted(os.listdir(self.registry)) if os.path.isdir(self.registry) else [],
+            "registered": sorted(e for e in os.listdir(self.registry) if e.startswith(self.tag))
+            if self.netns_registry else sorted(os.listdir(self.registry)) if os.path.isdir(self.registry) else [],
             "addresses": sorted(
                 (link["ifname"], a["local"], a["prefixlen"])
                 for link in json.loads(self.in_host("ip", "-j", "addr", check=True).stdout)

@@ -29,7 +29,8 @@ def pytest_collection_modifyitems(config, items):
 def sandbox(request):
     param = dict(getattr(request, "param", {}) or {})
     routes = param.pop("host_routes", [])
-    box = Sandbox(extra_daemon_env=param, host_routes=routes).start()
+    registry = param.pop("netns_registry", "")
+    box = Sandbox(extra_daemon_env=param, host_routes=routes, netns_registry=registry).start()
     failed = False
     try:
         yield box

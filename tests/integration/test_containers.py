@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from boxnet.testing.sandbox import DNS_ADDR, Sandbox
+from boxnet.testing.sandbox import DNS_ADDR, Sandbox, sh
 
 DOCKER_DEFAULT_CAPS = "00000000a80425fb"
 
@@ -143,6 +143,18 @@ def test_ip_netns_exec_finds_the_container(sandbox: Sandbox) -> None:
     assert sandbox.ip_of("nsreg") in out
     sandbox.cli("rm", "-f", "nsreg")
     assert not os.path.lexists(link)
+
+
+@pytest.mark.parametrize("sandbox", [{"netns_registry": "/run/netns"}], indirect=True)
+def test_ip_netns_exec_by_name_on_a_default_install(sandbox: Sandbox) -> None:
+    name = f"{sandbox.tag}-web"  # unique on this machine: /run/netns is shared by everything on it
+    sandbox.cli("run", "-d", "--name", name, "sleep", "300")
+    listed = sh("ip", "netns", "list").stdout
+    assert name in listed
+    out = sh("ip", "netns", "exec", name, "ip", "-br", "addr", "show", "eth0").stdout
+    assert sandbox.ip_of(name) in out
+    sandbox.cli("rm", "-f", name)
+    assert name not in sh("ip", "netns", "list").stdout
 
 
 @pytest.mark.skipif(not shutil.which("busybox"), reason="busybox-static is installed by make setup")
