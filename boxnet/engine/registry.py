@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Iterable
+from typing import TypeVar
 
 from boxnet.errors import Conflict, InvalidArgument, NotFound
 from boxnet.ipam.allocator import SubnetAllocator
 from boxnet.model.container import Container
 from boxnet.model.network import Network
 from boxnet.store.base import Store
+
+T = TypeVar("T", Network, Container)
 
 NETWORKS = "networks/"
 CONTAINERS = "containers/"
@@ -61,28 +65,11 @@ class Registry:
 
     # ---- lookups -----------------------------------------------------------------------------------
     def find_network(self, ref: str) -> Network:
-        """By exact name, full id, or unique id prefix, as Docker resolves references."""
-        for network in self.networks.values():
-            if network.name == ref or network.id == ref:
-                return network
-        matches = [n for n in self.networks.values() if ref and n.id.startswith(ref)]
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            raise InvalidArgument(f"network reference {ref!r} is ambiguous")
-        raise NotFound(f"network {ref} not found")
+        return _resolve(self.networks.values(), ref, "network", f"network {ref} not found")
 
     def find_container(self, ref: str) -> Container:
         ref = ref.lstrip("/")
-        for container in self.containers.values():
-            if container.name == ref or container.id == ref:
-                return container
-        matches = [c for c in self.containers.values() if ref and c.id.startswith(ref)]
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            raise InvalidArgument(f"container reference {ref!r} is ambiguous")
-        raise NotFound(f"No such container: {ref}")
+        return _resolve(self.containers.values(), ref, "container", f"No such container: {ref}")
 
     def network_by_name(self, name: str) -> Network | None:
         return next((n for n in self.networks.values() if n.name == name), None)
@@ -132,3 +119,17 @@ class Registry:
         for allocator in self.allocators.get(network_id, []):
             if address in allocator.subnet:
                 allocator.release(address)
+
+
+def _resolve(objects: Iterable[T], ref: str, kind: str, not_found: str) -> T:
+    """By exact name, full id, or unique id prefix, as Docker resolves references."""
+    candidates = list(objects)
+    for item in candidates:
+        if item.name == ref or item.id == ref:
+            return item
+    matches = [item for item in candidates if ref and item.id.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise InvalidArgument(f"{kind} reference {ref!r} is ambiguous")
+    raise NotFound(not_found)
