@@ -49,10 +49,11 @@ def logs_stream(engine: Engine, container: Container, request: Request) -> Strea
     tty = container.tty
 
     def encode(entry: dict[str, Any]) -> bytes:
-        payload = entry["log"].encode()
-        if timestamps:
-            payload = entry["time"].encode() + b" " + payload
-        return payload if tty else frame(STDOUT if entry["stream"] == "stdout" else STDERR, payload)
+        return _encode(entry, tty, timestamps)
+
+    def send(sock: socket.socket, entry: dict[str, Any]) -> None:
+        if want.get(entry["stream"]):
+            sock.sendall(encode(entry))
 
     def run(sock: socket.socket, rfile: Any) -> None:
         entries, offset = _read_log_lines(path, 0)
@@ -62,9 +63,17 @@ def logs_stream(engine: Engine, container: Container, request: Request) -> Strea
         for entry in entries:
             sock.sendall(encode(entry))
         if follow:
-            _follow(engine, container, path, offset, lambda e: want.get(e["stream"]) and sock.sendall(encode(e)))
+            _follow(engine, container, path, offset, lambda e: send(sock, e))
 
     return Stream(run, upgrade=False, content_type=RAW if tty else MULTIPLEXED)
+
+
+def _encode(entry: dict[str, Any], tty: bool, timestamps: bool = False) -> bytes:
+    """A log entry as the client reads it: raw for a TTY, else framed by stream (Docker's multiplexing)."""
+    payload = entry["log"].encode()
+    if timestamps:
+        payload = entry["time"].encode() + b" " + payload
+    return payload if tty else frame(STDOUT if entry["stream"] == "stdout" else STDERR, payload)
 
 
 def _follow(engine: Engine, container: Container, path: str, offset: int, emit: Any,
@@ -96,12 +105,11 @@ def attach_stream(engine: Engine, container: Container, request: Request) -> Str
     stdin_socket = os.path.join(engine.config.container_dir(container.id), "stdin.sock")
     tty = container.tty
     # A container not started yet starts with an empty log; a running one shows only what comes next.
-    offset = 0 if container.state.status == "created" else _log_size(path)
+    offset = 0 if container.state.status == "created" else _log_end(path)
 
     def emit(sock: socket.socket, entry: dict[str, Any]) -> None:
         if want.get(entry["stream"]):
-            payload = entry["log"].encode()
-            sock.sendall(payload if tty else frame(STDOUT if entry["stream"] == "stdout" else STDERR, payload))
+            sock.sendall(_encode(entry, tty))
 
     def run(sock: socket.socket, rfile: Any) -> None:
         if attach_stdin:
@@ -115,13 +123,22 @@ def attach_stream(engine: Engine, container: Container, request: Request) -> Str
     return Stream(run, upgrade=True, content_type=RAW if tty else MULTIPLEXED)
 
 
-def _log_size(path: str) -> int:
+def _log_end(path: str) -> int:
+    """The offset just past the log's last complete line, reading back from the end (a long-running
+    container's log can be large, and attach wants only what comes next)."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
-        return data.rfind(b"\n") + 1
+            position = handle.seek(0, os.SEEK_END)
+            while position > 0:
+                start = max(0, position - 65536)
+                handle.seek(start)
+                newline = handle.read(position - start).rfind(b"\n")
+                if newline >= 0:
+                    return start + newline + 1
+                position = start
     except FileNotFoundError:
-        return 0
+        pass
+    return 0
 
 
 def _deliver_input(engine: Engine, container: Container, rfile: Any, stdin_socket: str) -> None:

@@ -172,11 +172,10 @@ class ContainerService:
                 self._start(container, undo)
             except BaseException as exc:
                 failures = undo.unwind()
+                # What the undo stack had no step for (the `ip netns` registration) and the record's fields.
+                failures += self.release_network(container).errors
                 container.state.status = "created" if container.state.status == "created" else "exited"
                 container.state.error = str(exc) + (f" (clean-up: {'; '.join(failures)})" if failures else "")
-                container.endpoints.clear()
-                container.published_ports = []
-                container.sandbox_key = container.port_network = container.netns_name = ""
                 self.registry.save_container(container)
                 raise
             return container
@@ -186,7 +185,7 @@ class ContainerService:
         state_dir = config.container_dir(container.id)
         os.makedirs(state_dir, exist_ok=True)
         for stale in ("exit.json", "container.log") if container.state.status == "created" else ("exit.json",):
-            with _ignore_missing():
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(state_dir, stale))
         mode = container.network_mode
         shared = container.shares_netns_with
@@ -289,7 +288,13 @@ class ContainerService:
             container = self.registry.containers.get(container_id)
             if container is None or container.state.status != "running":
                 return
-            exit_code, error = read_exit_status(self.ctx.config.container_dir(container_id))
+            self.mark_exited(container)
+
+    def mark_exited(self, container: Container) -> None:
+        """A container whose shim has ended, noticed now or found so at start-up: its exit status as the shim
+        recorded it, its network released, waiters woken, and the container gone if it was --rm."""
+        with self.ctx.lock:
+            exit_code, error = read_exit_status(self.ctx.config.container_dir(container.id))
             errors = self.release_network(container)
             state = container.state
             state.status, state.exit_code, state.pid, state.shim_pid = "exited", exit_code, 0, 0
@@ -427,14 +432,6 @@ class _Fd:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-
-
-class _ignore_missing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        return exc_type is not None and issubclass(exc_type, FileNotFoundError)
 
 
 def parse_signal(sig: str | int) -> int:

@@ -76,15 +76,7 @@ class NetworkService:
             if self.registry.network_by_name(request.name):
                 raise Conflict(f"network with name {request.name} already exists")
             network = self._build(request, new_id())
-            with UndoStack() as undo:
-                self.registry.save_network(network)
-                undo.push("record", lambda: self.registry.drop_network(network))
-                self.ctx.bridge.create(network)
-                undo.push("bridge", lambda: self.ctx.bridge.delete(network))
-                faults.check("network:after-bridge")
-                self.ctx.firewall.add_network(network)
-                undo.push("rules", lambda: self.ctx.firewall.remove_network(network))
-                faults.check("network:after-rules")
+            self._make(network, fault_points=True)
             log.info("created network %s (%s) on %s", network.name, network.subnets[0].subnet, network.bridge)
             return network
 
@@ -144,9 +136,21 @@ class NetworkService:
                 subnets=[SubnetConfig(str(subnet), str(pools.first_host(subnet)))],
                 options={OPT_DEFAULT_BRIDGE: "true", OPT_BRIDGE_NAME: bridge}, bridge=bridge,
             )  # fmt: skip
-            with UndoStack() as undo:
-                self.registry.save_network(network)
-                undo.push("record", lambda: self.registry.drop_network(network))
-                self.ctx.bridge.create(network)
-                undo.push("bridge", lambda: self.ctx.bridge.delete(network))
-                self.ctx.firewall.add_network(network)
+            self._make(network, fault_points=False)
+
+    def _make(self, network: Network, fault_points: bool) -> None:
+        """Records the network, then makes its bridge and rules; a failure undoes them in reverse.
+
+        Fault points only for networks users create: the default bridge is made while the daemon starts,
+        where an injected fault would keep the daemon from starting at all."""
+        with UndoStack() as undo:
+            self.registry.save_network(network)
+            undo.push("record", lambda: self.registry.drop_network(network))
+            self.ctx.bridge.create(network)
+            undo.push("bridge", lambda: self.ctx.bridge.delete(network))
+            if fault_points:
+                faults.check("network:after-bridge")
+            self.ctx.firewall.add_network(network)
+            undo.push("rules", lambda: self.ctx.firewall.remove_network(network))
+            if fault_points:
+                faults.check("network:after-rules")

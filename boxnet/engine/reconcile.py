@@ -12,11 +12,9 @@ import os
 
 from boxnet.engine.containers import ContainerService
 from boxnet.engine.context import EngineContext
-from boxnet.engine.networks import now
 from boxnet.kernel import links, netns
 from boxnet.model.container import Container
 from boxnet.runtime.launcher import proc_start_time
-from boxnet.runtime.monitor import read_exit_status
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +39,7 @@ class Reconciler:
                     if shim_alive(container):
                         report["adopted"].append(container.name)
                         continue
-                    self._settle_dead(container)
+                    self.containers.mark_exited(container)
                     report["exited"].append(container.name)
                 elif container.endpoints or container.sandbox_key:
                     errors = self.containers.release_network(container)
@@ -54,16 +52,6 @@ class Reconciler:
             ):
                 self.containers._on_shim_exit(container.id)
         return report
-
-    def _settle_dead(self, container: Container) -> None:
-        exit_code, error = read_exit_status(self.ctx.config.container_dir(container.id))
-        self.containers.release_network(container)
-        state = container.state
-        state.status, state.exit_code, state.pid, state.shim_pid = "exited", exit_code, 0, 0
-        state.finished_at, state.error = now(), error
-        self.registry.save_container(container)
-        if container.auto_remove:
-            self.registry.drop_container(container)
 
     def repair(self) -> list[str]:
         """Makes missing bridges, veths and rules again, from the ledger. Idempotent."""

@@ -70,14 +70,22 @@ def test_live_restore_after_sigkill(sandbox: Sandbox) -> None:
     run_server(sandbox, "web", "--network", "app", "-p", "8080:80")
     sandbox.cli("run", "-d", "--name", "client", "--network", "app", "sleep", "300")
     sandbox.cli("run", "-d", "--name", "victim", "sleep", "300")
+    brief_id = sandbox.cli("run", "-d", "--rm", "--name", "brief", "sleep", "300").stdout.strip()
     web_pid = sandbox.inspect("web")["State"]["Pid"]
     victim_pid = sandbox.inspect("victim")["State"]["Pid"]
+    brief_pid = sandbox.inspect("brief")["State"]["Pid"]
     sandbox.kill_daemon(signal.SIGKILL)
     # with no daemon at all, everything keeps working
     assert probe_from_ns(sandbox, sandbox.attacker, HOST_ADDR, 8080) == ATTACKER_ADDR
     assert probe_from_ns(sandbox, sandbox.host, "127.0.0.1", 8080) is not None
+    with open(f"/proc/{brief_pid}/stat") as stat:
+        brief_shim = int(stat.read().rsplit(")", 1)[1].split()[1])  # its parent: the shim
     os.kill(victim_pid, signal.SIGKILL)
-    time.sleep(0.3)
+    os.kill(brief_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{brief_shim}") and time.monotonic() < deadline:
+        time.sleep(0.02)  # the shim gone too: the restarted daemon finds it dead, not ending
+    assert not os.path.exists(f"/proc/{brief_shim}")
     sandbox.start_daemon()
     web = sandbox.inspect("web")
     assert web["State"]["Running"] and web["State"]["Pid"] == web_pid
@@ -85,6 +93,12 @@ def test_live_restore_after_sigkill(sandbox: Sandbox) -> None:
     assert sandbox.cli("wait", "victim", timeout=10).stdout.strip() == "137"
     victim = sandbox.inspect("victim")["State"]
     assert victim["Status"] == "exited" and victim["ExitCode"] == 137
+    # a --rm container that died meanwhile is gone, record and state directory both
+    deadline = time.monotonic() + 5
+    while "brief" in sandbox.cli("ps", "-a").stdout and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "brief" not in sandbox.cli("ps", "-a").stdout
+    assert not os.path.exists(os.path.join(sandbox.root, "containers", brief_id))
     assert probe_from_container(sandbox, "client", sandbox.ip_of("web")) == sandbox.ip_of("client")
     # the adopted container's end is still noticed
     sandbox.cli("stop", "-t", "1", "web")
