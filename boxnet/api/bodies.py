@@ -106,5 +106,13 @@ def container_request(body: dict[str, Any], name: str) -> ContainerRequest:
         labels=dict(body.get("Labels") or {}), auto_remove=bool(host.get("AutoRemove")),
         tty=bool(body.get("Tty")), open_stdin=bool(body.get("OpenStdin")), stdin_once=bool(body.get("StdinOnce")),
         console_size=_console_size(host.get("ConsoleSize")),
-        working_dir=body.get("WorkingDir") or "",
+        working_dir=body.get("WorkingDir") or "", dns=_strings(host, "Dns"),
+        dns_search=_strings(host, "DnsSearch"), dns_options=_strings(host, "DnsOptions"),
     )  # fmt: skip
+
+
+def _strings(body: dict[str, Any], key: str) -> list[str]:
+    value = body.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidArgument(f"{key} must be a list of strings")
+    return list(value)

@@ -260,5 +260,12 @@ def build_router(engine: Engine) -> Router:
     def reconcile(request: Request) -> Response:
         return Response(200, {"Repaired": engine.reconciler.repair()})
 
+    def dns_log(request: Request, ref: str) -> Response:
+        tail = request.arg("tail") or "100"
+        if not tail.isdigit():
+            raise InvalidArgument(f"tail must be a number, not {tail!r}")
+        return Response(200, engine.containers.dns_log(ref, int(tail)))
+
     router.add("POST", "/boxnet/reconcile", reconcile)
+    router.add("GET", "/boxnet/containers/(?P<ref>[^/]+)/dns-log", dns_log)
     return router

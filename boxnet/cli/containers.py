@@ -115,6 +115,9 @@ def _container_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ip", default="")
     parser.add_argument("-p", "--publish", action="append", default=[])
     parser.add_argument("-h", "--hostname", default="")
+    parser.add_argument("--dns", action="append", default=[], help="upstream nameserver for this container")
+    parser.add_argument("--dns-search", action="append", default=[])
+    parser.add_argument("--dns-option", "--dns-opt", action="append", default=[])
     parser.add_argument("--cap-add", action="append", default=[])
     parser.add_argument("--cap-drop", action="append", default=[])
     parser.add_argument("--pid", default="")
@@ -150,7 +153,8 @@ def _create_body(args: argparse.Namespace) -> dict[str, Any]:
     for spec in args.publish:
         mapping = parse_port_spec(spec)
         bindings.setdefault(f"{mapping.container_port}/{mapping.protocol}", []).append(
-            {"HostIp": mapping.host_ip, "HostPort": str(mapping.host_port) if mapping.host_port else ""})
+            {"HostIp": mapping.host_ip, "HostPort": str(mapping.host_port) if mapping.host_port else ""}
+        )
     network = args.network or "bridge"
     endpoints: dict[str, Any] = {}
     if args.ip or args.network_alias:
@@ -172,6 +176,7 @@ def _create_body(args: argparse.Namespace) -> dict[str, Any]:
         "AttachStdin": args.interactive, "AttachStdout": True, "AttachStderr": True,
         "HostConfig": {
             "NetworkMode": network, "PortBindings": bindings, "CapAdd": args.cap_add, "CapDrop": args.cap_drop,
+            "Dns": args.dns, "DnsSearch": args.dns_search, "DnsOptions": args.dns_option,
             "PidMode": args.pid, "AutoRemove": bool(args.rm and getattr(args, "detach", True)),
             "ConsoleSize": _terminal_size() if args.tty else None,
         },

@@ -13,6 +13,7 @@ import threading
 from boxnet import paths
 from boxnet.api.routes import build_router
 from boxnet.api.server import UnixHTTPServer
+from boxnet.dns.upstream import parse_upstream
 from boxnet.engine.context import EngineConfig
 from boxnet.engine.controller import Engine
 
@@ -23,10 +24,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="boxnetd", description="boxnet's daemon")
     parser.add_argument("--root", default=paths.state_root(), help="state directory (BOXNET_ROOT)")
     parser.add_argument("--socket", default=None, help="API socket (default: from BOXNET_HOST/BOXNET_ROOT)")
-    parser.add_argument("--netns-registry", default="/run/netns",
-                        help="where container namespaces are registered for `ip netns exec`")
-    parser.add_argument("--resolv-conf", default="/etc/resolv.conf",
-                        help="the resolv.conf whose nameservers the default bridge's containers get")
+    parser.add_argument(
+        "--netns-registry", default="/run/netns", help="where container namespaces are registered for `ip netns exec`"
+    )
+    parser.add_argument(
+        "--resolv-conf",
+        default="/etc/resolv.conf",
+        help="the resolv.conf whose nameservers the default bridge's containers get",
+    )
+    parser.add_argument(
+        "--dns-upstream",
+        action="append",
+        default=[],
+        metavar="IP[#PORT]",
+        help="where the embedded DNS forwards other names (default: --resolv-conf's nameservers)",
+    )
     parser.add_argument("--bridge-name", default="boxnet0", help="the default network's bridge")
     parser.add_argument("--log-level", default=os.environ.get("BOXNET_LOG", "info"))
     return parser.parse_args(argv)
@@ -42,7 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         os.path.join(args.root, "boxnet.sock") if args.root != paths.DEFAULT_ROOT else paths.socket_path()
     )
     config = EngineConfig(root=args.root, netns_registry=args.netns_registry, resolv_conf=args.resolv_conf,
-                          default_bridge=args.bridge_name)  # fmt: skip
+                          default_bridge=args.bridge_name, dns_upstreams=args.dns_upstream)  # fmt: skip
+    for upstream in args.dns_upstream:
+        try:
+            parse_upstream(upstream)
+        except ValueError as exc:
+            print(f"boxnetd: bad --dns-upstream {upstream!r}: {exc}", file=sys.stderr)
+            return 2
     engine = Engine(config)
     engine.start()
     server = UnixHTTPServer(socket_path, build_router(engine))

@@ -58,6 +58,8 @@ class Attacher:
         undo.push("endpoint record", lambda: self._forget(container, network.id))
         undo.push("veth", lambda: self.ctx.bridge.leave(endpoint))
         self.ctx.bridge.join(network, endpoint, container.sandbox_key, default_route)
+        self.ctx.dns.endpoint_added(container, network, endpoint)
+        undo.push("DNS names", lambda: self.ctx.dns.endpoint_removed(container, network.id))
         if not network.icc:
             self.ctx.firewall.add_icc_off_port(endpoint.host_veth)
             undo.push("icc-off port", lambda: self.ctx.firewall.remove_icc_off_port(endpoint.host_veth))
@@ -75,6 +77,7 @@ class Attacher:
         network = self.registry.networks.get(network_id)
         if network is not None and not network.icc:
             errors.attempt("icc-off port", self.ctx.firewall.remove_icc_off_port, endpoint.host_veth)
+        errors.attempt("DNS names", self.ctx.dns.endpoint_removed, container, network_id)
         errors.attempt(f"delete {endpoint.host_veth}", self.ctx.bridge.leave, endpoint)
         self.registry.release(network_id, endpoint.ipv4)
         self.registry.release(network_id, endpoint.ipv6)
@@ -99,8 +102,7 @@ class Attacher:
                     if mapping.clashes_with(other):
                         where = mapping.host_ip or "0.0.0.0"
                         raise Conflict(
-                            f"Bind for {where}:{mapping.host_port}/{mapping.protocol} failed: port is already "
-                            "allocated"
+                            f"Bind for {where}:{mapping.host_port}/{mapping.protocol} failed: port is already allocated"
                         )
                 resolved.append(mapping)
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import shutil
@@ -61,6 +62,9 @@ class ContainerRequest:
     stdin_once: bool = False
     console_size: list[int] = field(default_factory=list)
     working_dir: str = ""
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
 
 
 class ContainerService:
@@ -148,7 +152,9 @@ class ContainerService:
             pid_mode=pid_mode, labels=parse_key_values("label", request.labels),
             auto_remove=request.auto_remove, tty=request.tty, open_stdin=request.open_stdin,
             stdin_once=request.stdin_once, console_size=list(request.console_size),
-            working_dir=request.working_dir, requested_networks=networks,
+            working_dir=request.working_dir, requested_networks=networks, dns=_nameservers(request.dns),
+            dns_search=_dns_words("search domain", request.dns_search),
+            dns_options=_dns_words("option", request.dns_options),
         )  # fmt: skip
 
     def _generate_name(self) -> str:
@@ -212,6 +218,10 @@ class ContainerService:
                     container.port_network = network.id
             self.attacher.publish(container, undo)
             faults.check("start:after-publish")
+            if self.ctx.dns.embedded(container):
+                self.ctx.dns.serve(container)
+                undo.push("embedded DNS", lambda: self.ctx.dns.unserve(container))
+                faults.check("start:after-dns")
         spec = self._shim_spec(container, state_dir)
         shim_pid, shim_start, pid = self.launcher.spawn(state_dir, spec)
         undo.push("container process", lambda: _kill_quietly(pid))
@@ -264,15 +274,10 @@ class ContainerService:
             return {p: os.path.join(source_dir, n) for p, n in (("/etc/hosts", "hosts"),
                     ("/etc/resolv.conf", "resolv.conf"), ("/etc/hostname", "hostname"))}  # fmt: skip
         addresses = [a for e in container.endpoints.values() for a in (e.ipv4, e.ipv6) if a]
-        try:
-            with open(self.ctx.config.resolv_conf) as handle:
-                host_resolv = handle.read()
-        except OSError:
-            host_resolv = ""
         paths = {}
         for target, name, content in (
             ("/etc/hosts", "hosts", files.hosts_file(container.hostname, addresses)),
-            ("/etc/resolv.conf", "resolv.conf", files.container_resolv_conf(host_resolv)),
+            ("/etc/resolv.conf", "resolv.conf", self.ctx.dns.resolv_conf(container)),
             ("/etc/hostname", "hostname", container.hostname + "\n"),
         ):
             path = os.path.join(state_dir, name)
@@ -309,6 +314,8 @@ class ContainerService:
     def release_network(self, container: Container) -> ErrorList:
         """Undoes what start did to the network, best effort; the record keeps nothing half-made."""
         errors = ErrorList()
+        if container.sandbox_key and self.ctx.dns.embedded(container):
+            errors.attempt("embedded DNS", self.ctx.dns.unserve, container)
         self.attacher.unpublish(container, errors)
         for network_id in list(container.endpoints):
             self.attacher.detach(container, network_id, errors)
@@ -320,6 +327,7 @@ class ContainerService:
         return errors
 
     def _forget(self, container: Container) -> None:
+        self.ctx.dns.forget(container)
         self.registry.drop_container(container)
         shutil.rmtree(self.ctx.config.container_dir(container.id), ignore_errors=True)
 
@@ -380,6 +388,17 @@ class ContainerService:
                 self._forget(container)
             self.changed.notify_all()
 
+    def dns_log(self, ref: str, tail: int) -> list[dict]:
+        """The queries a container made to 127.0.0.11 (its netns owner's, for container:X), newest last."""
+        with self.ctx.lock:
+            container = self.registry.find_container(ref)
+            shared = container.shares_netns_with
+            owner = self.registry.find_container(shared) if shared else container
+            if not self.ctx.dns.embedded(owner):
+                raise InvalidArgument(f"container {container.name} does not use the embedded DNS: only containers on "
+                                      "user-defined networks do (its resolv.conf names other nameservers)")  # fmt: skip
+            return self.ctx.dns.query_log(owner, min(tail, 10000))
+
     # ---- networks of a running container -------------------------------------------------------------
     def connect(self, network_ref: str, container_ref: str, ipv4: str = "", aliases: list[str] | None = None) -> None:
         with self.ctx.lock:
@@ -432,6 +451,22 @@ class _Fd:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def _nameservers(servers: list[str]) -> list[str]:
+    for server in servers:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise InvalidArgument(f"{server!r} is not an IP address (--dns takes nameserver addresses)") from None
+    return list(servers)
+
+
+def _dns_words(what: str, words: list[str]) -> list[str]:
+    for word in words:
+        if not word or any(c.isspace() for c in word) or len(word) > 253:
+            raise InvalidArgument(f"invalid DNS {what} {word!r}")
+    return list(words)
 
 
 def parse_signal(sig: str | int) -> int:

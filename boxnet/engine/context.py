@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from boxnet.drivers.bridge import BridgeDriver
 from boxnet.engine.firewall import Firewall
 from boxnet.engine.registry import Registry
+
+if TYPE_CHECKING:
+    from boxnet.engine.dns import DnsService
 
 
 @dataclass
@@ -19,6 +23,9 @@ class EngineConfig:
     # The resolv.conf the default bridge's containers copy their nameservers from.
     resolv_conf: str = "/etc/resolv.conf"
     default_bridge: str = "boxnet0"
+    # Where the embedded DNS forwards names it does not know, unless a container has its own --dns;
+    # empty: the nameservers of resolv_conf.
+    dns_upstreams: list[str] = field(default_factory=list)
 
     @property
     def containers_dir(self) -> str:
@@ -36,3 +43,9 @@ class EngineContext:
     bridge: BridgeDriver = field(default_factory=BridgeDriver)
     # One lock over every change of state: twenty concurrent runs must never share an address.
     lock: threading.RLock = field(default_factory=threading.RLock)
+    dns: DnsService = field(init=False)
+
+    def __post_init__(self) -> None:
+        from boxnet.engine.dns import DnsService  # it needs this class; this one needs an instance of it
+
+        self.dns = DnsService(self)

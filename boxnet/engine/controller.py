@@ -36,10 +36,13 @@ class Engine:
         self.ctx.firewall.rebuild(self.registry)
         self.networks.ensure_predefined()
         report = self.reconciler.at_startup()
+        # After the reconciler: the resolver gets the settled state (survivors only) in one go.
+        self.ctx.dns.start()
         log.info("started: %s", {k: v for k, v in report.items() if v})
         return report
 
     def close(self) -> None:
+        self.ctx.dns.stop()
         self.containers.monitor.stop()
         self.containers.launcher.close()
         self.store.close()

@@ -94,6 +94,7 @@ class NetworkService:
             self.registry.drop_network(network)
 
     def _teardown(self, network: Network) -> None:
+        self.ctx.dns.network_removed(network)
         if network.bridge:
             try:
                 self.ctx.firewall.remove_network(network)
@@ -154,3 +155,4 @@ class NetworkService:
             undo.push("rules", lambda: self.ctx.firewall.remove_network(network))
             if fault_points:
                 faults.check("network:after-rules")
+            self.ctx.dns.network_added(network)

@@ -101,6 +101,10 @@ class Container:
     stdin_once: bool = False
     console_size: list[int] = field(default_factory=list)  # [rows, columns] of the TTY
     working_dir: str = ""
+    # --dns, --dns-search, --dns-option: the embedded resolver's upstreams and resolv.conf's other lines.
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
     # Networks asked for at create time: name -> endpoint settings (aliases, requested ip).
     requested_networks: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Live attachments while the container runs, keyed by network id.

@@ -47,17 +47,32 @@ def _is_loopback(address: str) -> bool:
         return False
 
 
-def container_resolv_conf(host_text: str, dns: list[str] | None = None) -> str:
+def container_resolv_conf(host_text: str, dns: list[str] | None = None, search: list[str] | None = None,
+                          options: list[str] | None = None) -> str:  # fmt: skip
     """The host's resolv.conf, as Docker copies it for the default bridge: loopback servers left out
-    (they would mean the container itself); none left means none, not a guess."""
-    nameservers, search, options = parse_resolv_conf(host_text)
+    (they would mean the container itself); none left means none, not a guess. --dns, --dns-search and
+    --dns-option replace the host's lines."""
+    nameservers, host_search, host_options = parse_resolv_conf(host_text)
     servers = dns or [ns for ns in nameservers if not _is_loopback(ns)]
-    lines = [f"nameserver {ns}\n" for ns in servers]
+    return _render([f"nameserver {ns}" for ns in servers], search or host_search, options or host_options)
+
+
+def embedded_resolv_conf(host_text: str, search: list[str] | None = None,
+                         options: list[str] | None = None) -> str:  # fmt: skip
+    """For a user-defined network: the embedded resolver, ndots:0 as Docker sets it, and the host's (or the
+    container's own) search domains and other options."""
+    _, host_search, host_options = parse_resolv_conf(host_text)
+    chosen = [o for o in (options or host_options) if not o.startswith("ndots:")]
+    return _render(["nameserver 127.0.0.11"], search or host_search, ["ndots:0", *chosen])
+
+
+def _render(nameservers: list[str], search: list[str], options: list[str]) -> str:
+    lines = list(nameservers)
     if search:
-        lines.append("search " + " ".join(search) + "\n")
+        lines.append("search " + " ".join(search))
     if options:
-        lines.append("options " + " ".join(options) + "\n")
-    return "".join(lines)
+        lines.append("options " + " ".join(options))
+    return "".join(line + "\n" for line in lines)
 
 
 def write_file(path: str, content: str) -> None:

@@ -122,9 +122,30 @@ class Sandbox:
         with open(self.resolv_conf, "w") as handle:
             handle.write(f"nameserver 127.0.0.53\nnameserver {DNS_ADDR}\nsearch example.test\noptions edns0\n")
         self.helpers.append(self.spawn_in(self.outside, sys.executable, "-c", WEB_SERVER, WEB_ADDR))
+        self.start_fake_dns()
         self.start_daemon()
         self.baseline = self.kernel_state()
         return self
+
+    def start_fake_dns(self) -> None:
+        """The outside's DNS server at DNS_ADDR (see boxnet.testing.fakedns); its questions go to dns_log."""
+        self.dns_log = os.path.join(self.root, "upstream-queries.log")
+        ready = os.path.join(self.root, "fakedns.ready")
+        self.helpers.append(self.spawn_in(self.outside, sys.executable, "-m", "boxnet.testing.fakedns",
+                                          "--address", DNS_ADDR, "--log", self.dns_log, "--ready", ready))  # fmt: skip
+        deadline = time.monotonic() + 10
+        while not os.path.exists(ready):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the fake upstream DNS server did not start")
+            time.sleep(0.02)
+
+    def upstream_questions(self) -> list[str]:
+        """What reached the outside's DNS server, as "protocol name type" lines."""
+        try:
+            with open(self.dns_log) as handle:
+                return handle.read().splitlines()
+        except FileNotFoundError:
+            return []
 
     def spawn_in(self, ns: str, *argv: str) -> subprocess.Popen:
         return subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=subprocess.DEVNULL,

@@ -1,0 +1,301 @@
+"""The embedded resolver: one process, one loop, and a socket pair inside every container's namespace.
+
+boxnetd makes the sockets inside each container's namespace (bound to 127.0.0.11 on a free port, with a
+rule there that redirects port 53 to them) and hands them over on the control socket along with every
+change of names. So each query arrives on a socket that says which container asked, and the answer is what
+that container may see.
+
+Hot path: UDP queries are read and answered in batches (recvmmsg/sendmmsg), each container's answers cached
+by the question's bytes. Any change of names empties every cache: changes are rare, questions are not.
+TCP connections get a thread each; they take `lock` to read the directory, which the loop takes to change it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+
+from boxnet.dns import packet
+from boxnet.dns.directory import Action, Directory, Registration
+from boxnet.dns.querylog import QueryLog
+from boxnet.dns.upstream import Forwarder, read_framed, resolve_blocking
+from boxnet.kernel import libc, mmsg
+
+log = logging.getLogger("boxnet-dns")
+
+CACHE_LIMIT = 4096
+TCP_IDLE_SECONDS = 10
+CONTROL_BUFFER = 4 << 20
+PR_SET_PDEATHSIG = 1
+
+
+class Client:
+    """One container's pair of sockets, its settings and its answer cache."""
+
+    def __init__(self, container_id: str, udp: socket.socket, tcp: socket.socket, upstreams: list[str],
+                 querylog: QueryLog) -> None:  # fmt: skip
+        self.container_id = container_id
+        self.udp, self.tcp = udp, tcp
+        self.upstreams = upstreams
+        self.cache: dict[bytes, bytes] = {}
+        self.log = querylog
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        self.udp.close()
+        self.tcp.close()
+
+
+class Resolver:
+    def __init__(self, control: socket.socket) -> None:
+        self.control = control
+        self.directory = Directory()
+        self.lock = threading.Lock()
+        self.clients: dict[str, Client] = {}
+        self.logs: dict[str, QueryLog] = {}
+        self.by_udp_fd: dict[int, Client] = {}
+        self.by_tcp_fd: dict[int, Client] = {}
+        self.epoll = select.epoll()
+        self.batch = mmsg.Batch(64)
+        self.forwarder = Forwarder(self._watch, self._unwatch)
+        control.setblocking(False)
+        self._watch(control.fileno())
+
+    def _watch(self, fd: int) -> None:
+        self.epoll.register(fd, select.EPOLLIN)
+
+    def _unwatch(self, fd: int) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.epoll.unregister(fd)
+
+    # ---- the loop ------------------------------------------------------------------------------------
+    def run(self) -> None:
+        control_fd = self.control.fileno()
+        while True:
+            timeout = self.forwarder.expire()
+            try:
+                events = self.epoll.poll(-1 if timeout is None else timeout)
+            except InterruptedError:
+                continue
+            for fd, _ in events:
+                client = self.by_udp_fd.get(fd)
+                if client is not None:
+                    self._serve_udp(client)
+                elif fd == control_fd:
+                    if not self._control():
+                        return
+                elif fd in self.by_tcp_fd:
+                    self._accept(self.by_tcp_fd[fd])
+                else:
+                    self.forwarder.readable(fd)
+
+    def _serve_udp(self, client: Client) -> None:
+        batch, view, slot_size = self.batch, self.batch.view, mmsg.SLOT
+        fd, cache, append = client.udp.fileno(), client.cache, client.log.append
+        while True:
+            lengths = batch.receive(fd)
+            if not lengths:
+                return
+            now, started = time.time(), time.perf_counter()
+            answered = []
+            for slot, length in enumerate(lengths):
+                start = slot * slot_size
+                key = bytes(view[start + 2 : start + length])
+                tail = cache.get(key)
+                source = "local"
+                if tail is None:
+                    tail, source = self._answer_udp(client, slot, key)
+                    if tail is None:
+                        continue  # forwarded (answered later) or dropped
+                batch.answer_keeping_id(slot, tail)
+                answered.append((key, tail, source))
+            batch.send(fd)
+            seconds = time.perf_counter() - started
+            for key, tail, source in answered:
+                append((now, "udp", key, tail, source, seconds))
+
+    def _answer_udp(self, client: Client, slot: int, key: bytes) -> tuple[bytes | None, str]:
+        message = self.batch.datagram(slot, 2) + key
+        try:
+            query = packet.parse_query(message)
+        except packet.FormatError as exc:
+            error = packet.error_response(message, packet.FORMERR) if exc.query_id is not None else None
+            return (error[2:] if error else None), "malformed"
+        if query.opcode != 0:
+            return packet.response(query, packet.NOTIMP, authoritative=False)[2:], "local"
+        resolution = self.directory.resolve(client.container_id, query)
+        if resolution.action is Action.FORWARD:
+            self._forward_udp(client, self.batch.sender(slot), message, query, key)
+            return None, ""
+        answer = packet.response(query, resolution.rcode, list(resolution.records),
+                                 authoritative=resolution.action is Action.ANSWER,
+                                 limit=query.udp_limit)[2:]  # fmt: skip
+        if resolution.cacheable:
+            if len(client.cache) >= CACHE_LIMIT:
+                client.cache.clear()
+            client.cache[key] = answer
+        return answer, resolution.action.value
+
+    def _forward_udp(self, client: Client, sender: tuple[str, int], message: bytes, query: packet.Query,
+                     key: bytes) -> None:  # fmt: skip
+        started = time.perf_counter()
+
+        def reply(answer: bytes, source: str) -> None:
+            if client.closed:
+                return
+            with contextlib.suppress(OSError):
+                client.udp.sendto(answer, sender)
+            client.log.record("udp", key, answer[2:], source, time.perf_counter() - started)
+
+        self.forwarder.forward(reply, message, query, client.upstreams)
+
+    # ---- TCP -----------------------------------------------------------------------------------------
+    def _accept(self, client: Client) -> None:
+        try:
+            connection, _ = client.tcp.accept()
+        except OSError:
+            return
+        threading.Thread(target=self._serve_tcp, args=(client, connection), daemon=True).start()
+
+    def _serve_tcp(self, client: Client, connection: socket.socket) -> None:
+        connection.settimeout(TCP_IDLE_SECONDS)
+        with connection:
+            while not client.closed:
+                try:
+                    message = read_framed(connection)
+                except (OSError, ValueError):
+                    return
+                started = time.perf_counter()
+                answer, source = self._answer_tcp(client, message)
+                if answer is None:
+                    return
+                client.log.record("tcp", message[2:], answer[2:], source, time.perf_counter() - started)
+                try:
+                    connection.sendall(len(answer).to_bytes(2, "big") + answer)
+                except OSError:
+                    return
+
+    def _answer_tcp(self, client: Client, message: bytes) -> tuple[bytes | None, str]:
+        try:
+            query = packet.parse_query(message)
+        except packet.FormatError as exc:
+            return (packet.error_response(message, packet.FORMERR) if exc.query_id is not None else None), "malformed"
+        if query.opcode != 0:
+            return packet.response(query, packet.NOTIMP, authoritative=False), "local"
+        with self.lock:
+            resolution = self.directory.resolve(client.container_id, query)
+        if resolution.action is Action.FORWARD:
+            return resolve_blocking(message, query, client.upstreams)
+        return packet.response(query, resolution.rcode, list(resolution.records),
+                               authoritative=resolution.action is Action.ANSWER), resolution.action.value  # fmt: skip
+
+    # ---- control -------------------------------------------------------------------------------------
+    def _control(self) -> bool:
+        """Handles what boxnetd sent; False once it has gone (the resolver goes with it)."""
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(self.control, CONTROL_BUFFER, 4)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            if not data:
+                return False
+            try:
+                reply = self._apply(json.loads(data), fds)
+            except Exception as exc:  # answered to boxnetd, which reports it; the loop must go on
+                log.exception("control message failed")
+                for fd in fds:
+                    os.close(fd)
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            self.control.setblocking(True)
+            try:
+                self.control.send(json.dumps(reply).encode())
+            finally:
+                self.control.setblocking(False)
+
+    def _apply(self, request: dict, fds: list[int]) -> dict:
+        op = request["op"]
+        if op == "log":
+            querylog = self.logs.get(request["container"])
+            return {"ok": True, "entries": querylog.decoded(int(request.get("tail", 100))) if querylog else []}
+        if op == "ping":
+            return {"ok": True, "pid": os.getpid()}
+        with self.lock:
+            if op == "network":
+                self.directory.set_network(request["id"], request["name"], request["subnets"],
+                                           request["internal"], request["discoverable"])  # fmt: skip
+            elif op == "drop-network":
+                self.directory.drop_network(request["id"])
+            elif op == "register":
+                self.directory.add(Registration.make(
+                    request["container"], request["network"], request["network_name"], request["name"],
+                    request["hostname"], request["aliases"], request.get("ipv4", ""), request.get("ipv6", ""),
+                ))  # fmt: skip
+            elif op == "unregister":
+                self.directory.remove(request["container"], request["network"])
+            elif op == "serve":
+                self._serve(request["container"], request["upstreams"], fds)
+            elif op == "unserve":
+                self._retire(request["container"])
+            elif op == "forget":
+                self._retire(request["container"])
+                self.logs.pop(request["container"], None)
+            else:
+                raise ValueError(f"unknown operation {op!r}")
+            for client in self.clients.values():
+                client.cache.clear()
+        return {"ok": True}
+
+    def _serve(self, container_id: str, upstreams: list[str], fds: list[int]) -> None:
+        if len(fds) != 2:
+            raise ValueError(f"serve needs a UDP and a TCP socket, got {len(fds)} fds")
+        udp, tcp = socket.socket(fileno=fds[0]), socket.socket(fileno=fds[1])
+        udp.setblocking(False)
+        tcp.setblocking(False)
+        self._retire(container_id)
+        querylog = self.logs.setdefault(container_id, QueryLog())
+        client = Client(container_id, udp, tcp, list(upstreams), querylog)
+        self.clients[container_id] = client
+        self.by_udp_fd[udp.fileno()] = client
+        self.by_tcp_fd[tcp.fileno()] = client
+        self._watch(udp.fileno())
+        self._watch(tcp.fileno())
+
+    def _retire(self, container_id: str) -> None:
+        client = self.clients.pop(container_id, None)
+        if client is None:
+            return
+        for fd, table in ((client.udp.fileno(), self.by_udp_fd), (client.tcp.fileno(), self.by_tcp_fd)):
+            table.pop(fd, None)
+            self._unwatch(fd)
+        client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="boxnet-dns", description="boxnet's embedded DNS resolver")
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--parent", type=int, required=True, help="boxnetd's pid: the resolver ends with it")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("BOXNET_LOG", "info").upper(),
+                        format="%(asctime)s boxnet-dns %(levelname)s %(message)s")  # fmt: skip
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != args.parent:
+        return 1  # boxnetd died before the line above could tie us to it
+    control = socket.socket(fileno=args.control_fd)
+    Resolver(control).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The engine's side of the embedded DNS: which containers get it, and keeping the resolver told.
+
+Every change of names is sent before the API call that made it returns, so a container is resolvable by
+the time `run` or `connect` returns and gone by the time `rm` or `disconnect` does. Before the resolver runs
+(early in start-up) changes are not sent: `start` hands it the whole state from the ledger, as it does
+after a daemon restart and if the resolver ever dies.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from boxnet.dns import redirect
+from boxnet.dns.control import ResolverGone, ResolverProcess
+from boxnet.kernel import netns
+from boxnet.model.container import Container, Endpoint
+from boxnet.model.network import Network
+from boxnet.runtime import files
+
+if TYPE_CHECKING:
+    from boxnet.engine.context import EngineContext
+
+log = logging.getLogger(__name__)
+
+
+def uses_embedded_dns(container: Container, network: Network | None) -> bool:
+    """Docker's rule: a container whose first network is user-defined gets 127.0.0.11; on the default
+    bridge, in host or none mode it gets the host's nameservers; container:X shares X's resolv.conf."""
+    return network is not None and network.driver == "bridge" and not network.is_default_bridge
+
+
+class DnsService:
+    def __init__(self, ctx: EngineContext) -> None:
+        self.ctx = ctx
+        self.registry = ctx.registry
+        self.process: ResolverProcess | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        with self.ctx.lock:
+            self.process = ResolverProcess()
+            self.process.start()
+            self._sync()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    def _sync(self) -> None:
+        """Hands a fresh resolver everything: networks, every running container's names, and new sockets
+        for the containers that use it (their redirect rules are replaced to point at them)."""
+        for network in self.registry.networks.values():
+            self.network_added(network)
+        for container in self.registry.containers.values():
+            if container.state.status != "running":
+                continue
+            for endpoint in container.endpoints.values():
+                network = self.registry.networks.get(endpoint.network_id)
+                if network is not None:
+                    self.endpoint_added(container, network, endpoint)
+            if self.embedded(container) and container.sandbox_key:
+                try:
+                    self.serve(container)
+                except OSError as exc:  # its namespace is gone: the monitor is about to notice it exited
+                    log.warning("DNS for %s not restored: %s", container.name, exc)
+
+    def _send(self, message: dict, fds: list[int] | None = None) -> None:
+        if self.process is None:
+            return
+        try:
+            self.process.request(message, fds)
+        except ResolverGone as exc:
+            log.error("%s; starting a new resolver", exc)
+            self.stop()
+            self.start()
+
+    # ---- what gets it --------------------------------------------------------------------------------
+    def embedded(self, container: Container) -> bool:
+        mode = container.network_mode
+        if mode in ("host", "none") or mode.startswith("container:"):
+            return False
+        return uses_embedded_dns(container, self.registry.network_by_name(mode))
+
+    def upstreams(self, container: Container) -> list[str]:
+        if container.dns:
+            return list(container.dns)
+        if self.ctx.config.dns_upstreams:
+            return list(self.ctx.config.dns_upstreams)
+        # Forwarded from the daemon's namespace, so the host's own loopback resolver works too.
+        nameservers, _, _ = files.parse_resolv_conf(self.host_resolv_conf())
+        return nameservers
+
+    def host_resolv_conf(self) -> str:
+        try:
+            with open(self.ctx.config.resolv_conf) as handle:
+                return handle.read()
+        except OSError:
+            return ""
+
+    def resolv_conf(self, container: Container) -> str:
+        host = self.host_resolv_conf()
+        if self.embedded(container):
+            return files.embedded_resolv_conf(host, container.dns_search, container.dns_options)
+        return files.container_resolv_conf(host, container.dns, container.dns_search, container.dns_options)
+
+    # ---- changes -------------------------------------------------------------------------------------
+    def network_added(self, network: Network) -> None:
+        if network.driver != "bridge":
+            return
+        self._send({"op": "network", "id": network.id, "name": network.name, "internal": network.internal,
+                    "subnets": [s.subnet for s in network.subnets],
+                    "discoverable": not network.is_default_bridge})  # fmt: skip
+
+    def network_removed(self, network: Network) -> None:
+        self._send({"op": "drop-network", "id": network.id})
+
+    def endpoint_added(self, container: Container, network: Network, endpoint: Endpoint) -> None:
+        self._send({
+            "op": "register", "container": container.id, "network": network.id, "network_name": network.name,
+            "name": container.name, "hostname": container.hostname, "aliases": endpoint.aliases,
+            "ipv4": _address(endpoint.ipv4), "ipv6": _address(endpoint.ipv6),
+        })  # fmt: skip
+
+    def endpoint_removed(self, container: Container, network_id: str) -> None:
+        self._send({"op": "unregister", "container": container.id, "network": network_id})
+
+    def serve(self, container: Container) -> None:
+        """Makes 127.0.0.11 answer inside the container's namespace."""
+        if self.process is None:
+            return
+        udp, tcp = netns.run_in(container.sandbox_key, redirect.install)
+        try:
+            self._send({"op": "serve", "container": container.id, "upstreams": self.upstreams(container)},
+                       [udp.fileno(), tcp.fileno()])  # fmt: skip
+        finally:
+            udp.close()  # the resolver holds its own copies now
+            tcp.close()
+
+    def unserve(self, container: Container) -> None:
+        self._send({"op": "unserve", "container": container.id})
+
+    def forget(self, container: Container) -> None:
+        self._send({"op": "forget", "container": container.id})
+
+    def query_log(self, container: Container, tail: int) -> list[dict]:
+        if self.process is None:
+            return []
+        return self.process.request({"op": "log", "container": container.id, "tail": tail})["entries"]
+
+
+def _address(cidr: str) -> str:
+    return cidr.split("/", 1)[0] if cidr else ""
