@@ -20,6 +20,9 @@ from boxnet.dns import packet
 
 ATTEMPT_SECONDS = 0.8
 TOTAL_SECONDS = 1.8
+# An upstream that refused (ICMP port unreachable) is skipped this long, unless no other is left to try:
+# with the host's 127.0.0.53 listed first and nobody there, every question would otherwise cost two sends.
+REFUSED_SKIP_SECONDS = 5.0
 MAX_UDP_ANSWER = 65535
 
 
@@ -67,6 +70,7 @@ class Upstream:
         self.sock.setblocking(False)
         self.sock.connect((host, port))
         self.pending: dict[int, Pending] = {}
+        self.refused_until = 0.0
 
     def new_id(self) -> int:
         while True:
@@ -107,6 +111,8 @@ class Forwarder:
             address = pending.upstreams[pending.attempt]
             try:
                 upstream = self._upstream(address)
+                if upstream.refused_until > now and pending.attempt + 1 < len(pending.upstreams):
+                    continue
                 upstream_id = upstream.new_id()
                 upstream.sock.send(packet.with_id(pending.message, upstream_id))
             except (OSError, ValueError):
@@ -135,6 +141,7 @@ class Forwarder:
                 return
             except ConnectionRefusedError:
                 # ICMP port unreachable: this upstream is not there; everything waiting on it moves on.
+                upstream.refused_until = time.monotonic() + REFUSED_SKIP_SECONDS
                 for pending in list(upstream.pending.values()):
                     self._next_attempt(pending)
                 continue
