@@ -268,4 +268,5 @@ def build_router(engine: Engine) -> Router:
 
     router.add("POST", "/boxnet/reconcile", reconcile)
     router.add("GET", "/boxnet/containers/(?P<ref>[^/]+)/dns-log", dns_log)
+    router.add("GET", "/boxnet/dns", lambda request: Response(200, engine.ctx.dns.status()))
     return router

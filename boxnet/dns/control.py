@@ -1,15 +1,15 @@
 """boxnetd's end of the resolver: starting the process and talking to it over a socket pair.
 
 Messages are JSON, one per SOCK_SEQPACKET datagram, each answered before the next is sent; sockets travel
-with them as SCM_RIGHTS. The resolver ends when boxnetd does (PR_SET_PDEATHSIG), so a restarted daemon
-starts a new one and hands it everything again.
+with them as SCM_RIGHTS. The resolver ends when its end of the pair reads EOF, which is when boxnetd closes
+it or dies (no PR_SET_PDEATHSIG: that fires when the *thread* that started the child ends, and a resolver
+is restarted from a short-lived thread). A restarted daemon starts a new one and hands it everything again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -43,8 +43,7 @@ class ResolverProcess:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, option, BUFFER)
         ours.settimeout(REPLY_SECONDS)
-        command = [sys.executable, "-m", "boxnet.dns.server", "--control-fd", str(theirs.fileno()),
-                   "--parent", str(os.getpid())]  # fmt: skip
+        command = [sys.executable, "-m", "boxnet.dns.server", "--control-fd", str(theirs.fileno())]
         self._process = subprocess.Popen(command, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
         theirs.close()
         self._sock = ours
@@ -65,6 +64,11 @@ class ResolverProcess:
         if not reply.get("ok"):
             raise Internal(f"DNS resolver: {reply.get('error')}")
         return reply
+
+    def wait(self) -> int:
+        """Blocks until the resolver ends; its exit status."""
+        process = self._process
+        return process.wait() if process is not None else 0
 
     def stop(self) -> None:
         """Closing the socket ends the resolver; it is waited for (and killed by pid if it lingers)."""

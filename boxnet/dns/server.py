@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import select
-import signal
 import socket
 import sys
 import threading
@@ -28,14 +27,13 @@ from boxnet.dns import packet
 from boxnet.dns.directory import Action, Directory, Registration
 from boxnet.dns.querylog import QueryLog
 from boxnet.dns.upstream import Forwarder, read_framed, resolve_blocking
-from boxnet.kernel import libc, mmsg
+from boxnet.kernel import mmsg
 
 log = logging.getLogger("boxnet-dns")
 
 CACHE_LIMIT = 4096
 TCP_IDLE_SECONDS = 10
 CONTROL_BUFFER = 4 << 20
-PR_SET_PDEATHSIG = 1
 
 
 class Client:
@@ -284,14 +282,11 @@ class Resolver:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="boxnet-dns", description="boxnet's embedded DNS resolver")
-    parser.add_argument("--control-fd", type=int, required=True)
-    parser.add_argument("--parent", type=int, required=True, help="boxnetd's pid: the resolver ends with it")
+    parser.add_argument("--control-fd", type=int, required=True,
+                        help="boxnetd's end of the control socket: the resolver ends when it closes")  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("BOXNET_LOG", "info").upper(),
                         format="%(asctime)s boxnet-dns %(levelname)s %(message)s")  # fmt: skip
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != args.parent:
-        return 1  # boxnetd died before the line above could tie us to it
     control = socket.socket(fileno=args.control_fd)
     Resolver(control).run()
     return 0

@@ -9,6 +9,7 @@ after a daemon restart and if the resolver ever dies.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING
 
 from boxnet.dns import redirect
@@ -42,11 +43,23 @@ class DnsService:
             self.process = ResolverProcess()
             self.process.start()
             self._sync()
+            threading.Thread(target=self._watch, args=(self.process,), name="dns-watch", daemon=True).start()
+
+    def _watch(self, process: ResolverProcess) -> None:
+        """A resolver that dies on its own is replaced at once, not at the next change of names."""
+        status = process.wait()
+        with self.ctx.lock:
+            if self.process is process:
+                log.error("the DNS resolver (pid %d) ended with status %d; starting a new one", process.pid, status)
+                self.process = None
+                process.stop()
+                self.start()
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
+        with self.ctx.lock:
+            process, self.process = self.process, None
+        if process is not None:
+            process.stop()
 
     def _sync(self) -> None:
         """Hands a fresh resolver everything: networks, every running container's names, and new sockets
@@ -72,9 +85,13 @@ class DnsService:
         try:
             self.process.request(message, fds)
         except ResolverGone as exc:
+            # A fresh one gets everything from the ledger, then this change again: a container that is
+            # still starting is not in the ledger as running yet. Every change can be applied twice.
             log.error("%s; starting a new resolver", exc)
             self.stop()
             self.start()
+            if self.process is not None:
+                self.process.request(message, fds)
 
     # ---- what gets it --------------------------------------------------------------------------------
     def embedded(self, container: Container) -> bool:
@@ -143,6 +160,11 @@ class DnsService:
 
     def forget(self, container: Container) -> None:
         self._send({"op": "forget", "container": container.id})
+
+    def status(self) -> dict:
+        process = self.process
+        return {"Pid": process.pid if process else 0, "Address": redirect.ADDRESS,
+                "Upstreams": self.ctx.config.dns_upstreams or files.parse_resolv_conf(self.host_resolv_conf())[0]}
 
     def query_log(self, container: Container, tail: int) -> list[dict]:
         if self.process is None:

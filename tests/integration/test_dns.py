@@ -3,8 +3,11 @@ upstream in the simulated outside, and the daemon killed and restarted under it.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -223,3 +226,38 @@ def test_a_start_failing_after_dns_leaves_no_name_behind(sandbox: Sandbox) -> No
     assert result.returncode != 0 and "after-dns" in result.stderr
     assert sandbox.kernel_state() == before
     sandbox.cli("rm", "doomed")
+
+
+def test_a_resolver_that_dies_is_replaced_with_every_name(sandbox: Sandbox) -> None:
+    sandbox.cli("network", "create", "appnet")
+    run(sandbox, "web", "--network", "appnet", "--network-alias", "www")
+    run(sandbox, "cli", "--network", "appnet")
+    first = sandbox.client.get("/boxnet/dns")["Pid"]
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while sandbox.client.get("/boxnet/dns")["Pid"] in (first, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sandbox.client.get("/boxnet/dns")["Pid"] not in (first, 0)
+    assert dig(sandbox, "cli", "www")[:2] == ("NOERROR", [sandbox.ip_of("web")])
+
+
+LOAD = r"""
+import subprocess, sys
+open("/tmp/q.txt", "w").write("".join(f"{n} A\n" for n in sys.argv[1:]))
+out = subprocess.run(["dnsperf", "-s", "127.0.0.11", "-d", "/tmp/q.txt", "-l", "4", "-c", "2", "-Q", "3000"],
+                     capture_output=True, text=True).stdout
+print(next(line.split()[2] for line in out.splitlines() if "Queries lost" in line))
+"""
+
+
+def test_changes_under_load_lose_no_query(sandbox: Sandbox) -> None:
+    sandbox.cli("network", "create", "appnet")
+    run(sandbox, "web", "--network", "appnet")
+    run(sandbox, "cli", "--network", "appnet")
+    argv = [sys.executable, "-m", "boxnet.cli.main", "exec", "cli", "python3", "-c", LOAD, "web", "web.example.com"]
+    load = subprocess.Popen(argv, env=sandbox.env(), stdout=subprocess.PIPE, text=True)
+    for i in range(6):  # names come and go while the queries flow
+        run(sandbox, f"churn{i}", "--network", "appnet")
+        sandbox.cli("rm", "-f", f"churn{i}")
+    out, _ = load.communicate(timeout=60)
+    assert out.strip() == "0"
