@@ -133,7 +133,14 @@ class DnsService:
     def network_removed(self, network: Network) -> None:
         self._send({"op": "drop-network", "id": network.id})
 
+    def _tells_resolver(self, container: Container, network: Network | None) -> bool:
+        """The default bridge serves no names; it only counts as a way out for a container that uses the
+        resolver. Anything else there is none of the resolver's business (and costs no round trip)."""
+        return network is None or not network.is_default_bridge or self.embedded(container)
+
     def endpoint_added(self, container: Container, network: Network, endpoint: Endpoint) -> None:
+        if not self._tells_resolver(container, network):
+            return
         self._send({
             "op": "register", "container": container.id, "network": network.id, "network_name": network.name,
             "name": container.name, "hostname": container.hostname, "aliases": endpoint.aliases,
@@ -141,6 +148,8 @@ class DnsService:
         })  # fmt: skip
 
     def endpoint_removed(self, container: Container, network_id: str) -> None:
+        if not self._tells_resolver(container, self.registry.networks.get(network_id)):
+            return
         self._send({"op": "unregister", "container": container.id, "network": network_id})
 
     def serve(self, container: Container) -> None:
