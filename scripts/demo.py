@@ -59,18 +59,19 @@ def main() -> int:
               "python3", "-m", "http.server", "80"], env)  # fmt: skip
         show(["boxnet", "run", "-d", "--name", "client", "--network", "appnet", "sleep", "600"], env)
         show(["boxnet", "ps"], env)
-        web_ip = show(["boxnet", "inspect", "-f", "{{.NetworkSettings.Networks.appnet.IPAddress}}", "web"],
-                      env).strip()  # fmt: skip
+        show(["boxnet", "inspect", "-f", "{{.NetworkSettings.Networks.appnet.IPAddress}}", "web"], env)
         listening = ["boxnet", "exec", "web", "sh", "-c", "ss -ltn | grep -q ':80 '"]
         for _ in range(100):
             if subprocess.run(listening, env=env).returncode == 0:
                 break
             time.sleep(0.05)
 
-        step("The client talks to the server over the bridge")
+        step("The client talks to the server over the bridge, by name (the embedded DNS at 127.0.0.11)")
+        show(["boxnet", "exec", "client", "cat", "/etc/resolv.conf"], env)
         show(["boxnet", "exec", "client", "curl", "-s", "-o", "/dev/null", "-w",
-              "HTTP %{http_code} from %{remote_ip}\\n", f"http://{web_ip}/"], env)  # fmt: skip
+              "HTTP %{http_code} from %{remote_ip}\\n", "http://web/"], env)  # fmt: skip
         show(["boxnet", "exec", "client", "ip", "-br", "addr", "show", "eth0"], env)
+        show(["boxnet", "dns", "log", "client"], env)
 
         step("The published port, reached from the host: on 127.0.0.1 and on the host's own address")
         show(["curl", "-s", "-o", "/dev/null", "-w", "HTTP %{http_code} via 127.0.0.1:8080\\n",
