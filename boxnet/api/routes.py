@@ -266,7 +266,11 @@ def build_router(engine: Engine) -> Router:
             raise InvalidArgument(f"tail must be a number, not {tail!r}")
         return Response(200, engine.containers.dns_log(ref, int(tail)))
 
+    def capture(request: Request) -> Stream:
+        return streams.capture_stream(engine, request.json() or {})
+
     router.add("POST", "/boxnet/reconcile", reconcile)
+    router.add("POST", "/boxnet/capture", capture)
     router.add("GET", "/boxnet/containers/(?P<ref>[^/]+)/dns-log", dns_log)
     router.add("GET", "/boxnet/dns", lambda request: Response(200, engine.ctx.dns.status()))
     return router

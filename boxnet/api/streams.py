@@ -226,3 +226,48 @@ def resize(session: ExecSession, height: str, width: str) -> None:
     except ValueError:
         raise InvalidArgument("invalid terminal size") from None
     fcntl.ioctl(session.pty_master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+PCAPNG = "application/x-pcapng"
+
+
+def _number(body: dict[str, Any], key: str, kind: type = int) -> Any:
+    value = body.get(key) or 0
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        raise InvalidArgument(f"{key} must be a number, at least 0")
+    return kind(value)
+
+
+def capture_stream(engine: Engine, body: dict[str, Any]) -> Stream:
+    """A capture as a pcapng byte stream on a hijacked connection. It ends with the count or the duration,
+    or when the client closes its side (Ctrl-C), always with a statistics block per interface."""
+    from boxnet.capture.filters import substitute_names
+    from boxnet.capture.session import SNAPLEN, Capture
+    from boxnet.engine.capture import CaptureTargets
+
+    targets = body.get("Targets") or []
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        raise InvalidArgument("Targets must be a list of names")
+    bpf = body.get("Filter") or ""
+    if not isinstance(bpf, str):
+        raise InvalidArgument("Filter must be a string")
+    resolver = CaptureTargets(engine.ctx)
+    points = resolver.points(targets, str(body.get("Interface") or ""))
+    capture = Capture(points, substitute_names(bpf, resolver.addresses()), _number(body, "Count"),
+                      _number(body, "Duration", float), _number(body, "Snaplen") or SNAPLEN)  # fmt: skip
+    capture.start()
+
+    def run(sock: socket.socket, rfile: Any) -> None:
+        def watch_client() -> None:
+            with contextlib.suppress(OSError):
+                while sock.recv(4096):
+                    pass
+            capture.stopping.set()
+
+        threading.Thread(target=watch_client, name="capture-client", daemon=True).start()
+        with contextlib.suppress(OSError):
+            capture.run(sock.sendall)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+
+    return Stream(run, upgrade=True, content_type=PCAPNG)

@@ -1,0 +1,1 @@
+"""Troubleshooting: packet capture by container name (pcap in, pcapng out), decoding, filters."""

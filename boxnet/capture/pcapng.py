@@ -1,0 +1,145 @@
+"""pcapng: the blocks boxnet writes (one section, an interface per capture point, packets, statistics) and a
+reader for them. Little-endian throughout; timestamps in nanoseconds (if_tsresol 9).
+
+Format: https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng-02.html
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+SHB, IDB, EPB, ISB = 0x0A0D0D0A, 0x00000001, 0x00000006, 0x00000005
+BYTE_ORDER_MAGIC = 0x1A2B3C4D
+OPT_END, OPT_COMMENT = 0, 1
+IF_NAME, IF_DESCRIPTION, IF_TSRESOL, IF_FILTER = 2, 3, 9, 11
+ISB_STARTTIME, ISB_ENDTIME, ISB_IFRECV, ISB_IFDROP, ISB_USRDELIV = 2, 3, 4, 5, 8
+SHB_USERAPPL = 4
+LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2 = 1, 113, 276
+
+
+def _pad(data: bytes) -> bytes:
+    return data + b"\x00" * (-len(data) % 4)
+
+
+def _option(code: int, value: bytes) -> bytes:
+    return struct.pack("<HH", code, len(value)) + _pad(value)
+
+
+def _options(pairs: list[tuple[int, bytes]]) -> bytes:
+    if not pairs:
+        return b""
+    return b"".join(_option(code, value) for code, value in pairs) + struct.pack("<HH", OPT_END, 0)
+
+
+def _block(kind: int, body: bytes) -> bytes:
+    length = 12 + len(body)
+    return struct.pack("<II", kind, length) + body + struct.pack("<I", length)
+
+
+def section_header(application: str = "boxnet") -> bytes:
+    body = struct.pack("<IHHq", BYTE_ORDER_MAGIC, 1, 0, -1) + _options([(SHB_USERAPPL, application.encode())])
+    return _block(SHB, body)
+
+
+def interface_description(linktype: int, snaplen: int, name: str, description: str = "",
+                          bpf_filter: str = "") -> bytes:  # fmt: skip
+    options = [(IF_NAME, name.encode()), (IF_TSRESOL, b"\x09")]
+    if description:
+        options.append((IF_DESCRIPTION, description.encode()))
+    if bpf_filter:
+        options.append((IF_FILTER, b"\x00" + bpf_filter.encode()))
+    return _block(IDB, struct.pack("<HHI", linktype, 0, snaplen) + _options(options))
+
+
+def enhanced_packet(interface: int, timestamp_ns: int, data: bytes | memoryview, original_length: int) -> bytes:
+    header = struct.pack("<IIIII", interface, timestamp_ns >> 32, timestamp_ns & 0xFFFFFFFF, len(data),
+                         original_length)  # fmt: skip
+    padding = -len(data) % 4
+    length = 12 + 20 + len(data) + padding
+    return b"".join((struct.pack("<II", EPB, length), header, data, b"\x00" * padding, struct.pack("<I", length)))
+
+
+def interface_statistics(interface: int, timestamp_ns: int, received: int | None, dropped: int | None,
+                         delivered: int, started_ns: int) -> bytes:  # fmt: skip
+    options = [(ISB_STARTTIME, struct.pack("<II", started_ns >> 32, started_ns & 0xFFFFFFFF)),
+               (ISB_ENDTIME, struct.pack("<II", timestamp_ns >> 32, timestamp_ns & 0xFFFFFFFF)),
+               (ISB_USRDELIV, struct.pack("<Q", delivered))]  # fmt: skip
+    if received is not None:
+        options.append((ISB_IFRECV, struct.pack("<Q", received)))
+    if dropped is not None:
+        options.append((ISB_IFDROP, struct.pack("<Q", dropped)))
+    body = struct.pack("<III", interface, timestamp_ns >> 32, timestamp_ns & 0xFFFFFFFF) + _options(options)
+    return _block(ISB, body)
+
+
+# ---- reading ---------------------------------------------------------------------------------------------
+@dataclass
+class Interface:
+    linktype: int
+    name: str = ""
+    description: str = ""
+    received: int | None = None
+    dropped: int | None = None
+    delivered: int | None = None
+
+
+@dataclass
+class Packet:
+    interface: int
+    timestamp_ns: int
+    data: bytes
+    original_length: int
+
+
+@dataclass
+class Reader:
+    """Parses a pcapng byte stream fed in arbitrary pieces (boxnet's own output)."""
+
+    interfaces: list[Interface] = field(default_factory=list)
+    buffer: bytearray = field(default_factory=bytearray)
+
+    def feed(self, data: bytes) -> Iterator[Packet]:
+        self.buffer += data
+        while len(self.buffer) >= 12:
+            kind, length = struct.unpack_from("<II", self.buffer)
+            if length < 12 or length % 4:
+                raise ValueError(f"bad pcapng block length {length}")
+            if len(self.buffer) < length:
+                return
+            body = bytes(self.buffer[8 : length - 4])
+            del self.buffer[:length]
+            packet = self._block(kind, body)
+            if packet is not None:
+                yield packet
+
+    def _block(self, kind: int, body: bytes) -> Packet | None:
+        if kind == IDB:
+            linktype, _, _ = struct.unpack_from("<HHI", body)
+            options = dict(_read_options(body[8:]))
+            self.interfaces.append(Interface(linktype, options.get(IF_NAME, b"").decode(errors="replace"),
+                                             options.get(IF_DESCRIPTION, b"").decode(errors="replace")))  # fmt: skip
+        elif kind == EPB:
+            interface, high, low, captured, original = struct.unpack_from("<IIIII", body)
+            return Packet(interface, (high << 32) | low, body[20 : 20 + captured], original)
+        elif kind == ISB:
+            (interface,) = struct.unpack_from("<I", body)
+            options = dict(_read_options(body[12:]))
+            if interface < len(self.interfaces):
+                found = self.interfaces[interface]
+                for code, attribute in ((ISB_IFRECV, "received"), (ISB_IFDROP, "dropped"),
+                                        (ISB_USRDELIV, "delivered")):  # fmt: skip
+                    if code in options:
+                        setattr(found, attribute, struct.unpack("<Q", options[code])[0])
+        return None
+
+
+def _read_options(data: bytes) -> Iterator[tuple[int, bytes]]:
+    offset = 0
+    while offset + 4 <= len(data):
+        code, length = struct.unpack_from("<HH", data, offset)
+        if code == OPT_END:
+            return
+        yield code, data[offset + 4 : offset + 4 + length]
+        offset += 4 + length + (-length % 4)

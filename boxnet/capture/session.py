@@ -1,0 +1,239 @@
+"""A capture: tcpdump inside each target's network namespace, merged into one pcapng stream.
+
+tcpdump does the capturing (libpcap's TPACKET_V3 ring and the kernel's BPF), so boxnet drops no more than
+tcpdump would; it runs in the target's *network* namespace only, from the host's filesystem, and nothing
+runs in the container. Each tcpdump writes pcap to a pipe; boxnet turns the records into pcapng packet
+blocks for the interface named after its target and, with several targets, emits them in timestamp order
+(held back at most REORDER_SECONDS). At the end each interface gets a statistics block with what tcpdump
+counted: received by the filter, dropped by the kernel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import os
+import re
+import select
+import signal
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from boxnet.capture import pcapng
+from boxnet.errors import InvalidArgument
+
+SNAPLEN = 262144
+REORDER_SECONDS = 0.2
+START_SECONDS = 5
+READ_CHUNK = 1 << 20
+PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO = 0xA1B2C3D4, 0xA1B23C4D
+
+
+@dataclass(frozen=True)
+class CapturePoint:
+    name: str  # the interface's name in the pcapng: the container's (or the bridge's)
+    description: str
+    netns: str | None  # a namespace path; None for the daemon's own
+    interface: str  # what tcpdump -i gets
+
+
+@dataclass
+class Source:
+    """One tcpdump and the pcap it writes."""
+
+    index: int
+    point: CapturePoint
+    process: subprocess.Popen
+    linktype: int = 0
+    snaplen: int = 0
+    nanoseconds: bool = True
+    endian: str = "<"
+    buffer: bytearray = field(default_factory=bytearray)
+    delivered: int = 0
+    received: int | None = None
+    dropped: int | None = None
+    ended: bool = False
+
+    @property
+    def fd(self) -> int:
+        return self.process.stdout.fileno()  # type: ignore[union-attr]
+
+    def read_header(self, deadline: float) -> None:
+        while len(self.buffer) < 24:
+            remaining = deadline - time.monotonic()
+            ready, _, _ = select.select([self.fd], [], [], max(remaining, 0))
+            if not ready:
+                raise InvalidArgument(f"tcpdump for {self.point.name} did not start within {START_SECONDS}s")
+            chunk = os.read(self.fd, READ_CHUNK)
+            if not chunk:
+                self.process.wait()
+                error = self.process.stderr.read().decode(errors="replace").strip()  # type: ignore[union-attr]
+                raise InvalidArgument(f"capture on {self.point.name}: {_tcpdump_error(error)}")
+            self.buffer += chunk
+        (magic,) = struct.unpack_from("<I", self.buffer)
+        if magic in (PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO):
+            self.endian = "<"
+        else:
+            self.endian = ">"
+            (magic,) = struct.unpack_from(">I", self.buffer)
+        self.nanoseconds = magic == PCAP_MAGIC_NANO
+        _, _, _, _, self.snaplen, network = struct.unpack_from(self.endian + "HHiIII", self.buffer, 4)
+        self.linktype = network & 0x0FFFFFFF
+        del self.buffer[:24]
+
+    def records(self) -> list[tuple[int, bytes, int]]:
+        """Whole records read so far: (timestamp ns, data, original length)."""
+        found = []
+        header = struct.Struct(self.endian + "IIII")
+        offset, size, buffer = 0, len(self.buffer), self.buffer
+        scale = 1 if self.nanoseconds else 1000
+        while offset + 16 <= size:
+            seconds, fraction, captured, original = header.unpack_from(buffer, offset)
+            if offset + 16 + captured > size:
+                break
+            data = bytes(buffer[offset + 16 : offset + 16 + captured])
+            found.append((seconds * 1_000_000_000 + fraction * scale, data, original))
+            offset += 16 + captured
+        del buffer[:offset]
+        return found
+
+    def interrupt(self) -> None:
+        """SIGINT makes tcpdump flush what it holds, print its counters and exit."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGINT)
+
+    def finish(self) -> list[tuple[int, bytes, int]]:
+        """Reads tcpdump's last packets and its counters (both pipes at once: a full one would stall it)."""
+        try:
+            rest, report = self.process.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            rest, report = self.process.communicate()
+        except ValueError:  # already read to the end
+            rest, report = b"", b""
+        self.buffer += rest or b""
+        text = (report or b"").decode(errors="replace")
+        received = re.search(r"(\d+) packets? received by filter", text)
+        dropped = re.search(r"(\d+) packets? dropped by kernel", text)
+        self.received = int(received.group(1)) if received else None
+        self.dropped = int(dropped.group(1)) if dropped else None
+        return self.records() if self.linktype else []
+
+
+def _tcpdump_error(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line and not line.startswith(("tcpdump: listening", "Warning"))]
+    return lines[-1] if lines else stderr or "tcpdump failed"
+
+
+def tcpdump_argv(point: CapturePoint, bpf: str, snaplen: int) -> list[str]:
+    argv = ["tcpdump", "-i", point.interface, "-U", "-w", "-", "-s", str(snaplen), "--immediate-mode",
+            "--time-stamp-precision=nano", "-n"]  # fmt: skip
+    if bpf:
+        argv.append(bpf)
+    return (["nsenter", f"--net={point.netns}"] if point.netns else []) + argv
+
+
+class Capture:
+    def __init__(self, points: list[CapturePoint], bpf: str = "", count: int = 0, duration: float = 0,
+                 snaplen: int = SNAPLEN) -> None:  # fmt: skip
+        if not points:
+            raise InvalidArgument("nothing to capture: no running container matched the targets")
+        self.points, self.bpf, self.count, self.duration = points, bpf, count, duration
+        self.snaplen = snaplen
+        self.sources: list[Source] = []
+        self.started_ns = time.time_ns()
+        self.stopping = threading.Event()
+
+    def start(self) -> None:
+        """Starts every tcpdump and waits for its header: a bad filter or interface is an error here,
+        before any byte of the stream is sent."""
+        try:
+            for index, point in enumerate(self.points):
+                process = subprocess.Popen(tcpdump_argv(point, self.bpf, self.snaplen), stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)  # fmt: skip
+                self.sources.append(Source(index, point, process))
+            deadline = time.monotonic() + START_SECONDS
+            for source in self.sources:
+                source.read_header(deadline)
+        except BaseException:
+            self.abort()
+            raise
+
+    def header(self) -> bytes:
+        blocks = [pcapng.section_header()]
+        for source in self.sources:
+            blocks.append(pcapng.interface_description(source.linktype, source.snaplen, source.point.name,
+                                                       source.point.description, self.bpf))  # fmt: skip
+        return b"".join(blocks)
+
+    def run(self, write: Callable[[bytes], None]) -> None:
+        """Streams the pcapng until the count, the duration, the stop event or the end of every source."""
+        write(self.header())
+        deadline = time.monotonic() + self.duration if self.duration else None
+        by_fd = {source.fd: source for source in self.sources}
+        pending: list[tuple[int, int, bytes, int]] = []  # (timestamp, source index, data, original length)
+        emitted = 0
+        ordered = len(self.sources) > 1
+        try:
+            while by_fd and not self.stopping.is_set():
+                timeout = 0.1 if deadline is None else max(min(0.1, deadline - time.monotonic()), 0)
+                ready, _, _ = select.select(list(by_fd), [], [], timeout)
+                for fd in ready:
+                    source = by_fd[fd]
+                    chunk = os.read(fd, READ_CHUNK)
+                    if not chunk:
+                        source.ended = True
+                        del by_fd[fd]
+                        continue
+                    source.buffer += chunk
+                    for timestamp, data, original in source.records():
+                        if ordered:
+                            heapq.heappush(pending, (timestamp, source.index, data, original))
+                        else:
+                            emitted += self._emit(write, source, timestamp, data, original)
+                            if self.count and emitted >= self.count:
+                                return
+                if ordered:
+                    horizon = time.time_ns() - int(REORDER_SECONDS * 1e9)
+                    while pending and pending[0][0] <= horizon:
+                        emitted += self._emit_pending(write, heapq.heappop(pending))
+                        if self.count and emitted >= self.count:
+                            return
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+        finally:
+            for source in self.sources:
+                source.interrupt()
+            for source in self.sources:
+                for timestamp, data, original in source.finish():
+                    heapq.heappush(pending, (timestamp, source.index, data, original))
+            while pending and not (self.count and emitted >= self.count):
+                emitted += self._emit_pending(write, heapq.heappop(pending))
+            with contextlib.suppress(OSError):
+                write(self.trailer())
+
+    def _emit_pending(self, write: Callable[[bytes], None], item: tuple[int, int, bytes, int]) -> int:
+        timestamp, index, data, original = item
+        return self._emit(write, self.sources[index], timestamp, data, original)
+
+    @staticmethod
+    def _emit(write: Callable[[bytes], None], source: Source, timestamp: int, data: bytes, original: int) -> int:
+        write(pcapng.enhanced_packet(source.index, timestamp, data, original))
+        source.delivered += 1
+        return 1
+
+    def trailer(self) -> bytes:
+        now = time.time_ns()
+        return b"".join(pcapng.interface_statistics(s.index, now, s.received, s.dropped, s.delivered,
+                                                    self.started_ns) for s in self.sources)  # fmt: skip
+
+    def abort(self) -> None:
+        for source in self.sources:
+            source.interrupt()
+        for source in self.sources:
+            source.finish()

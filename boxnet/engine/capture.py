@@ -1,0 +1,72 @@
+"""What a capture target names: containers (by name, `network:NAME`, `label:K=V`) as capture points."""
+
+from __future__ import annotations
+
+from boxnet.capture.session import CapturePoint
+from boxnet.engine.context import EngineContext
+from boxnet.errors import InvalidArgument, NotFound
+from boxnet.model.container import Container
+from boxnet.model.names import parse_key_values
+
+
+class CaptureTargets:
+    def __init__(self, ctx: EngineContext) -> None:
+        self.ctx = ctx
+        self.registry = ctx.registry
+
+    def points(self, targets: list[str], interface: str = "") -> list[CapturePoint]:
+        if not targets:
+            raise InvalidArgument("name at least one target: a container, network:NAME or label:K=V")
+        found: dict[tuple[str | None, str], CapturePoint] = {}
+        with self.ctx.lock:
+            for target in targets:
+                for point in self._resolve(target, interface):
+                    found.setdefault((point.netns, point.interface), point)
+        return list(found.values())
+
+    def _resolve(self, target: str, interface: str) -> list[CapturePoint]:
+        if target.startswith("network:"):
+            network = self.registry.find_network(target.split(":", 1)[1])
+            members = [c for c in self.registry.containers_on(network.id) if c.state.status == "running"]
+            points = [self._container_point(c, interface or c.endpoints[network.id].ifname) for c in members]
+            if network.bridge:
+                points.append(CapturePoint(network.bridge, f"bridge of network {network.name}", None, network.bridge))
+            return points
+        if target.startswith("label:"):
+            wanted = parse_key_values("label", [target.split(":", 1)[1]])
+            members = [c for c in self.registry.containers.values() if c.state.status == "running"
+                       and all(c.labels.get(k) == v for k, v in wanted.items())]  # fmt: skip
+            if not members:
+                raise NotFound(f"no running container has the label {target.split(':', 1)[1]}")
+            return [self._container_point(c, interface) for c in members]
+        return [self._container_point(self.registry.find_container(target), interface)]
+
+    def _container_point(self, container: Container, interface: str) -> CapturePoint:
+        if container.state.status != "running":
+            raise InvalidArgument(f"container {container.name} is not running")
+        if container.network_mode == "host":
+            return CapturePoint(container.name, f"{interface or 'any'} on the host (container {container.name} "
+                                "uses the host's network)", None, interface or "any")  # fmt: skip
+        owner = container
+        if container.shares_netns_with:
+            owner = self.registry.find_container(container.shares_netns_with)
+        if not interface:
+            endpoints = list(owner.endpoints.values())
+            interface = endpoints[0].ifname if len(endpoints) == 1 else "any"
+        return CapturePoint(container.name, f"{interface} in the network namespace of {owner.name}",
+                            owner.sandbox_key, interface)  # fmt: skip
+
+    def addresses(self) -> dict[str, list[str]]:
+        """Every running container's name (and short id) with its addresses, for filters."""
+        found: dict[str, list[str]] = {}
+        for container in self.registry.containers.values():
+            if container.state.status != "running":
+                continue
+            owner = container
+            if container.shares_netns_with:
+                owner = self.registry.containers.get(container.shares_netns_with, container)
+            addresses = [a.split("/")[0] for e in owner.endpoints.values() for a in (e.ipv4, e.ipv6) if a]
+            if addresses:
+                found[container.name] = addresses
+                found.setdefault(container.short_id, addresses)
+        return found
