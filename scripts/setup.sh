@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(nftables libnftables1 iproute2 util-linux procps iputils-ping tcpdump iperf3 dnsutils curl
+PACKAGES=(nftables libnftables1 iproute2 util-linux procps iputils-ping tcpdump iperf3 dnsutils dnsperf tshark graphviz curl
           busybox-static python3-venv)
 missing=()
 for package in "${PACKAGES[@]}"; do

@@ -1,0 +1,109 @@
+"""Capture and sniff by container name, checked with tshark and against known payloads."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from test_connectivity import wait_listening
+
+from boxnet.testing.sandbox import Sandbox
+
+
+def start_capture(sandbox: Sandbox, *args: str) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-m", "boxnet.cli.main", *args], env=sandbox.env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    time.sleep(0.7)  # tcpdump is listening once the daemon has sent the header; give the CLI time to get it
+    return process
+
+
+def tshark(path: str, *args: str) -> list[str]:
+    result = subprocess.run(["tshark", "-r", path, *args], capture_output=True, text=True, check=True)
+    return [line for line in result.stdout.splitlines() if line]
+
+
+def two_nodes(sandbox: Sandbox) -> None:
+    sandbox.cli("network", "create", "esnet")
+    sandbox.cli("run", "-d", "--name", "es01", "--network", "esnet", "python3", "-m", "http.server", "9300")
+    sandbox.cli("run", "-d", "--name", "es02", "--network", "esnet", "python3", "-m", "http.server", "9300")
+    wait_listening(sandbox, "es01", 9300)
+    wait_listening(sandbox, "es02", 9300)
+
+
+def test_capture_two_containers_into_one_pcapng_with_the_filter_honoured(sandbox: Sandbox) -> None:
+    two_nodes(sandbox)
+    path = os.path.join(sandbox.root, "cluster.pcapng")
+    capture = start_capture(sandbox, "capture", "es01", "es02", "-f", "host es02 and port 9300", "-w", path)
+    sandbox.in_container("es02", "curl", "-s", "-o", "/dev/null", "http://es01:9300/")
+    sandbox.in_container("es01", "ping", "-c", "2", "es02")  # not port 9300: must not be in the file
+    time.sleep(0.5)
+    capture.send_signal(signal.SIGINT)  # as Ctrl-C: the file still ends whole, with the counters
+    _, stderr = capture.communicate(timeout=20)
+    assert capture.returncode == 0, stderr
+    names = tshark(path, "-T", "fields", "-e", "frame.interface_name")
+    assert set(names) == {"es01", "es02"} and len(names) >= 10  # the handshake and the HTTP, seen from both ends
+    assert not tshark(path, "-Y", "icmp")
+    ports = {int(p) for line in tshark(path, "-T", "fields", "-e", "tcp.port") for p in line.split(",")}
+    assert 9300 in ports
+    times = [float(t) for t in tshark(path, "-T", "fields", "-e", "frame.time_epoch")]
+    assert times == sorted(times)  # one timeline
+    assert b"es01: " in stderr and b"dropped by kernel" in stderr
+    info = subprocess.run(["capinfos", path], capture_output=True, text=True, check=True).stdout
+    assert "Number of stat entries = 1" in info
+
+
+def test_capture_count_text_output_and_stdout_stream(sandbox: Sandbox) -> None:
+    two_nodes(sandbox)
+    capture = start_capture(sandbox, "capture", "es01", "-c", "3", "-f", "tcp port 9300")
+    sandbox.in_container("es02", "curl", "-s", "-o", "/dev/null", "http://es01:9300/")
+    stdout, stderr = capture.communicate(timeout=20)
+    lines = stdout.decode().splitlines()
+    assert len(lines) == 3 and "[SYN]" in lines[0] and "es01" in lines[0], lines
+    assert b"3 packets captured" in stderr
+    # -w - streams pcapng: tshark reads it from a pipe as Wireshark would (`| wireshark -k -i -`).
+    stream = start_capture(sandbox, "capture", "network:esnet", "-w", "-", "-c", "4", "-f", "icmp")
+    sandbox.in_container("es01", "ping", "-c", "1", "es02")
+    data, _ = stream.communicate(timeout=20)
+    path = os.path.join(sandbox.root, "stream.pcapng")
+    with open(path, "wb") as handle:
+        handle.write(data)
+    names = tshark(path, "-T", "fields", "-e", "frame.interface_name")
+    assert len(names) == 4 and any(n.startswith("br-") for n in names) and "es01" in names
+
+
+def test_capture_errors_are_clear_and_leave_nothing(sandbox: Sandbox) -> None:
+    two_nodes(sandbox)
+    bad = sandbox.cli("capture", "es01", "-f", "port nine", "-c", "1", check=False)
+    assert bad.returncode != 0 and "capture on es01" in bad.stderr
+    missing = sandbox.cli("capture", "nosuch", "-c", "1", check=False)
+    assert missing.returncode != 0 and "nosuch" in missing.stderr
+    nolabel = sandbox.cli("capture", "label:team=none", "-c", "1", check=False)
+    assert nolabel.returncode != 0 and "team=none" in nolabel.stderr
+
+
+def test_capture_duration_and_label_targets(sandbox: Sandbox) -> None:
+    sandbox.cli("network", "create", "esnet")
+    sandbox.cli("run", "-d", "--name", "a", "--network", "esnet", "--label", "team=x", "sleep", "600")
+    sandbox.cli("run", "-d", "--name", "b", "--network", "esnet", "--label", "team=x", "sleep", "600")
+    path = os.path.join(sandbox.root, "labels.pcapng")
+    started = time.monotonic()
+    capture = start_capture(sandbox, "capture", "label:team=x", "--duration", "2", "-w", path, "-f", "icmp")
+    sandbox.in_container("a", "ping", "-c", "1", "b")
+    capture.communicate(timeout=20)
+    assert 1.5 < time.monotonic() - started < 8
+    assert set(tshark(path, "-T", "fields", "-e", "frame.interface_name")) == {"a", "b"}
+
+
+def test_sniff_prints_matching_payloads_with_their_flow(sandbox: Sandbox) -> None:
+    two_nodes(sandbox)
+    sniff = start_capture(sandbox, "sniff", "es01", "--match", "secret-[0-9]+", "-c", "1", "-f", "tcp port 9300")
+    sandbox.in_container("es02", "curl", "-s", "-o", "/dev/null", "http://es01:9300/", "-H", "X-Token: plain")
+    sandbox.in_container("es02", "curl", "-s", "-o", "/dev/null", "http://es01:9300/", "-H", "X-Token: secret-42")
+    stdout, _ = sniff.communicate(timeout=20)
+    text = stdout.decode()
+    es01, es02 = sandbox.ip_of("es01"), sandbox.ip_of("es02")
+    assert f"TCP {es02}:" in text and f"-> {es01}:9300 [es01]" in text
+    assert "X-Token: secret-42" in text and "plain" not in text
