@@ -226,7 +226,7 @@ def build_router(engine: Engine) -> Router:
         body: dict[str, Any] = request.json()
         session = engine.execs.create(ref, list(body.get("Cmd") or []), list(body.get("Env") or []),
                                       bool(body.get("Tty")), bool(body.get("AttachStdin")),
-                                      body.get("WorkingDir") or "")  # fmt: skip
+                                      body.get("WorkingDir") or "", str(body.get("BoxnetDebug") or ""))  # fmt: skip
         return Response(201, {"Id": session.id})
 
     def exec_start(request: Request, exec_id: str) -> Response | Stream:

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from boxnet.cli import capture, containers, dns, networks
+from boxnet.cli import capture, containers, debug, dns, networks
 from boxnet.cli.client import Client
 from boxnet.errors import BoxnetError
 
@@ -24,7 +24,7 @@ def requested_command(argv: list[str]) -> str | None:
             if arg in ("-h", "--help"):
                 return None
         else:
-            known = (*containers.COMMANDS, "network", "dns", "capture", "sniff", "version")
+            known = (*containers.COMMANDS, "network", "dns", "capture", "sniff", "debug", "version")
             return arg if arg in known else None
     return None
 
@@ -52,6 +52,7 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     containers.register(commands, wanted)
     dns.register(commands, wanted)
     capture.register(commands, wanted)
+    debug.register(commands, wanted)
     if wanted in (None, "version"):
         version = commands.add_parser("version", help="show the client's and the daemon's versions")
         version.set_defaults(func=_version)

@@ -28,6 +28,8 @@ class ExecSession:
     running: bool = False
     exit_code: int | None = None
     pid: int = 0
+    # `boxnet debug`: "" for a normal exec, "net" or "net,pid" for the host's tools in those namespaces.
+    debug: str = ""
     process: subprocess.Popen | None = None
     # With a TTY: the pty's master end, which carries input and output both.
     pty_master: int = -1
@@ -40,14 +42,19 @@ class ExecService:
         self.sessions: dict[str, ExecSession] = {}
 
     def create(self, container_ref: str, cmd: list[str], env: list[str] | None = None, tty: bool = False,
-               attach_stdin: bool = False, working_dir: str = "") -> ExecSession:  # fmt: skip
+               attach_stdin: bool = False, working_dir: str = "", debug: str = "") -> ExecSession:  # fmt: skip
         if not cmd:
             raise InvalidArgument("no command specified")
+        if debug not in ("", "net", "net,pid"):
+            raise InvalidArgument(f"debug namespaces must be net or net,pid, not {debug!r}")
         container = self.ctx.registry.find_container(container_ref)
         if container.state.status != "running":
             raise Conflict(f"Container {container.id} is not running")
         session = ExecSession(secrets.token_hex(32), container.id, list(cmd), list(env or []), tty, attach_stdin,
                               working_dir)  # fmt: skip
+        session.debug = debug
+        if debug and container.network_mode == "host":
+            raise InvalidArgument(f"container {container.name} uses the host's network: run the tool on the host")
         self.sessions[session.id] = session
         return session
 
@@ -67,12 +74,14 @@ class ExecService:
             raise Conflict(f"Container {session.container_id} is not running")
         caps = ",".join(str(CAPABILITY_NUMBERS[c]) for c in effective_capabilities(container.cap_add,
                                                                                     container.cap_drop))  # fmt: skip
-        env = dict(item.split("=", 1) for item in [DEFAULT_PATH, f"HOSTNAME={container.hostname}",
-                                                     *container.env, *session.env] if "=" in item)  # fmt: skip
+        own_env = [] if session.debug else [f"HOSTNAME={container.hostname}", *container.env]
+        env = dict(item.split("=", 1) for item in [DEFAULT_PATH, *own_env, *session.env] if "=" in item)
         if session.tty:
             env.setdefault("TERM", "xterm")
-        argv = [sys.executable, "-m", "boxnet.runtime.enter", str(container.state.pid), caps,
-                session.working_dir or container.working_dir or "/", "--", *session.cmd]  # fmt: skip
+        options = [f"--debug={'pid' if 'pid' in session.debug else 'net'}"] if session.debug else []
+        workdir = session.working_dir or ("/" if session.debug else container.working_dir or "/")
+        argv = [sys.executable, "-m", "boxnet.runtime.enter", str(container.state.pid), caps, workdir, *options,
+                "--", *session.cmd]  # fmt: skip
         if session.tty:
             master, slave = pty.openpty()
             session.process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,

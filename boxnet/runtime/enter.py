@@ -1,8 +1,13 @@
-"""Runs a command inside a running container: `python -m boxnet.runtime.enter PID CAPS CWD -- ARGV...`.
+"""Runs a command inside a running container: `python -m boxnet.runtime.enter PID CAPS CWD [--debug[=pid]] --
+ARGV...`.
 
 Joins the namespaces of PID (ipc, uts, net, pid, mnt), keeps only the container's capabilities, then forks
 so that the command lands inside the PID namespace, and exits with the command's status. The environment is
 the command's, as given.
+
+--debug (`boxnet debug`): the network namespace alone, so the host's own tools (tcpdump, ss, dig) run
+against the container's network with the host's capabilities; `--debug=pid` adds the PID namespace and a
+/proc of its own, so that `ps` shows the container's processes. Nothing runs from the container's files.
 """
 
 from __future__ import annotations
@@ -18,16 +23,27 @@ NAMESPACES = (("ipc", libc.CLONE_NEWIPC), ("uts", libc.CLONE_NEWUTS), ("net", li
 
 def main() -> int:
     pid, caps_csv, cwd = sys.argv[1], sys.argv[2], sys.argv[3]
+    options = sys.argv[4 : sys.argv.index("--")]
     argv = sys.argv[sys.argv.index("--") + 1 :]
-    keep = {int(c) for c in caps_csv.split(",") if c}
-    fds = [(os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY), flag) for name, flag in NAMESPACES]
+    debug = next((o for o in options if o.startswith("--debug")), "")
+    namespaces = NAMESPACES
+    if debug:
+        namespaces = tuple(n for n in NAMESPACES if n[0] == "net" or (n[0] == "pid" and debug == "--debug=pid"))
+    fds = [(os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY), flag) for name, flag in namespaces]
     for fd, flag in fds:
         libc.setns(fd, flag)
         os.close(fd)
-    libc.drop_bounding_capabilities(keep)
+    if not debug:
+        libc.drop_bounding_capabilities({int(c) for c in caps_csv.split(",") if c})
     child = os.fork()
     if child == 0:
         try:
+            if debug == "--debug=pid":
+                # The host's /proc would list the host's processes: mount one for this PID namespace, in a
+                # mount namespace of our own so that the host never sees it.
+                libc.unshare(libc.CLONE_NEWNS)
+                libc.mount("none", "/", None, libc.MS_REC | libc.MS_PRIVATE)
+                libc.mount("proc", "/proc", "proc", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC)
             os.chdir(cwd)
             os.execvp(argv[0], argv)
         except OSError as exc:

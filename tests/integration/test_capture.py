@@ -107,3 +107,19 @@ def test_sniff_prints_matching_payloads_with_their_flow(sandbox: Sandbox) -> Non
     es01, es02 = sandbox.ip_of("es01"), sandbox.ip_of("es02")
     assert f"TCP {es02}:" in text and f"-> {es01}:9300 [es01]" in text
     assert "X-Token: secret-42" in text and "plain" not in text
+
+
+def test_debug_runs_host_tools_in_the_containers_network(sandbox: Sandbox) -> None:
+    two_nodes(sandbox)
+    listening = sandbox.cli("debug", "es01", "ss", "-ltn").stdout
+    assert "0.0.0.0:9300" in listening
+    address = sandbox.cli("debug", "es01", "ip", "-br", "-4", "addr", "show", "eth0").stdout
+    assert sandbox.ip_of("es01") in address
+    # The host's files, not the container's: tools the container lacks are there.
+    with open("/etc/hostname") as handle:
+        assert sandbox.cli("debug", "es01", "cat", "/etc/hostname").stdout == handle.read()
+    processes = sandbox.cli("debug", "--pid", "es01", "ps", "-e", "-o", "pid=,comm=").stdout.split()
+    assert processes[:2] == ["1", "python3"] and len(processes) == 4  # python3 and ps itself, nothing else
+    assert sandbox.cli("debug", "es01", "sh", "-c", "exit 7", check=False).returncode == 7
+    shell = sandbox.cli("debug", "es01", input="ss -ltn | grep -c 9300\n")
+    assert shell.stdout.strip() == "1"
