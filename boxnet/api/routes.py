@@ -271,6 +271,13 @@ def build_router(engine: Engine) -> Router:
 
     router.add("POST", "/boxnet/reconcile", reconcile)
     router.add("POST", "/boxnet/capture", capture)
+
+    def topology(request: Request) -> Response:
+        from boxnet.engine.topology import Topology
+
+        return Response(200, Topology(engine.ctx).build())
+
+    router.add("GET", "/boxnet/topology", topology)
     router.add("GET", "/boxnet/containers/(?P<ref>[^/]+)/dns-log", dns_log)
     router.add("GET", "/boxnet/dns", lambda request: Response(200, engine.ctx.dns.status()))
     return router

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
 
-from boxnet.cli import capture, containers, debug, dns, networks
+from boxnet.cli import containers
 from boxnet.cli.client import Client
 from boxnet.errors import BoxnetError
+
+# Commands outside containers.py, and the module that registers each.
+MODULES = {"network": "networks", "dns": "dns", "capture": "capture", "sniff": "capture", "debug": "debug",
+           "topology": "topology"}
 
 
 def requested_command(argv: list[str]) -> str | None:
@@ -24,7 +29,7 @@ def requested_command(argv: list[str]) -> str | None:
             if arg in ("-h", "--help"):
                 return None
         else:
-            known = (*containers.COMMANDS, "network", "dns", "capture", "sniff", "debug", "version")
+            known = (*containers.COMMANDS, *MODULES, "version")
             return arg if arg in known else None
     return None
 
@@ -48,11 +53,11 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-H", "--host", help="daemon socket, unix:///path (default: BOXNET_HOST or BOXNET_ROOT)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_subparser)
     commands.required = True
-    networks.register(commands, wanted)
     containers.register(commands, wanted)
-    dns.register(commands, wanted)
-    capture.register(commands, wanted)
-    debug.register(commands, wanted)
+    # Only the module of the command asked for is imported: every import is start-up time of every command.
+    for module in dict.fromkeys(MODULES.values()) if wanted is None else [MODULES.get(wanted)]:
+        if module:
+            importlib.import_module(f"boxnet.cli.{module}").register(commands, wanted)
     if wanted in (None, "version"):
         version = commands.add_parser("version", help="show the client's and the daemon's versions")
         version.set_defaults(func=_version)

@@ -25,7 +25,7 @@ def render(udp_port: int, tcp_port: int) -> str:
             raise ValueError(f"bad resolver port {port}")
     rules = []
     for protocol, port in (("udp", udp_port), ("tcp", tcp_port)):
-        rules.append(f"    ip daddr {ADDRESS} {protocol} dport 53 {protocol} dport set {port} notrack")
+        rules.append(f"    ip daddr {ADDRESS} {protocol} dport 53 counter {protocol} dport set {port} notrack")
         rules.append(f"    ip saddr {ADDRESS} {protocol} sport {port} {protocol} sport set 53 notrack")
     return "\n".join([
         f"table ip {TABLE} {{", "}", f"flush table ip {TABLE}",

@@ -170,7 +170,7 @@ def add_network(net: NetworkRules) -> list[str]:
         f'add rule {T} {chain} iifname {bridge} counter {own} comment "{comment} icc{"" if net.icc else " off"}"',
     ]
     if not net.internal:
-        commands.append(f'add rule {T} {chain} ct status dnat accept comment "{comment} published ports"')
+        commands.append(f'add rule {T} {chain} ct status dnat counter accept comment "{comment} published ports"')
     commands.append(f'add rule {T} {chain} counter drop comment "{comment} isolation"')
     commands.append(_elements("add", "bridges", [bridge]))
     commands.append(_elements("add", "fwd_out", [f"{bridge} : jump {chain}"]))

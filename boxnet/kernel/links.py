@@ -164,3 +164,20 @@ def route_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
                     continue
     return found
 
+
+
+def interfaces() -> list[dict]:
+    """Every link in this namespace: name, index, MAC, state, master index, peer index (a veth's other end,
+    as IFLA_LINK gives it) and addresses (CIDR)."""
+    with IPRoute() as ipr:
+        addresses: dict[int, list[str]] = {}
+        for addr in ipr.get_addr():
+            addresses.setdefault(addr["index"], []).append(f"{addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}")
+        found = []
+        for link in ipr.get_links():
+            found.append({
+                "name": link.get_attr("IFLA_IFNAME"), "index": link["index"], "mac": link.get_attr("IFLA_ADDRESS"),
+                "state": link.get_attr("IFLA_OPERSTATE"), "master": link.get_attr("IFLA_MASTER") or 0,
+                "peer": link.get_attr("IFLA_LINK") or 0, "addresses": addresses.get(link["index"], []),
+            })  # fmt: skip
+        return found

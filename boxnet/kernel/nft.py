@@ -73,3 +73,21 @@ def run(commands: list[dict[str, Any]] | list[str] | str) -> dict[str, Any]:
     finally:
         lib.nft_ctx_free(ctx)
 
+
+
+def list_text(what: str) -> str:
+    """`nft list <what>` as nft prints it (counters included), in the calling thread's namespace; '' if the
+    object does not exist."""
+    lib = _library()
+    ctx = lib.nft_ctx_new(NFT_CTX_DEFAULT)
+    if not ctx:
+        raise NftError("nft_ctx_new failed")
+    try:
+        lib.nft_ctx_output_set_flags(ctx, NFT_CTX_OUTPUT_HANDLE)
+        lib.nft_ctx_buffer_output(ctx)
+        lib.nft_ctx_buffer_error(ctx)
+        if lib.nft_run_cmd_from_buffer(ctx, f"list {what}".encode()) != 0:
+            return ""
+        return (lib.nft_ctx_get_output_buffer(ctx) or b"").decode()
+    finally:
+        lib.nft_ctx_free(ctx)

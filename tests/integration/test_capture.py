@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -123,3 +124,32 @@ def test_debug_runs_host_tools_in_the_containers_network(sandbox: Sandbox) -> No
     assert sandbox.cli("debug", "es01", "sh", "-c", "exit 7", check=False).returncode == 7
     shell = sandbox.cli("debug", "es01", input="ss -ltn | grep -c 9300\n")
     assert shell.stdout.strip() == "1"
+
+
+def test_topology_matches_the_kernel_and_counts_rule_hits(sandbox: Sandbox) -> None:
+    sandbox.cli("network", "create", "front")
+    sandbox.cli("network", "create", "back")
+    sandbox.cli("run", "-d", "--name", "web", "--network", "front", "-p", "8080:80", "sleep", "600")
+    sandbox.cli("run", "-d", "--name", "db", "--network", "back", "sleep", "600")
+    assert sandbox.in_container("web", "ping", "-c", "1", "-W", "1", sandbox.ip_of("db")).returncode != 0
+    data = json.loads(sandbox.cli("topology", "--format", "json").stdout)
+    web = next(c for c in data["Containers"] if c["Name"] == "web")
+    eth0 = next(i for i in web["Interfaces"] if i["Name"] == "eth0")
+    # The kernel's own answer: inside, eth0@ifN; on the host, the veth named in the topology has index N.
+    inside = sandbox.cli("debug", "web", "ip", "-o", "link", "show", "eth0").stdout
+    assert f"eth0@if{eth0['HostVethIfindex']}:" in inside
+    host_side = sandbox.in_host("ip", "-o", "link", "show", eth0["HostVeth"], check=True).stdout
+    assert host_side.startswith(f"{eth0['HostVethIfindex']}: {eth0['HostVeth']}@if{eth0['Ifindex']}:")
+    assert eth0["Bridge"].startswith("br-") and eth0["HostVeth"] == eth0["LedgerHostVeth"]
+    assert eth0["Addresses"] == [sandbox.ip_of("web") + "/16"] and web["Ports"][0]["HostPort"] == 8080
+    # The ping to the other network was dropped on its way into db's network, and counted there.
+    db = next(c for c in data["Containers"] if c["Name"] == "db")
+    isolation = [r for r in db["Rules"] if "isolation" in r["Rule"]]
+    assert isolation and isolation[0]["Packets"] >= 1
+    assert any(r["Chain"] == "dns" and "127.0.0.11" in r["Rule"] for r in web["Rules"])
+    text = sandbox.cli("topology").stdout
+    assert f"{eth0['HostVeth']} (ifindex {eth0['HostVethIfindex']}) on {eth0['Bridge']}" in text
+    assert "0.0.0.0:8080->80/tcp" in text
+    dot = sandbox.cli("topology", "--format", "dot").stdout
+    assert dot.startswith("digraph boxnet") and '"container:web"' in dot
+    assert "<svg" in sandbox.cli("topology", "--format", "svg").stdout

@@ -44,3 +44,46 @@ def test_container_names_become_addresses_in_filters() -> None:
     assert substitute_names("src multi", names) == "src (10.0.0.2 or fd00::2)"
     assert substitute_names("host host", names) == "host host"  # keywords stay keywords
     assert substitute_names("(tcp and es02x)", names) == "(tcp and es02x)"
+
+
+def test_nft_listing_parsed_into_rules_with_counters() -> None:
+    from boxnet.engine.topology import parse_rules
+
+    listing = """table inet boxnet { # handle 7
+\tset bridges { # handle 2
+\t\ttype ifname
+\t}
+\tchain net-abc { # handle 20
+\t\tct state established,related accept comment "x" # handle 21
+\t\tcounter packets 4 bytes 336 drop comment "x isolation" # handle 23
+\t}
+}
+"""
+    rules = parse_rules(listing, "inet boxnet")
+    assert [(r["Chain"], r["Rule"], r["Packets"], r["Bytes"]) for r in rules] == [
+        ("net-abc", 'ct state established,related accept comment "x"', None, None),
+        ("net-abc", 'counter drop comment "x isolation"', 4, 336),
+    ]
+
+
+def test_topology_renders_text_and_dot() -> None:
+    from boxnet.cli.topology import render_dot, render_text
+
+    data = {
+        "Host": {"Uplinks": [{"Name": "uplink0", "Ifindex": 2, "Addresses": ["198.51.100.2/24"]}]},
+        "Networks": [{"Name": "appnet", "Driver": "bridge", "Bridge": "br-1", "BridgeIfindex": 5, "Internal": False,
+                      "Icc": True, "Subnets": ["172.18.0.0/16"], "Containers": ["web"]}],
+        "Containers": [{"Name": "web", "Pid": 42, "Netns": "/proc/42/ns/net", "NetnsName": "web",
+                        "NetworkMode": "appnet", "Ports": [{"HostIp": "0.0.0.0", "HostPort": 8080,
+                                                            "ContainerPort": 80, "Protocol": "tcp"}],
+                        "Interfaces": [{"Name": "eth0", "Ifindex": 2, "Mac": "02:42:ac:12:00:02",
+                                        "Addresses": ["172.18.0.2/16"], "Network": "appnet", "HostVeth": "veth1",
+                                        "HostVethIfindex": 9, "Bridge": "br-1"}],
+                        "Rules": [{"Table": "inet boxnet", "Chain": "net-1", "Rule": "counter drop",
+                                   "Packets": 3, "Bytes": 252}]}],
+    }  # fmt: skip
+    text = render_text(data)
+    assert "eth0 (ifindex 2)  02:42:ac:12:00:02  172.18.0.2/16  <-> veth1 (ifindex 9) on br-1" in text
+    assert "[3 pkts 252 bytes] counter drop" in text and "0.0.0.0:8080->80/tcp" in text
+    dot = render_dot(data)
+    assert '"container:web" -> "bridge:br-1"' in dot and '"port:0.0.0.0:8080/tcp" -> "container:web"' in dot

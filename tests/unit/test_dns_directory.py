@@ -105,7 +105,7 @@ def test_default_bridge_serves_no_names_and_removal_is_immediate() -> None:
 
 def test_redirect_rules_rewrite_both_directions() -> None:
     text = render(40001, 40002)
-    assert "ip daddr 127.0.0.11 udp dport 53 udp dport set 40001 notrack" in text
+    assert "ip daddr 127.0.0.11 udp dport 53 counter udp dport set 40001 notrack" in text
     assert "ip saddr 127.0.0.11 udp sport 40001 udp sport set 53 notrack" in text
     assert "ip saddr 127.0.0.11 tcp sport 40002 tcp sport set 53 notrack" in text
     assert text.index("flush table ip boxnet") < text.index("chain dns")
