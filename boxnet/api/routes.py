@@ -278,6 +278,17 @@ def build_router(engine: Engine) -> Router:
         return Response(200, Topology(engine.ctx).build())
 
     router.add("GET", "/boxnet/topology", topology)
+
+    def trace(request: Request) -> Response:
+        from boxnet.engine.trace import Tracer
+
+        body = request.json() or {}
+        source, target = body.get("Source"), body.get("Destination")
+        if not isinstance(source, str) or not isinstance(target, str) or not source or not target:
+            raise InvalidArgument("trace needs Source and Destination")
+        return Response(200, Tracer(engine.ctx).trace(source, target).to_json())
+
+    router.add("POST", "/boxnet/trace", trace)
     router.add("GET", "/boxnet/containers/(?P<ref>[^/]+)/dns-log", dns_log)
     router.add("GET", "/boxnet/dns", lambda request: Response(200, engine.ctx.dns.status()))
     return router

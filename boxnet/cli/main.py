@@ -14,7 +14,7 @@ from boxnet.errors import BoxnetError
 
 # Commands outside containers.py, and the module that registers each.
 MODULES = {"network": "networks", "dns": "dns", "capture": "capture", "sniff": "capture", "debug": "debug",
-           "topology": "topology"}
+           "topology": "topology", "trace": "trace"}
 
 
 def requested_command(argv: list[str]) -> str | None:

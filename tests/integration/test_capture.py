@@ -153,3 +153,46 @@ def test_topology_matches_the_kernel_and_counts_rule_hits(sandbox: Sandbox) -> N
     dot = sandbox.cli("topology", "--format", "dot").stdout
     assert dot.startswith("digraph boxnet") and '"container:web"' in dot
     assert "<svg" in sandbox.cli("topology", "--format", "svg").stdout
+
+
+def trace(sandbox: Sandbox, source: str, target: str) -> tuple[int, str]:
+    result = sandbox.cli("trace", source, target, check=False)
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_trace_agrees_with_real_reachability(sandbox: Sandbox) -> None:
+    from test_connectivity import probe_from_container, run_server
+
+    sandbox.cli("network", "create", "front")
+    sandbox.cli("network", "create", "back")
+    sandbox.cli("network", "create", "-o", "com.docker.network.bridge.enable_icc=false", "quiet")
+    sandbox.cli("network", "create", "--internal", "vault")
+    run_server(sandbox, "web", "--network", "front", "-p", "8080:80")
+    run_server(sandbox, "db", "--network", "back")
+    run_server(sandbox, "q1", "--network", "quiet")
+    sandbox.cli("run", "-d", "--name", "cli", "--network", "front", "sleep", "600")
+    sandbox.cli("run", "-d", "--name", "q2", "--network", "quiet", "sleep", "600")
+    sandbox.cli("run", "-d", "--name", "locked", "--network", "vault", "sleep", "600")
+    host = sandbox.inspect("cli")["NetworkSettings"]["Networks"]["front"]["Gateway"]
+    matrix = [  # (source, target, where the probe goes, delivered?, words of the reason)
+        ("cli", "web:80", ("cli", "web", 80), True, "delivered"),
+        ("cli", "db:80", ("cli", "db", 80), False, "isolated"),
+        ("q2", "q1:80", ("q2", "q1", 80), False, "enable_icc=false"),
+        ("locked", "203.0.113.80:80", ("locked", "203.0.113.80", 80), False, "no way out"),
+        ("cli", "203.0.113.80:80", ("cli", "203.0.113.80", 80), True, "delivered"),
+        ("cli", "host:8080", ("cli", "198.51.100.2", 8080), True, "delivered"),
+        ("db", f"{host}:8080", ("db", host, 8080), True, "delivered"),  # published: reachable from any network
+        ("host", "db:80", None, True, "delivered"),
+    ]
+    for source, target, probe, delivered, reason in matrix:
+        code, text = trace(sandbox, source, target)
+        assert (code == 0) == delivered, f"trace {source} {target}:\n{text}"
+        assert reason in text.splitlines()[-1], text
+        if probe is not None:
+            name, address, port = probe
+            address = sandbox.ip_of(address) if address in ("web", "db", "q1") else address
+            assert (probe_from_container(sandbox, name, address, port) is not None) == delivered, (source, target)
+    code, text = trace(sandbox, "cli", "db:80")
+    assert "isolation" in text and "route on the host: " in text and "veth: eth0 in cli <-> veth" in text
+    code, text = trace(sandbox, "203.0.113.9", "web:80")
+    assert code != 0 and "namespace it owns" in text

@@ -87,3 +87,30 @@ def test_topology_renders_text_and_dot() -> None:
     assert "[3 pkts 252 bytes] counter drop" in text and "0.0.0.0:8080->80/tcp" in text
     dot = render_dot(data)
     assert '"container:web" -> "bridge:br-1"' in dot and '"port:0.0.0.0:8080/tcp" -> "container:web"' in dot
+
+
+def test_trace_targets_and_monitor_output() -> None:
+    import pytest
+
+    from boxnet.engine.trace import parse_target, parse_trace
+    from boxnet.errors import InvalidArgument
+
+    assert parse_target("web:80") == ("web", 80, "tcp")
+    assert parse_target("10.0.0.2:53/udp") == ("10.0.0.2", 53, "udp")
+    assert parse_target("web") == ("web", 0, "icmp")
+    assert parse_target("[fd00::2]:80") == ("fd00::2", 80, "tcp")
+    for bad in ("web:0", "web:x", "web:80/sctp", ":80"):
+        with pytest.raises(InvalidArgument):
+            parse_target(bad)
+    lines = [
+        "trace id 1 inet boxnet_trace pre rule tcp sport 40000 meta nftrace set 1 (verdict continue)",
+        "trace id 1 inet boxnet prerouting policy accept",
+        "trace id 2 inet boxnet forward rule oifname vmap @fwd_out (verdict jump net-a)",
+        'trace id 2 inet boxnet net-a rule counter packets 3 bytes 180 drop comment "x isolation" (verdict drop)',
+        "trace id 3 inet boxnet prerouting policy accept",  # the retransmission: not part of the first path
+        "trace id 4 inet boxnet forward rule oifname vmap @fwd_out (verdict jump net-a)",
+    ]
+    path, verdict, dropper = parse_trace(lines)
+    assert verdict == "drop" and len(path) == 3
+    assert dropper == 'inet boxnet net-a: counter drop comment "x isolation"'
+    assert parse_trace(lines[:2])[1] == "accept"
