@@ -2,8 +2,8 @@
 
 The path is read from the kernel: the route lookup in SRC's namespace, SRC's veth and bridge, the host's
 route onwards. Then one real packet goes along it: a TCP SYN, a UDP datagram or an ICMP echo from SRC's
-namespace, with a source port (or echo id) chosen for it. A temporary table (`boxnet_trace`, removed
-afterwards) sets nftrace on that packet alone, and `nft monitor trace` reports every chain it passes, the
+namespace, with a source port (or echo id) chosen for it. A temporary table (`boxnet_trace_<port>`,
+removed afterwards) sets nftrace on that packet alone, and `nft monitor trace` reports every chain it passes, the
 rule that decides and any NAT on the way. The probe's own outcome (an answer, a refusal, silence) and the
 trace together say whether it was delivered; the rule that dropped it is the reason.
 """
@@ -98,7 +98,7 @@ def parse_trace(lines: list[str]) -> tuple[list[str], str | None, str]:
         if not match:
             continue
         _, family, table, chain, rest = match.groups()
-        if table == TRACE_TABLE or not rest.startswith(("rule ", "policy ")):
+        if table.startswith(TRACE_TABLE) or not rest.startswith(("rule ", "policy ")):
             continue
         step = f"{family} {table} {chain}: {COUNTER.sub('counter', rest.removeprefix('rule '))}"
         if step in path:
@@ -256,15 +256,16 @@ class Tracer:
         match = {"tcp": f"tcp sport {marker}", "udp": f"udp sport {marker}"}.get(protocol) or (
             f"icmp{'v6' if family == 'ip6' else ''} id {marker}")
         selector = f"{family} saddr {src.address} {match}"
+        table = f"{TRACE_TABLE}_{marker}"  # one per trace: two at once must not remove each other's
         commands = [
-            f"add table inet {TRACE_TABLE}",
-            f"add chain inet {TRACE_TABLE} pre {{ type filter hook prerouting priority -350; }}",
-            f"add chain inet {TRACE_TABLE} out {{ type filter hook output priority -350; }}",
-            f"add rule inet {TRACE_TABLE} pre {selector} meta nftrace set 1",
-            f"add rule inet {TRACE_TABLE} out {selector} meta nftrace set 1",
-            f"add table bridge {TRACE_TABLE}",
-            f"add chain bridge {TRACE_TABLE} pre {{ type filter hook prerouting priority -350; }}",
-            f"add rule bridge {TRACE_TABLE} pre {selector} meta nftrace set 1",
+            f"add table inet {table}",
+            f"add chain inet {table} pre {{ type filter hook prerouting priority -350; }}",
+            f"add chain inet {table} out {{ type filter hook output priority -350; }}",
+            f"add rule inet {table} pre {selector} meta nftrace set 1",
+            f"add rule inet {table} out {selector} meta nftrace set 1",
+            f"add table bridge {table}",
+            f"add chain bridge {table} pre {{ type filter hook prerouting priority -350; }}",
+            f"add rule bridge {table} pre {selector} meta nftrace set 1",
         ]
         monitor = subprocess.Popen(["nft", "monitor", "trace"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         try:
@@ -275,7 +276,7 @@ class Tracer:
             time.sleep(0.2)
         finally:
             with contextlib.suppress(nft.NftError):
-                nft.run([f"delete table inet {TRACE_TABLE}", f"delete table bridge {TRACE_TABLE}"])
+                nft.run([f"delete table inet {table}", f"delete table bridge {table}"])
             monitor.terminate()
             output, _ = monitor.communicate(timeout=5)
         lines = output.decode(errors="replace").splitlines()
