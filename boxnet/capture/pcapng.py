@@ -99,30 +99,38 @@ class Reader:
 
     interfaces: list[Interface] = field(default_factory=list)
     buffer: bytearray = field(default_factory=bytearray)
+    packets: int = 0
 
-    def feed(self, data: bytes) -> Iterator[Packet]:
+    def feed(self, data: bytes, keep_packets: bool = True) -> list[Packet]:
+        """The packets completed by data. With keep_packets False they are only counted (a capture written
+        to a file needs no copy of each)."""
         self.buffer += data
-        while len(self.buffer) >= 12:
-            kind, length = struct.unpack_from("<II", self.buffer)
+        buffer, size, offset = self.buffer, len(self.buffer), 0
+        found: list[Packet] = []
+        while offset + 12 <= size:
+            kind, length = struct.unpack_from("<II", buffer, offset)
             if length < 12 or length % 4:
                 raise ValueError(f"bad pcapng block length {length}")
-            if len(self.buffer) < length:
-                return
-            body = bytes(self.buffer[8 : length - 4])
-            del self.buffer[:length]
-            packet = self._block(kind, body)
-            if packet is not None:
-                yield packet
+            if offset + length > size:
+                break
+            if kind == EPB:
+                self.packets += 1
+                if keep_packets:
+                    interface, high, low, captured, original = struct.unpack_from("<IIIII", buffer, offset + 8)
+                    data = bytes(buffer[offset + 28 : offset + 28 + captured])
+                    found.append(Packet(interface, (high << 32) | low, data, original))
+            else:
+                self._block(kind, bytes(buffer[offset + 8 : offset + length - 4]))
+            offset += length
+        del buffer[:offset]
+        return found
 
-    def _block(self, kind: int, body: bytes) -> Packet | None:
+    def _block(self, kind: int, body: bytes) -> None:
         if kind == IDB:
             linktype, _, _ = struct.unpack_from("<HHI", body)
             options = dict(_read_options(body[8:]))
             self.interfaces.append(Interface(linktype, options.get(IF_NAME, b"").decode(errors="replace"),
                                              options.get(IF_DESCRIPTION, b"").decode(errors="replace")))  # fmt: skip
-        elif kind == EPB:
-            interface, high, low, captured, original = struct.unpack_from("<IIIII", body)
-            return Packet(interface, (high << 32) | low, body[20 : 20 + captured], original)
         elif kind == ISB:
             (interface,) = struct.unpack_from("<I", body)
             options = dict(_read_options(body[12:]))
@@ -132,7 +140,6 @@ class Reader:
                                         (ISB_USRDELIV, "delivered")):  # fmt: skip
                     if code in options:
                         setattr(found, attribute, struct.unpack("<Q", options[code])[0])
-        return None
 
 
 def _read_options(data: bytes) -> Iterator[tuple[int, bytes]]:

@@ -87,25 +87,26 @@ def capture_command(client: Client, args: argparse.Namespace) -> int:
         for chunk in _chunks(response, sock):
             if output is not None:
                 output.write(chunk)
-                output.flush() if args.write == "-" else None
-            for packet in reader.feed(chunk):
+                if args.write == "-":
+                    output.flush()
+            # Written to a file, packets are only counted; on the terminal, each is one line.
+            for packet in reader.feed(chunk, keep_packets=output is None):
                 number += 1
-                if output is None:
-                    first = first if first is not None else packet.timestamp_ns
-                    interface = reader.interfaces[packet.interface]
-                    decoded = decode.decode(interface.linktype, packet.data)
-                    print(decode.line(number, (packet.timestamp_ns - first) / 1e9, interface.name, decoded,
-                                      packet.original_length), flush=True)  # fmt: skip
+                first = first if first is not None else packet.timestamp_ns
+                interface = reader.interfaces[packet.interface]
+                decoded = decode.decode(interface.linktype, packet.data)
+                print(decode.line(number, (packet.timestamp_ns - first) / 1e9, interface.name, decoded,
+                                  packet.original_length), flush=True)  # fmt: skip
     finally:
         if output is not None and output is not sys.stdout.buffer:
             output.close()
         sock.close()
-    _summary(reader, number)
+    _summary(reader)
     return 0
 
 
-def _summary(reader: Any, number: int) -> None:
-    print(f"{number} packets captured", file=sys.stderr)
+def _summary(reader: Any) -> None:
+    print(f"{reader.packets} packets captured", file=sys.stderr)
     for interface in reader.interfaces:
         received = "?" if interface.received is None else interface.received
         dropped = "?" if interface.dropped is None else interface.dropped
