@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""`make bench`: prints the numbers issues #2 and #3 ask for. Each part runs in its own sandbox host namespace.
+"""`make bench`: prints the numbers issues #2, #3 and #4 ask for. Each part runs in its own sandbox host namespace.
 
 Medians (p50) and p95 over repeated runs; ratios are measured within one run, since the machine is shared.
-Usage: bench/run_all.py [--only run,connect,attach,iperf,ports,dns] [--attach-count 500]
+Usage: bench/run_all.py [--only run,connect,attach,iperf,ports,dns,capture] [--attach-count 500]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Callable
 from boxnet.testing.sandbox import HOST_ADDR, Sandbox
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from capture_bench import bench_capture
 from dns_bench import bench_dns
 
 
@@ -146,7 +147,7 @@ def bench_ports(sandbox: Sandbox, runs: int = 10) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", default="run,connect,attach,iperf,ports,dns")
+    parser.add_argument("--only", default="run,connect,attach,iperf,ports,dns,capture")
     parser.add_argument("--attach-count", type=int, default=500)
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -155,7 +156,7 @@ def main() -> int:
     parts = {
         "run": bench_run, "connect": bench_connect,
         "attach": lambda s: bench_attach(s, args.attach_count), "iperf": bench_iperf, "ports": bench_ports,
-        "dns": bench_dns,
+        "dns": bench_dns, "capture": bench_capture,
     }  # fmt: skip
     for name in args.only.split(","):
         sandbox = Sandbox().start()

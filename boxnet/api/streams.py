@@ -242,7 +242,7 @@ def capture_stream(engine: Engine, body: dict[str, Any]) -> Stream:
     """A capture as a pcapng byte stream on a hijacked connection. It ends with the count or the duration,
     or when the client closes its side (Ctrl-C), always with a statistics block per interface."""
     from boxnet.capture.filters import substitute_names
-    from boxnet.capture.session import SNAPLEN, Capture
+    from boxnet.capture.session import SNAPLEN, Capture, DirectCapture
     from boxnet.engine.capture import CaptureTargets
 
     targets = body.get("Targets") or []
@@ -253,11 +253,19 @@ def capture_stream(engine: Engine, body: dict[str, Any]) -> Stream:
         raise InvalidArgument("Filter must be a string")
     resolver = CaptureTargets(engine.ctx)
     points = resolver.points(targets, str(body.get("Interface") or ""))
-    capture = Capture(points, substitute_names(bpf, resolver.addresses()), _number(body, "Count"),
-                      _number(body, "Duration", float), _number(body, "Snaplen") or SNAPLEN)  # fmt: skip
+    # One point: dumpcap's pcapng passed through untouched; several: tcpdumps merged on one timeline.
+    kind = DirectCapture if len(points) == 1 else Capture
+    arguments = (substitute_names(bpf, resolver.addresses()), _number(body, "Count"), _number(body, "Duration", float),
+                 _number(body, "Snaplen") or SNAPLEN)  # fmt: skip
+    capture = kind(points[0], *arguments) if kind is DirectCapture else kind(points, *arguments)
     capture.start()
+    to_passed_file = bool(body.get("PassFd"))
 
     def run(sock: socket.socket, rfile: Any) -> None:
+        if to_passed_file:
+            _capture_to_passed_file(capture, sock)
+            return
+
         def watch_client() -> None:
             with contextlib.suppress(OSError):
                 while sock.recv(4096):
@@ -266,8 +274,52 @@ def capture_stream(engine: Engine, body: dict[str, Any]) -> Stream:
 
         threading.Thread(target=watch_client, name="capture-client", daemon=True).start()
         with contextlib.suppress(OSError):
-            capture.run(sock.sendall)
+            if isinstance(capture, DirectCapture):
+                capture.run(sock.sendall, sock.fileno())
+            else:
+                capture.run(sock.sendall)
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_WR)
 
     return Stream(run, upgrade=True, content_type=PCAPNG)
+
+
+def _capture_to_passed_file(capture: Any, sock: socket.socket) -> None:
+    """`boxnet capture -w FILE` on this host: the client sends its open file (SCM_RIGHTS) and the daemon
+    writes the capture into it itself, so no byte crosses the socket; the socket only says when to stop
+    (the client shuts its side) and when it is over (the daemon closes its side)."""
+    from boxnet.capture.session import DirectCapture
+
+    sock.settimeout(10)
+    try:
+        _, fds, _, _ = socket.recv_fds(sock, 16, 1)
+    except (OSError, ValueError):
+        fds = []
+    if len(fds) != 1:
+        capture.abort()
+        return
+    sock.settimeout(None)
+    out_fd = fds[0]
+
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(out_fd, view):]
+
+    def watch_client() -> None:
+        with contextlib.suppress(OSError):
+            while sock.recv(4096):
+                pass
+        capture.stopping.set()
+
+    threading.Thread(target=watch_client, name="capture-client", daemon=True).start()
+    try:
+        with contextlib.suppress(OSError):
+            if isinstance(capture, DirectCapture):
+                capture.run(write, out_fd)
+            else:
+                capture.run(write)
+    finally:
+        os.close(out_fd)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)

@@ -6,6 +6,7 @@ Format: https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng-02.html
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -100,10 +101,14 @@ class Reader:
     interfaces: list[Interface] = field(default_factory=list)
     buffer: bytearray = field(default_factory=bytearray)
     packets: int = 0
+    skip: int = 0  # bytes of a packet block still to pass over, when only counting
 
     def feed(self, data: bytes, keep_packets: bool = True) -> list[Packet]:
-        """The packets completed by data. With keep_packets False they are only counted (a capture written
-        to a file needs no copy of each)."""
+        """The packets completed by data. With keep_packets False they are only counted, and their bytes are
+        never copied: a capture written to a file at full speed needs to know no more."""
+        if not keep_packets:
+            self._count(data)
+            return []
         self.buffer += data
         buffer, size, offset = self.buffer, len(self.buffer), 0
         found: list[Packet] = []
@@ -120,12 +125,42 @@ class Reader:
                     data = bytes(buffer[offset + 28 : offset + 28 + captured])
                     found.append(Packet(interface, (high << 32) | low, data, original))
             else:
-                self._block(kind, bytes(buffer[offset + 8 : offset + length - 4]))
+                self.block(kind, bytes(buffer[offset + 8 : offset + length - 4]))
             offset += length
         del buffer[:offset]
         return found
 
-    def _block(self, kind: int, body: bytes) -> None:
+    def _count(self, data: bytes) -> None:
+        position, size = 0, len(data)
+        buffer = self.buffer
+        while position < size:
+            if self.skip:
+                taken = min(self.skip, size - position)
+                self.skip -= taken
+                position += taken
+                continue
+            if len(buffer) < 8:
+                taken = min(8 - len(buffer), size - position)
+                buffer += data[position : position + taken]
+                position += taken
+                if len(buffer) < 8:
+                    return
+            kind, length = struct.unpack_from("<II", buffer)
+            if length < 12 or length % 4:
+                raise ValueError(f"bad pcapng block length {length}")
+            if kind == EPB:
+                self.packets += 1
+                self.skip = length - len(buffer)
+                buffer.clear()
+                continue
+            taken = min(length - len(buffer), size - position)
+            buffer += data[position : position + taken]
+            position += taken
+            if len(buffer) == length:
+                self.block(kind, bytes(buffer[8 : length - 4]))
+                buffer.clear()
+
+    def block(self, kind: int, body: bytes) -> None:
         if kind == IDB:
             linktype, _, _ = struct.unpack_from("<HHI", body)
             options = dict(_read_options(body[8:]))
@@ -150,3 +185,34 @@ def _read_options(data: bytes) -> Iterator[tuple[int, bytes]]:
             return
         yield code, data[offset + 4 : offset + 4 + length]
         offset += 4 + length + (-length % 4)
+
+
+def rename_interface(block: bytes, name: str, description: str) -> bytes:
+    """An interface block as another tool wrote it, with if_name and if_description replaced and every other
+    option (the timestamp resolution above all: its packets depend on it) kept."""
+    kind, length = struct.unpack_from("<II", block)
+    if kind != IDB:
+        raise ValueError("not an interface description block")
+    linktype, reserved, snaplen = struct.unpack_from("<HHI", block, 8)
+    kept = [(code, value) for code, value in _read_options(block[16 : length - 4])
+            if code not in (IF_NAME, IF_DESCRIPTION)]  # fmt: skip
+    options = [(IF_NAME, name.encode()), (IF_DESCRIPTION, description.encode()), *kept]
+    return _block(IDB, struct.pack("<HHI", linktype, reserved, snaplen) + _options(options))
+
+
+def scan_file(path: str) -> Reader:
+    """A Reader's view of a pcapng file (interfaces, counters, number of packets), read block header by block
+    header: the packets themselves are skipped, not read."""
+    reader = Reader()
+    with open(path, "rb") as handle:
+        fd, offset, size = handle.fileno(), 0, os.fstat(handle.fileno()).st_size
+        while offset + 12 <= size:
+            kind, length = struct.unpack("<II", os.pread(fd, 8, offset))
+            if length < 12 or length % 4 or offset + length > size:
+                break  # a torn last block: what came before it stands
+            if kind == EPB:
+                reader.packets += 1
+            else:
+                reader.block(kind, os.pread(fd, length - 12, offset + 8))
+            offset += length
+    return reader

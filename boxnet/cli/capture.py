@@ -43,9 +43,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-s", "--snaplen", type=int, default=0, help="bytes kept of each packet")
 
 
-def _open(client: Client, args: argparse.Namespace, count: int) -> tuple[Any, Any]:
+def _open(client: Client, args: argparse.Namespace, count: int, pass_fd: bool = False) -> tuple[Any, Any]:
     body = {"Targets": args.targets, "Filter": args.filter, "Count": count, "Duration": args.duration,
-            "Interface": args.interface, "Snaplen": args.snaplen}  # fmt: skip
+            "Interface": args.interface, "Snaplen": args.snaplen, "PassFd": pass_fd}  # fmt: skip
     return client.stream("POST", "/boxnet/capture", body=body, upgrade=True)
 
 
@@ -75,6 +75,8 @@ def _chunks(response: Any, sock: Any) -> Any:
 def capture_command(client: Client, args: argparse.Namespace) -> int:
     from boxnet.capture import decode, pcapng
 
+    if args.write and args.write != "-":
+        return _to_file(client, args)
     response, sock = _open(client, args, args.count)
     reader = pcapng.Reader()
     output = None
@@ -103,6 +105,46 @@ def capture_command(client: Client, args: argparse.Namespace) -> int:
         sock.close()
     _summary(reader)
     return 0
+
+
+def _to_file(client: Client, args: argparse.Namespace) -> int:
+    """The daemon writes into the file itself: the client opens it and hands it over (SCM_RIGHTS), so that
+    not a byte of a capture at full speed passes through the client. It then waits for the end and reads the
+    counts from the file's blocks."""
+    import os
+
+    from boxnet.capture import pcapng
+
+    response, sock = _open(client, args, args.count, pass_fd=True)
+    with open(args.write, "wb") as output:
+        socket.send_fds(sock, [b"F"], [output.fileno()])
+    try:
+        for _ in _stops(sock):
+            if not response.read1(4096):  # nothing comes but the end
+                break
+    finally:
+        sock.close()
+    if not os.path.exists(args.write):
+        return 1
+    _summary(pcapng.scan_file(args.write))
+    return 0
+
+
+def _stops(sock: Any) -> Any:
+    """Yields until the stream ends; Ctrl-C (or SIGTERM) on the way asks the daemon to stop, and the rest
+    (the last packets, the counters) still arrives."""
+    asked = []
+
+    def stop(signum: int, frame: object) -> None:
+        if not asked:
+            asked.append(signum)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while True:
+        yield
 
 
 def _summary(reader: Any) -> None:

@@ -26,6 +26,15 @@ def test_pcapng_round_trip_with_statistics() -> None:
     interface = reader.interfaces[0]
     assert (interface.name, interface.description, interface.linktype) == ("es01", "eth0 of es01", 1)
     assert (interface.received, interface.dropped, interface.delivered) == (12, 3, 1)
+    counter = pcapng.Reader()  # counting only, fed in pieces that cut blocks anywhere
+    for i in range(0, len(data), 5):
+        assert counter.feed(data[i : i + 5], keep_packets=False) == []
+    assert counter.packets == 1 and counter.interfaces[0].dropped == 3 and counter.interfaces[0].name == "es01"
+    original = pcapng.interface_description(1, 65535, "eth0", "x", "port 1")
+    renamed = pcapng.rename_interface(original, "web", "eth0 of web")
+    again = pcapng.Reader()
+    again.feed(pcapng.section_header() + renamed)
+    assert (again.interfaces[0].name, again.interfaces[0].description) == ("web", "eth0 of web")
 
 
 def test_decoded_line_names_the_flow() -> None:
