@@ -50,23 +50,9 @@ def _open(client: Client, args: argparse.Namespace, count: int, pass_fd: bool = 
 
 
 def _chunks(response: Any, sock: Any) -> Any:
-    """The stream's bytes; Ctrl-C (or SIGTERM) asks the daemon to stop, and the rest (its last packets and
-    the counters) is still read, so that the file ends whole."""
-    stopping = []
-
-    def stop(signum: int, frame: object) -> None:
-        if not stopping:
-            stopping.append(signum)
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_WR)
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    while True:
-        try:
-            chunk = response.read1(1 << 20)
-        except InterruptedError:
-            continue
+    """The stream's bytes, until its end (which a Ctrl-C brings about, see _stops)."""
+    for _ in _stops(sock):
+        chunk = response.read1(1 << 20)
         if not chunk:
             return
         yield chunk
@@ -152,8 +138,9 @@ def _summary(reader: Any) -> None:
     for interface in reader.interfaces:
         received = "?" if interface.received is None else interface.received
         dropped = "?" if interface.dropped is None else interface.dropped
-        print(f"  {interface.name}: {interface.delivered or 0} captured, {received} received by filter, "
-              f"{dropped} dropped by kernel", file=sys.stderr)  # fmt: skip
+        captured = "" if interface.delivered is None else f"{interface.delivered} captured, "
+        print(f"  {interface.name}: {captured}{received} received by filter, {dropped} dropped by kernel",
+              file=sys.stderr)  # fmt: skip
 
 
 def sniff_command(client: Client, args: argparse.Namespace) -> int:
