@@ -87,6 +87,10 @@ def main() -> int:
         show(["ip", "-br", "link", "show", "type", "veth"], env, prefix=host)
         show(["nft", "list", "map", "inet", "boxnet", "pub4_any"], env, prefix=host)
         show(["boxnet", "logs", "web"], env)
+
+        step("Troubleshooting by name: the topology, and a traced probe")
+        show(["boxnet", "topology", "--no-rules"], env)
+        show(["boxnet", "trace", "client", "web:80"], env)
         if args.keep:
             print(f"\nKept. Try:  export BOXNET_HOST=unix://{sandbox.socket}; boxnet ps")
             print(f"Host namespace: ip netns exec {sandbox.host} bash    (daemon pid {sandbox.daemon.pid})")
