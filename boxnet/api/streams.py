@@ -262,49 +262,45 @@ def capture_stream(engine: Engine, body: dict[str, Any]) -> Stream:
     to_passed_file = bool(body.get("PassFd"))
 
     def run(sock: socket.socket, rfile: Any) -> None:
-        if to_passed_file:
-            _capture_to_passed_file(capture, sock)
+        if not to_passed_file:
+            _drive_capture(capture, sock, sock.sendall, sock.fileno())
+            return
+        out_fd = _receive_file(sock)
+        if out_fd is None:
+            capture.abort()
             return
 
-        def watch_client() -> None:
-            with contextlib.suppress(OSError):
-                while sock.recv(4096):
-                    pass
-            capture.stopping.set()
+        def write(data: bytes) -> None:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(out_fd, view) :]
 
-        threading.Thread(target=watch_client, name="capture-client", daemon=True).start()
-        with contextlib.suppress(OSError):
-            if isinstance(capture, DirectCapture):
-                capture.run(sock.sendall, sock.fileno())
-            else:
-                capture.run(sock.sendall)
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_WR)
+        try:
+            _drive_capture(capture, sock, write, out_fd)
+        finally:
+            os.close(out_fd)
 
     return Stream(run, upgrade=True, content_type=PCAPNG)
 
 
-def _capture_to_passed_file(capture: Any, sock: socket.socket) -> None:
+def _receive_file(sock: socket.socket) -> int | None:
     """`boxnet capture -w FILE` on this host: the client sends its open file (SCM_RIGHTS) and the daemon
     writes the capture into it itself, so no byte crosses the socket; the socket only says when to stop
     (the client shuts its side) and when it is over (the daemon closes its side)."""
-    from boxnet.capture.session import DirectCapture
-
     sock.settimeout(10)
     try:
         _, fds, _, _ = socket.recv_fds(sock, 16, 1)
     except (OSError, ValueError):
-        fds = []
-    if len(fds) != 1:
-        capture.abort()
-        return
-    sock.settimeout(None)
-    out_fd = fds[0]
+        return None
+    finally:
+        sock.settimeout(None)
+    return fds[0] if len(fds) == 1 else None
 
-    def write(data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(out_fd, view):]
+
+def _drive_capture(capture: Any, sock: socket.socket, write: Any, out_fd: int) -> None:
+    """Runs the capture into write (or out_fd, where the bytes can be spliced); the client shutting its
+    side of the socket stops it, and shutting ours tells the client it is over."""
+    from boxnet.capture.session import DirectCapture
 
     def watch_client() -> None:
         with contextlib.suppress(OSError):
@@ -313,13 +309,10 @@ def _capture_to_passed_file(capture: Any, sock: socket.socket) -> None:
         capture.stopping.set()
 
     threading.Thread(target=watch_client, name="capture-client", daemon=True).start()
-    try:
-        with contextlib.suppress(OSError):
-            if isinstance(capture, DirectCapture):
-                capture.run(write, out_fd)
-            else:
-                capture.run(write)
-    finally:
-        os.close(out_fd)
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_WR)
+    with contextlib.suppress(OSError):
+        if isinstance(capture, DirectCapture):
+            capture.run(write, out_fd)
+        else:
+            capture.run(write)
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
