@@ -32,7 +32,7 @@ SNAPLEN = 262144
 REORDER_SECONDS = 0.2
 START_SECONDS = 5
 READ_CHUNK = 1 << 20
-RING_MIB = 32
+RING_MIB = 64
 F_SETPIPE_SZ = 1031
 PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO = 0xA1B2C3D4, 0xA1B23C4D
 
@@ -293,7 +293,7 @@ class DirectCapture:
         self.rest = bytearray()
 
     def argv(self) -> list[str]:
-        # A 32 MiB kernel ring (libpcap's default is 2): the packets go through more hands on their way to
+        # A 64 MiB kernel ring (libpcap's default is 2): the packets go through more hands on their way to
         # the file than with a plain tcpdump, and a burst must wait in the ring, not be dropped there.
         argv = ["dumpcap", "-q", "-i", self.point.interface, "-w", "-", "-s", str(self.snaplen),
                 "-B", str(RING_MIB)]  # fmt: skip
