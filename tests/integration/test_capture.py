@@ -196,3 +196,19 @@ def test_trace_agrees_with_real_reachability(sandbox: Sandbox) -> None:
     assert "isolation" in text and "route on the host: " in text and "veth: eth0 in cli <-> veth" in text
     code, text = trace(sandbox, "203.0.113.9", "web:80")
     assert code != 0 and "namespace it owns" in text
+
+
+def test_one_target_to_a_file_ends_whole_on_ctrl_c(sandbox: Sandbox) -> None:
+    two_nodes(sandbox)
+    path = os.path.join(sandbox.root, "one.pcapng")
+    capture = start_capture(sandbox, "capture", "es01", "-w", path, "-f", "tcp port 9300")
+    for _ in range(3):
+        sandbox.in_container("es02", "curl", "-s", "-o", "/dev/null", "http://es01:9300/")
+    capture.send_signal(signal.SIGINT)
+    _, stderr = capture.communicate(timeout=20)
+    assert capture.returncode == 0, stderr
+    names = tshark(path, "-T", "fields", "-e", "frame.interface_name")
+    assert set(names) == {"es01"} and len(names) >= 18  # three connections, six or more packets each
+    assert f"{len(names)} packets captured".encode() in stderr and b"dropped by kernel" in stderr
+    info = subprocess.run(["capinfos", path], capture_output=True, text=True, check=True).stdout
+    assert "Number of stat entries = 1" in info and "Description = eth0 in the network namespace of es01" in info
