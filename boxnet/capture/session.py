@@ -1,11 +1,11 @@
-"""A capture: tcpdump inside each target's network namespace, merged into one pcapng stream.
+"""A capture: dumpcap for one target (DirectCapture), or a tcpdump in each target's network namespace
+merged into one pcapng stream (Capture).
 
-tcpdump does the capturing (libpcap's TPACKET_V3 ring and the kernel's BPF), so boxnet drops no more than
-tcpdump would; it runs in the target's *network* namespace only, from the host's filesystem, and nothing
-runs in the container. Each tcpdump writes pcap to a pipe; boxnet turns the records into pcapng packet
-blocks for the interface named after its target and, with several targets, emits them in timestamp order
-(held back at most REORDER_SECONDS). At the end each interface gets a statistics block with what tcpdump
-counted: received by the filter, dropped by the kernel.
+The capture tools do the capturing (libpcap's TPACKET_V3 ring and the kernel's BPF); they run in the
+target's *network* namespace only, from the host's filesystem, and nothing runs in the container. Each
+tcpdump writes pcap to a pipe; boxnet turns the records into pcapng packet blocks for the interface named
+after its target and emits them in timestamp order (held back at most REORDER_SECONDS). At the end each
+interface gets a statistics block with what tcpdump counted: received by the filter, dropped by the kernel.
 """
 
 from __future__ import annotations
@@ -105,35 +105,6 @@ class Source:
         del buffer[:offset]
         return found
 
-    def packet_blocks(self, limit: int = 0) -> bytes:
-        """Every whole record read so far, straight into pcapng packet blocks (at most `limit`, 0: all),
-        without making an object per packet: the path a busy capture takes."""
-        header = struct.Struct(self.endian + "IIII")
-        epb = struct.Struct("<IIIIIII")
-        buffer, size, offset = self.buffer, len(self.buffer), 0
-        scale = 1 if self.nanoseconds else 1000
-        blocks: list[bytes] = []
-        view = memoryview(buffer)
-        try:
-            while offset + 16 <= size and not (limit and len(blocks) // 3 >= limit):
-                seconds, fraction, captured, original = header.unpack_from(buffer, offset)
-                end = offset + 16 + captured
-                if end > size:
-                    break
-                stamp = seconds * 1_000_000_000 + fraction * scale
-                padding = -captured % 4
-                length = 32 + captured + padding
-                blocks.append(epb.pack(pcapng.EPB, length, self.index, stamp >> 32, stamp & 0xFFFFFFFF, captured,
-                                       original))  # fmt: skip
-                blocks.append(bytes(view[offset + 16 : end]))
-                blocks.append(b"\x00" * padding + length.to_bytes(4, "little"))
-                offset = end
-        finally:
-            view.release()
-        del buffer[:offset]
-        self.delivered += len(blocks) // 3
-        return b"".join(blocks)
-
     def interrupt(self) -> None:
         """SIGINT makes tcpdump flush what it holds, print its counters and exit."""
         if self.process.poll() is None:
@@ -214,7 +185,6 @@ class Capture:
         by_fd = {source.fd: source for source in self.sources}
         pending: list[tuple[int, int, bytes, int]] = []  # (timestamp, source index, data, original length)
         out: list[bytes] = []
-        ordered = len(self.sources) > 1
         try:
             while by_fd and not self.stopping.is_set() and not self._enough():
                 timeout = 0.1 if deadline is None else max(min(0.1, deadline - time.monotonic()), 0)
@@ -227,15 +197,11 @@ class Capture:
                         del by_fd[fd]
                         continue
                     source.buffer += chunk
-                    if ordered:
-                        for timestamp, data, original in source.records():
-                            heapq.heappush(pending, (timestamp, source.index, data, original))
-                    else:
-                        out.append(source.packet_blocks(self._room()))
-                if ordered:
-                    horizon = time.time_ns() - int(REORDER_SECONDS * 1e9)
-                    while pending and pending[0][0] <= horizon and not self._enough():
-                        out.append(self._block(heapq.heappop(pending)))
+                    for timestamp, data, original in source.records():
+                        heapq.heappush(pending, (timestamp, source.index, data, original))
+                horizon = time.time_ns() - int(REORDER_SECONDS * 1e9)
+                while pending and pending[0][0] <= horizon and not self._enough():
+                    out.append(self._block(heapq.heappop(pending)))
                 if out:
                     write(b"".join(out))
                     out.clear()
@@ -255,10 +221,6 @@ class Capture:
 
     def _enough(self) -> bool:
         return bool(self.count) and sum(s.delivered for s in self.sources) >= self.count
-
-    def _room(self) -> int:
-        """How many more packets may go out (0: no limit)."""
-        return max(self.count - sum(s.delivered for s in self.sources), 0) if self.count else 0
 
     def _block(self, item: tuple[int, int, bytes, int]) -> bytes:
         timestamp, index, data, original = item

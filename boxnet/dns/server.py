@@ -22,6 +22,7 @@ import socket
 import sys
 import threading
 import time
+from typing import Any
 
 from boxnet.dns import packet
 from boxnet.dns.directory import Action, Directory, Registration
@@ -122,27 +123,41 @@ class Resolver:
             for key, tail, source in answered:
                 append((now, "udp", key, tail, source, seconds))
 
-    def _answer_udp(self, client: Client, slot: int, key: bytes) -> tuple[bytes | None, str]:
-        message = self.batch.datagram(slot, 2) + key
+    def _local(self, client: Client, message: bytes, udp: bool, lock: Any) -> tuple[str, bytes | None, Any, bool]:
+        """What this resolver says to a message, UDP or TCP alike: (source, answer, query, cacheable).
+        Source is "local", "refused" or "malformed" with an answer, "forward" (for the caller to forward),
+        or "drop" for what deserves no answer. Over UDP the answer fits the client's size, or is cut (TC)."""
         try:
             query = packet.parse_query(message)
         except packet.FormatError as exc:
             error = packet.error_response(message, packet.FORMERR) if exc.query_id is not None else None
-            return (error[2:] if error else None), "malformed"
+            return ("malformed", error, None, False) if error else ("drop", None, None, False)
         if query.opcode != 0:
-            return packet.response(query, packet.NOTIMP, authoritative=False)[2:], "local"
-        resolution = self.directory.resolve(client.container_id, query)
+            return "local", packet.response(query, packet.NOTIMP, authoritative=False), query, False
+        with lock:
+            resolution = self.directory.resolve(client.container_id, query)
         if resolution.action is Action.FORWARD:
-            self._forward_udp(client, self.batch.sender(slot), message, query, key)
-            return None, ""
+            return "forward", None, query, False
         answer = packet.response(query, resolution.rcode, list(resolution.records),
                                  authoritative=resolution.action is Action.ANSWER,
-                                 limit=query.udp_limit)[2:]  # fmt: skip
-        if resolution.cacheable:
+                                 limit=query.udp_limit if udp else 65535)  # fmt: skip
+        return resolution.action.value, answer, query, resolution.cacheable
+
+    def _answer_udp(self, client: Client, slot: int, key: bytes) -> tuple[bytes | None, str]:
+        message = self.batch.datagram(slot, 2) + key
+        # The loop thread is the only one that changes the directory: it reads it without the lock.
+        source, answer, query, cacheable = self._local(client, message, True, contextlib.nullcontext())
+        if source == "forward":
+            assert query is not None
+            self._forward_udp(client, self.batch.sender(slot), message, query, key)
+            return None, ""
+        if answer is None:
+            return None, source
+        if cacheable:
             if len(client.cache) >= CACHE_LIMIT:
                 client.cache.clear()
-            client.cache[key] = answer
-        return answer, resolution.action.value
+            client.cache[key] = answer[2:]
+        return answer[2:], source
 
     def _forward_udp(self, client: Client, sender: tuple[str, int], message: bytes, query: packet.Query,
                      key: bytes) -> None:  # fmt: skip
@@ -184,18 +199,11 @@ class Resolver:
                     return
 
     def _answer_tcp(self, client: Client, message: bytes) -> tuple[bytes | None, str]:
-        try:
-            query = packet.parse_query(message)
-        except packet.FormatError as exc:
-            return (packet.error_response(message, packet.FORMERR) if exc.query_id is not None else None), "malformed"
-        if query.opcode != 0:
-            return packet.response(query, packet.NOTIMP, authoritative=False), "local"
-        with self.lock:
-            resolution = self.directory.resolve(client.container_id, query)
-        if resolution.action is Action.FORWARD:
+        source, answer, query, _ = self._local(client, message, False, self.lock)
+        if source == "forward":
+            assert query is not None
             return resolve_blocking(message, query, client.upstreams)
-        return packet.response(query, resolution.rcode, list(resolution.records),
-                               authoritative=resolution.action is Action.ANSWER), resolution.action.value  # fmt: skip
+        return answer, source
 
     # ---- control -------------------------------------------------------------------------------------
     def _control(self) -> bool:

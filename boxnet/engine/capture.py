@@ -47,9 +47,7 @@ class CaptureTargets:
         if container.network_mode == "host":
             return CapturePoint(container.name, f"{interface or 'any'} on the host (container {container.name} "
                                 "uses the host's network)", None, interface or "any")  # fmt: skip
-        owner = container
-        if container.shares_netns_with:
-            owner = self.registry.find_container(container.shares_netns_with)
+        owner = self.registry.netns_owner(container)
         if not interface:
             endpoints = list(owner.endpoints.values())
             interface = endpoints[0].ifname if len(endpoints) == 1 else "any"
@@ -62,9 +60,7 @@ class CaptureTargets:
         for container in self.registry.containers.values():
             if container.state.status != "running":
                 continue
-            owner = container
-            if container.shares_netns_with:
-                owner = self.registry.containers.get(container.shares_netns_with, container)
+            owner = self.registry.netns_owner(container)
             addresses = [a.split("/")[0] for e in owner.endpoints.values() for a in (e.ipv4, e.ipv6) if a]
             if addresses:
                 found[container.name] = addresses

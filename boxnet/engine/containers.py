@@ -392,8 +392,7 @@ class ContainerService:
         """The queries a container made to 127.0.0.11 (its netns owner's, for container:X), newest last."""
         with self.ctx.lock:
             container = self.registry.find_container(ref)
-            shared = container.shares_netns_with
-            owner = self.registry.find_container(shared) if shared else container
+            owner = self.registry.netns_owner(container)
             if not self.ctx.dns.embedded(owner):
                 raise InvalidArgument(f"container {container.name} does not use the embedded DNS: only containers on "
                                       "user-defined networks do (its resolv.conf names other nameservers)")  # fmt: skip

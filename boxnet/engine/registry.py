@@ -77,6 +77,12 @@ class Registry:
     def container_by_name(self, name: str) -> Container | None:
         return next((c for c in self.containers.values() if c.name == name), None)
 
+    def netns_owner(self, container: Container) -> Container:
+        """The container whose network namespace this one lives in: itself, or X for --network container:X
+        (itself again if X is gone from the ledger)."""
+        shared = container.shares_netns_with
+        return self.containers.get(shared, container) if shared else container
+
     def containers_on(self, network_id: str) -> list[Container]:
         return [c for c in self.containers.values() if network_id in c.endpoints]
 

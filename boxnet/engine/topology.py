@@ -83,9 +83,7 @@ class Topology:
 
     def _container(self, container: Container, host_links: dict[int, dict],
                    host_rules: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
-        owner = container
-        if container.shares_netns_with:
-            owner = self.registry.containers.get(container.shares_netns_with, container)
+        owner = self.registry.netns_owner(container)
         interfaces: list[dict[str, Any]] = []
         dns_rules: list[dict[str, Any]] = []
         if container.network_mode != "host" and owner.sandbox_key:

@@ -147,9 +147,7 @@ class Tracer:
     def _container_endpoint(self, container: Container, near: Endpoint | None = None) -> Endpoint:
         if container.state.status != "running":
             raise InvalidArgument(f"container {container.name} is not running")
-        owner = container
-        if container.shares_netns_with:
-            owner = self.registry.find_container(container.shares_netns_with)
+        owner = self.registry.netns_owner(container)
         if owner.network_mode == "host":
             return Endpoint(f"container {container.name} (host network)", self._host_address(), None)
         endpoints = list(owner.endpoints.values())

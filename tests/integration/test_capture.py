@@ -17,7 +17,13 @@ from boxnet.testing.sandbox import Sandbox
 def start_capture(sandbox: Sandbox, *args: str) -> subprocess.Popen:
     process = subprocess.Popen([sys.executable, "-m", "boxnet.cli.main", *args], env=sandbox.env(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    time.sleep(0.7)  # tcpdump is listening once the daemon has sent the header; give the CLI time to get it
+    written = args[args.index("-w") + 1] if "-w" in args and args[args.index("-w") + 1] != "-" else ""
+    deadline = time.monotonic() + 10
+    if written:  # the header is in the file once the capture tool is capturing
+        while not (os.path.exists(written) and os.path.getsize(written) > 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    else:
+        time.sleep(0.7)  # the capture tool is listening once the daemon sends the header; time to get there
     return process
 
 
@@ -204,6 +210,7 @@ def test_one_target_to_a_file_ends_whole_on_ctrl_c(sandbox: Sandbox) -> None:
     capture = start_capture(sandbox, "capture", "es01", "-w", path, "-f", "tcp port 9300")
     for _ in range(3):
         sandbox.in_container("es02", "curl", "-s", "-o", "/dev/null", "http://es01:9300/")
+    time.sleep(0.5)  # the last packets reach the capture ring before Ctrl-C
     capture.send_signal(signal.SIGINT)
     _, stderr = capture.communicate(timeout=20)
     assert capture.returncode == 0, stderr
