@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from boxnet.dns import redirect
 from boxnet.dns.control import ResolverGone, ResolverProcess
+from boxnet.errors import Internal
 from boxnet.kernel import netns
 from boxnet.model.container import Container, Endpoint
 from boxnet.model.network import Network
@@ -23,12 +24,6 @@ if TYPE_CHECKING:
     from boxnet.engine.context import EngineContext
 
 log = logging.getLogger(__name__)
-
-
-def uses_embedded_dns(container: Container, network: Network | None) -> bool:
-    """Docker's rule: a container whose first network is user-defined gets 127.0.0.11; on the default
-    bridge, in host or none mode it gets the host's nameservers; container:X shares X's resolv.conf."""
-    return network is not None and network.driver == "bridge" and not network.is_default_bridge
 
 
 class DnsService:
@@ -63,7 +58,7 @@ class DnsService:
 
     def _sync(self) -> None:
         """Hands a fresh resolver everything: networks, every running container's names, and new sockets
-        for the containers that use it (their redirect rules are replaced to point at them)."""
+        for the containers that use it (on the ports their redirect rules already name, where free)."""
         for network in self.registry.networks.values():
             self.network_added(network)
         for container in self.registry.containers.values():
@@ -76,7 +71,7 @@ class DnsService:
             if self.embedded(container) and container.sandbox_key:
                 try:
                     self.serve(container)
-                except OSError as exc:  # its namespace is gone: the monitor is about to notice it exited
+                except (OSError, Internal) as exc:  # its namespace is gone: the monitor will see it exited
                     log.warning("DNS for %s not restored: %s", container.name, exc)
 
     def _send(self, message: dict, fds: list[int] | None = None) -> None:
@@ -95,10 +90,13 @@ class DnsService:
 
     # ---- what gets it --------------------------------------------------------------------------------
     def embedded(self, container: Container) -> bool:
+        """Docker's rule: a container whose first network is user-defined gets 127.0.0.11; on the default
+        bridge, in host or none mode it gets the host's nameservers; container:X shares X's resolv.conf."""
         mode = container.network_mode
         if mode in ("host", "none") or mode.startswith("container:"):
             return False
-        return uses_embedded_dns(container, self.registry.network_by_name(mode))
+        network = self.registry.network_by_name(mode)
+        return network is not None and network.driver == "bridge" and not network.is_default_bridge
 
     def upstreams(self, container: Container) -> list[str]:
         if container.dns:
