@@ -24,12 +24,13 @@ from boxnet.model.container import (
     BUILTIN_IMAGE,
     CAPABILITY_NUMBERS,
     Container,
+    ContainerSettings,
     check_container_name,
     effective_capabilities,
 )
 from boxnet.model.names import new_id, parse_key_values
 from boxnet.model.network import Network
-from boxnet.model.ports import PortMapping, find_clash
+from boxnet.model.ports import find_clash
 from boxnet.runtime import files, launcher
 from boxnet.runtime.monitor import Monitor, read_exit_status
 
@@ -39,32 +40,12 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 NETNS_MODES = ("host", "none")
 
 
-@dataclass
-class ContainerRequest:
+@dataclass(kw_only=True)
+class ContainerRequest(ContainerSettings):
     """A create request, already out of the API's JSON, not yet validated."""
 
     name: str = ""
-    image: str = BUILTIN_IMAGE
-    rootfs: str = ""
-    cmd: list[str] = field(default_factory=list)
-    env: list[str] = field(default_factory=list)
-    hostname: str = ""
-    network_mode: str = "bridge"
     networks: dict[str, dict] = field(default_factory=dict)  # name -> {"aliases": [...], "ipv4": ""}
-    ports: list[PortMapping] = field(default_factory=list)
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    pid_mode: str = ""
-    labels: dict[str, str] = field(default_factory=dict)
-    auto_remove: bool = False
-    tty: bool = False
-    open_stdin: bool = False
-    stdin_once: bool = False
-    console_size: list[int] = field(default_factory=list)
-    working_dir: str = ""
-    dns: list[str] = field(default_factory=list)
-    dns_search: list[str] = field(default_factory=list)
-    dns_options: list[str] = field(default_factory=list)
 
 
 class ContainerService:

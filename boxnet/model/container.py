@@ -77,20 +77,18 @@ class ContainerState:
     error: str = ""
 
 
-@dataclass
-class Container:
-    id: str
-    name: str
-    created: str
+@dataclass(kw_only=True)
+class ContainerSettings:
+    """What a create request asks for, kept by the container's record once validated."""
+
     image: str = BUILTIN_IMAGE
     rootfs: str = ""
     cmd: list[str] = field(default_factory=list)
     env: list[str] = field(default_factory=list)
     hostname: str = ""
     network_mode: str = "bridge"
-    # Ports as asked for (host port 0: any free one), and as published while the container runs.
+    # Ports as asked for (host port 0: any free one).
     ports: list[PortMapping] = field(default_factory=list)
-    published_ports: list[PortMapping] = field(default_factory=list)
     cap_add: list[str] = field(default_factory=list)
     cap_drop: list[str] = field(default_factory=list)
     pid_mode: str = ""
@@ -105,6 +103,15 @@ class Container:
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class Container(ContainerSettings):
+    id: str
+    name: str
+    created: str
+    # The ports as published while the container runs (free host ports chosen).
+    published_ports: list[PortMapping] = field(default_factory=list)
     # Networks asked for at create time: name -> endpoint settings (aliases, requested ip).
     requested_networks: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Live attachments while the container runs, keyed by network id.
