@@ -53,6 +53,12 @@ def render_text(data: dict, rules: bool = True) -> str:
     lines = []
     uplinks = ", ".join(f"{u['Name']} ({', '.join(u['Addresses'])})" for u in data["Host"]["Uplinks"])
     lines.append(f"host  way out: {uplinks or '(none)'}")
+    redirect = data["Host"].get("ConnectRedirect", {})
+    if redirect.get("Enabled"):
+        lines.append(f"host  own TCP connections to published ports: redirected at connect(), no NAT "
+                     f"({len(redirect['Ports'])} ports)")  # fmt: skip
+    elif redirect:
+        lines.append(f"host  own connections to published ports: through NAT ({redirect['Reason']})")
     containers = {c["Name"]: c for c in data["Containers"]}
     shown = set()
     for network in data["Networks"]:

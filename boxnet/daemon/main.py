@@ -40,6 +40,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="where the embedded DNS forwards other names (default: --resolv-conf's nameservers)",
     )
     parser.add_argument("--bridge-name", default="boxnet0", help="the default network's bridge")
+    parser.add_argument(
+        "--no-connect-redirect",
+        dest="connect_redirect",
+        action="store_false",
+        help="send the host's own connections to published ports through NAT, not straight to the container",
+    )
     parser.add_argument("--log-level", default=os.environ.get("BOXNET_LOG", "info"))
     return parser.parse_args(argv)
 
@@ -54,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         os.path.join(args.root, "boxnet.sock") if args.root != paths.DEFAULT_ROOT else paths.socket_path()
     )
     config = EngineConfig(root=args.root, netns_registry=args.netns_registry, resolv_conf=args.resolv_conf,
-                          default_bridge=args.bridge_name, dns_upstreams=args.dns_upstream)  # fmt: skip
+                          default_bridge=args.bridge_name, dns_upstreams=args.dns_upstream,
+                          connect_redirect=args.connect_redirect)  # fmt: skip
     for upstream in args.dns_upstream:
         try:
             parse_upstream(upstream)

@@ -26,6 +26,9 @@ class EngineConfig:
     # Where the embedded DNS forwards names it does not know, unless a container has its own --dns;
     # empty: the nameservers of resolv_conf.
     dns_upstreams: list[str] = field(default_factory=list)
+    # The host's own TCP connections to published IPv4 ports go straight to the container, redirected at
+    # connect() by a cgroup program; off, they go through the nft DNAT like everybody else's.
+    connect_redirect: bool = True
 
     @property
     def containers_dir(self) -> str:

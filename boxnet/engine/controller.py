@@ -32,6 +32,8 @@ class Engine:
     def start(self) -> dict[str, list[str]]:
         """Live restore: adopt what survived, settle what did not, repair the kernel, then serve."""
         self.containers.monitor.start()
+        if self.config.connect_redirect:
+            self.ctx.firewall.connect_redirect.start()
         # The table's skeleton must exist before a network adds its chain to it.
         self.ctx.firewall.rebuild(self.registry)
         self.networks.ensure_predefined()
@@ -43,6 +45,7 @@ class Engine:
 
     def close(self) -> None:
         self.ctx.dns.stop()
+        self.ctx.firewall.connect_redirect.close()
         self.containers.monitor.stop()
         self.containers.launcher.close()
         self.store.close()

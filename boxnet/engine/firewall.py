@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 
+from boxnet.engine.connect_redirect import ConnectRedirect
 from boxnet.engine.registry import Registry
 from boxnet.firewall import ruleset
 from boxnet.kernel import nfnl, nft
@@ -73,11 +74,16 @@ def desired_icc_off_ports(registry: Registry) -> list[str]:
 
 
 class Firewall:
+    def __init__(self) -> None:
+        # Host-local connections to published ports, redirected at connect(); started by the engine.
+        self.connect_redirect = ConnectRedirect()
+
     def rebuild(self, registry: Registry, without: Network | None = None) -> None:
         """Replaces both tables with what the ledger says, in one transaction (optionally less one network)."""
         networks = [n for n in registry.networks.values() if n.bridge and (without is None or n.id != without.id)]
         nft.run(ruleset.full([network_rules(n) for n in networks], desired_port_rules(registry),
                              desired_icc_off_ports(registry)))  # fmt: skip
+        self.connect_redirect.sync(desired_port_rules(registry))
 
     def add_icc_off_port(self, veth: str) -> None:
         nft.run(ruleset.add_icc_off_ports([veth]))
@@ -96,9 +102,11 @@ class Firewall:
         for map_name, group in _by_map(ports).items():
             nfnl.change_elements("add", ruleset.TABLE, map_name,
                                  [(p.key_registers(), p.value_registers()) for p in group])  # fmt: skip
+        self.connect_redirect.add(ports)
 
     def remove_ports(self, ports: list[ruleset.PortRule]) -> None:
         """Idempotent: an entry already gone (a flushed ruleset) is not an error."""
+        self.connect_redirect.remove(ports)
         for map_name, group in _by_map(ports).items():
             for port in group:
                 try:

@@ -61,15 +61,19 @@ class Topology:
             networks = [self._network(n, by_name) for n in self.registry.networks.values()]
             containers = [self._container(c, host_links, host_rules) for c in self.registry.containers.values()
                           if c.state.status == "running"]  # fmt: skip
-        return {"Networks": networks, "Containers": containers, "Host": self._host(host_links)}
+            host = self._host(host_links)
+        return {"Networks": networks, "Containers": containers, "Host": host}
 
-    @staticmethod
-    def _host(host_links: dict[int, dict]) -> dict[str, Any]:
+    def _host(self, host_links: dict[int, dict]) -> dict[str, Any]:
         """The way out: the host's interfaces that are not boxnet's bridges and veths, with addresses."""
         uplinks = [{"Name": link["name"], "Ifindex": link["index"], "Addresses": link["addresses"]}
                    for link in host_links.values() if link["name"] != "lo" and link["addresses"]
                    and not link["name"].startswith(("br-", "veth", "boxnet"))]  # fmt: skip
-        return {"Uplinks": uplinks}
+        redirect = self.ctx.firewall.connect_redirect
+        redirected = [{"HostIp": host[0], "HostPort": host[1], "To": f"{to[0]}:{to[1]}"}
+                      for host, to in sorted(redirect.published().items())]  # fmt: skip
+        return {"Uplinks": uplinks,
+                "ConnectRedirect": {"Enabled": redirect.enabled, "Reason": redirect.reason, "Ports": redirected}}
 
     def _network(self, network: Network, by_name: dict[str, dict]) -> dict[str, Any]:
         bridge = by_name.get(network.bridge or "")

@@ -137,6 +137,12 @@ class Tracer:
         result = TraceResult()
         result.steps.append(f"from {src.label} ({src.address}) to {destination} ({dst_address})"
                             + (f" port {port}/{protocol}" if port else " (ICMP echo)"))  # fmt: skip
+        if src.namespace is None and protocol == "tcp" and port:
+            redirected = self.ctx.firewall.connect_redirect.destination_for(dst_address, port)
+            if redirected:
+                result.steps.append(f"connect() redirected by boxnet's connect4 program: {dst_address}:{port} -> "
+                                    f"{redirected[0]}:{redirected[1]}, straight to the container (no NAT)")
+                dst_address, port = redirected
         chosen = self._route_steps(result, src, dst_address)
         if chosen:
             src.address = chosen  # the address the kernel will put on the probe, which the trace rule matches

@@ -8,6 +8,7 @@ import struct
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+NLM_F_DUMP = 0x300
 NLA_F_NESTED = 0x8000
 
 HEADER = struct.Struct("=IHHII")  # length, type, flags, sequence, port
@@ -32,6 +33,18 @@ def string(kind: int, value: str) -> bytes:
 
 def u32(kind: int, value: int) -> bytes:
     return attr(kind, struct.pack("=I", value))
+
+
+def parse_attrs(data: bytes, offset: int = 0) -> dict[int, bytes]:
+    """The attributes from offset on, by type (nested ones stay packed; the last of a repeated type wins)."""
+    found: dict[int, bytes] = {}
+    while offset + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, offset)
+        if length < 4:
+            break
+        found[kind & ~NLA_F_NESTED] = data[offset + 4 : offset + length]
+        offset += (length + 3) & ~3
+    return found
 
 
 def message(kind: int, flags: int, seq: int, body: bytes) -> bytes:

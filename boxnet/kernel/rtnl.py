@@ -26,7 +26,8 @@ from boxnet.kernel.netlink import (
 
 NETLINK_ROUTE = 0
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
-RTM_NEWADDR, RTM_NEWROUTE = 20, 24
+RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE = 20, 22, 24
+RTMGRP_IPV4_IFADDR = 0x10
 
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_PROTINFO = 1, 3, 4, 10, 12
 IFLA_LINKINFO, IFLA_NET_NS_FD = 18, 28
@@ -125,6 +126,18 @@ class Rtnl:
         except NetlinkError as exc:
             if exc.errno != errno.EEXIST:
                 raise
+
+    def ipv4_addresses(self) -> set[str]:
+        """Every IPv4 address of the namespace, on any interface."""
+        self._seq += 1
+        self._sock.send(netlink.message(RTM_GETADDR, netlink.NLM_F_DUMP, self._seq,
+                                        struct.pack("=BBBBI", socket.AF_INET, 0, 0, 0, 0)))  # fmt: skip
+        found = set()
+        for kind, payload in netlink.read_answer(self._sock, self._seq, "dump addresses"):
+            local = netlink.parse_attrs(payload, 8).get(IFA_LOCAL) if kind == RTM_NEWADDR else None
+            if local and len(local) == 4:
+                found.add(str(ipaddress.IPv4Address(local)))
+        return found
 
     def add_default_route(self, index: int, gateway: str) -> None:
         address = ipaddress.ip_address(gateway)

@@ -34,10 +34,6 @@ DNS_ADDR = "203.0.113.53"
 OUTSIDE_GW6 = "2001:db8:100::1"
 HOST_ADDR6 = "2001:db8:100::2"
 ATTACKER_ADDR6 = "2001:db8:100::66"
-# IPv6 on the same segment, from the documentation prefix.
-OUTSIDE_GW6 = "2001:db8:100::1"
-HOST_ADDR6 = "2001:db8:100::2"
-ATTACKER_ADDR6 = "2001:db8:100::66"
 
 WEB_SERVER = r"""
 import http.server, socketserver, sys
@@ -68,10 +64,19 @@ def netns_inodes() -> set[int]:
     return found
 
 
+def boxnet_programs() -> set[int]:
+    """The ids of the BPF programs a boxnetd loaded (see engine/connect_redirect.py)."""
+    from boxnet.engine.connect_redirect import PROGRAM_PREFIX
+    from boxnet.kernel import bpf
+
+    return {program.id for program in bpf.programs() if program.name.startswith(PROGRAM_PREFIX)}
+
+
 @dataclass
 class Sandbox:
     tag: str = field(default_factory=lambda: "bx" + secrets.token_hex(3))
     extra_daemon_env: dict[str, str] = field(default_factory=dict)
+    extra_daemon_args: list[str] = field(default_factory=list)
     # Routes the host has before the daemon first starts, as (destination, via) pairs.
     host_routes: list[tuple[str, str]] = field(default_factory=list)
     # Where container namespaces are registered: a private directory, or /run/netns as on a default install.
@@ -93,6 +98,7 @@ class Sandbox:
     # ---- set-up ------------------------------------------------------------------------------------
     def start(self) -> Sandbox:
         self._processes_before = netns_inodes()
+        self._programs_before = boxnet_programs()
         for ns in (self.host, self.outside, self.attacker):
             sh("ip", "netns", "add", ns)
             sh("ip", "-n", ns, "link", "set", "lo", "up")
@@ -153,7 +159,8 @@ class Sandbox:
 
     def daemon_argv(self) -> list[str]:
         return ["nsenter", f"--net=/run/netns/{self.host}", sys.executable, "-m", "boxnet.daemon.main",
-                "--root", self.root, "--netns-registry", self.registry, "--resolv-conf", self.resolv_conf]  # fmt: skip
+                "--root", self.root, "--netns-registry", self.registry, "--resolv-conf", self.resolv_conf,
+                *self.extra_daemon_args]  # fmt: skip
 
     def start_daemon(self, timeout: float = 20) -> None:
         env = {**os.environ, "BOXNET_ROOT": self.root, **self.extra_daemon_env}
@@ -290,6 +297,20 @@ class Sandbox:
                 for victim in (pid, shim_pid):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(victim, signal.SIGKILL)
+
+    def daemon_programs(self) -> set[int]:
+        """boxnet's BPF programs loaded since the sandbox started: its daemon's."""
+        return boxnet_programs() - self._programs_before
+
+    def leaked_programs(self) -> set[int]:
+        """boxnet's BPF programs still loaded after the daemon ended (the kernel frees them after a grace
+        period, hence the wait)."""
+        deadline = time.monotonic() + 5
+        while True:
+            extra = self.daemon_programs()
+            if not extra or time.monotonic() > deadline:
+                return extra
+            time.sleep(0.1)
 
     def leaked_process_namespaces(self) -> set[int]:
         """Network namespaces that processes are in now and were not in before the sandbox started."""

@@ -30,7 +30,9 @@ def sandbox(request):
     param = dict(getattr(request, "param", {}) or {})
     routes = param.pop("host_routes", [])
     registry = param.pop("netns_registry", "")
-    box = Sandbox(extra_daemon_env=param, host_routes=routes, netns_registry=registry).start()
+    daemon_args = param.pop("daemon_args", [])
+    box = Sandbox(extra_daemon_env=param, extra_daemon_args=daemon_args, host_routes=routes,
+                  netns_registry=registry).start()  # fmt: skip
     failed = False
     try:
         yield box
@@ -46,3 +48,6 @@ def sandbox(request):
         leaked = box.leaked_process_namespaces()
         if leaked and not failed:
             raise AssertionError(f"processes left running in {len(leaked)} network namespace(s) after the test")
+        programs = box.leaked_programs()
+        if programs and not failed:
+            raise AssertionError(f"BPF programs {sorted(programs)} still loaded after the daemon ended")

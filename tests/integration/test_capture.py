@@ -156,6 +156,10 @@ def test_topology_matches_the_kernel_and_counts_rule_hits(sandbox: Sandbox) -> N
     text = sandbox.cli("topology").stdout
     assert f"{eth0['HostVeth']} (ifindex {eth0['HostVethIfindex']}) on {eth0['Bridge']}" in text
     assert "0.0.0.0:8080->80/tcp" in text
+    # The kernel map the connect4 program reads, as the topology shows it.
+    assert data["Host"]["ConnectRedirect"]["Ports"] == [
+        {"HostIp": "0.0.0.0", "HostPort": 8080, "To": f"{sandbox.ip_of('web')}:80"}]
+    assert "redirected at connect(), no NAT (1 ports)" in text
     dot = sandbox.cli("topology", "--format", "dot").stdout
     assert dot.startswith("digraph boxnet") and '"container:web"' in dot
     assert "<svg" in sandbox.cli("topology", "--format", "svg").stdout
@@ -200,6 +204,8 @@ def test_trace_agrees_with_real_reachability(sandbox: Sandbox) -> None:
             assert (probe_from_container(sandbox, name, address, port) is not None) == delivered, (source, target)
     code, text = trace(sandbox, "cli", "db:80")
     assert "isolation" in text and "route on the host: " in text and "veth: eth0 in cli <-> veth" in text
+    code, text = trace(sandbox, "host", "127.0.0.1:8080")  # the host's own connect() skips NAT
+    assert code == 0 and "redirected by boxnet's connect4 program: 127.0.0.1:8080 -> " in text, text
     code, text = trace(sandbox, "203.0.113.9", "web:80")
     assert code != 0 and "namespace it owns" in text
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
 from test_connectivity import probe_from_container, probe_from_ns, run_server, wait_listening
 
 from boxnet.testing.sandbox import ATTACKER_ADDR, ATTACKER_ADDR6, HOST_ADDR, HOST_ADDR6, Sandbox
@@ -95,3 +98,64 @@ def test_ports_published_over_ipv6_too(sandbox: Sandbox) -> None:
     # the container's own IPv6 address stays closed to the neighbour that routes fd00::/8 through the host
     container6 = sandbox.inspect("web6")["NetworkSettings"]["Networks"]["dual"]["GlobalIPv6Address"]
     assert probe_from_ns(sandbox, sandbox.attacker, container6, 80, timeout=1) is None
+
+
+# Connects (optionally from a bound address), sends a request, prints "peer-address:port body".
+PEER_PROBE = ("python3", "-c", "import socket,sys\n"
+              "s=socket.socket(); s.settimeout(float(sys.argv[3]))\n"
+              "sys.argv[4] and s.bind((sys.argv[4], 0))\n"
+              "s.connect((sys.argv[1], int(sys.argv[2]))); peer='%s:%d' % s.getpeername()\n"
+              "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); data=b''\n"
+              "while (chunk := s.recv(4096)): data += chunk\n"
+              "print(peer, data.decode().split('\\r\\n\\r\\n',1)[-1])")  # fmt: skip
+
+
+def host_probe(sandbox: Sandbox, address: str, port: int, bind: str = "", timeout: float = 1.5,
+               ) -> tuple[str, str] | None:  # fmt: skip
+    """What the host's client saw as its peer, and the client address the container saw."""
+    result = sandbox.in_ns(sandbox.host, *PEER_PROBE, address, str(port), str(timeout), bind)
+    if result.returncode != 0:
+        return None
+    peer, seen = result.stdout.split()
+    return peer, seen
+
+
+def test_host_connections_to_published_ports_skip_nat(sandbox: Sandbox) -> None:
+    run_server(sandbox, "web", "-p", "8080:80", "-p", "127.0.0.1:8081:80")
+    gateway = sandbox.inspect("web")["NetworkSettings"]["Networks"]["bridge"]["Gateway"]
+    assert len(sandbox.daemon_programs()) == 2  # connect4 and getpeername4
+    # Redirected at connect(): the container sees the bridge's address (as behind Docker's proxy), the client
+    # still sees the address it dialled.
+    assert host_probe(sandbox, HOST_ADDR, 8080) == (f"{HOST_ADDR}:8080", gateway)
+    assert host_probe(sandbox, "127.0.0.1", 8080) == ("127.0.0.1:8080", gateway)
+    assert host_probe(sandbox, "127.0.0.1", 8081) == ("127.0.0.1:8081", gateway)
+    assert host_probe(sandbox, HOST_ADDR, 8081, timeout=1) is None  # published on 127.0.0.1 only
+    # A socket bound to a loopback address cannot go straight to the container: it goes through NAT.
+    assert host_probe(sandbox, "127.0.0.1", 8080, bind="127.0.0.1") == ("127.0.0.1:8080", gateway)
+    # An address the host gains later counts as its own for ports published on every address.
+    sandbox.in_host("ip", "addr", "add", "198.51.100.9/24", "dev", "uplink0", check=True)
+    try:
+        deadline = time.monotonic() + 3
+        while host_probe(sandbox, "198.51.100.9", 8080) != ("198.51.100.9:8080", gateway):
+            assert time.monotonic() < deadline, "a new address of the host was never redirected"
+            time.sleep(0.1)
+    finally:
+        sandbox.in_host("ip", "addr", "del", "198.51.100.9/24", "dev", "uplink0", check=True)
+    # A daemon that is down leaves nothing attached, and the host's connections still arrive, through NAT:
+    # the container then sees the host's own address.
+    sandbox.kill_daemon()
+    assert sandbox.leaked_programs() == set()
+    assert host_probe(sandbox, HOST_ADDR, 8080) == (f"{HOST_ADDR}:8080", HOST_ADDR)
+    sandbox.start_daemon()
+    assert host_probe(sandbox, HOST_ADDR, 8080) == (f"{HOST_ADDR}:8080", gateway)
+    sandbox.cli("rm", "-f", "web")
+    assert host_probe(sandbox, HOST_ADDR, 8080, timeout=1) is None
+    assert host_probe(sandbox, "127.0.0.1", 8081, timeout=1) is None
+
+
+@pytest.mark.parametrize("sandbox", [{"daemon_args": ["--no-connect-redirect"]}], indirect=True)
+def test_without_the_connect_redirect_host_connections_go_through_nat(sandbox: Sandbox) -> None:
+    run_server(sandbox, "web", "-p", "8080:80")
+    assert sandbox.daemon_programs() == set()
+    assert host_probe(sandbox, HOST_ADDR, 8080) == (f"{HOST_ADDR}:8080", HOST_ADDR)
+    assert host_probe(sandbox, "127.0.0.1", 8080) is not None
