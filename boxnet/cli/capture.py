@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import re
 import signal
@@ -10,6 +9,7 @@ import socket
 import sys
 
 from boxnet.cli.client import Client
+from boxnet.cli.flags import Namespace, Parser
 
 TYPE_CHECKING = False  # as typing defines it; importing typing would cost the CLI ~3 ms
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def register(commands: Any, wanted: str | None = None) -> None:
         sniff.set_defaults(func=sniff_command)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: Parser) -> None:
     parser.add_argument("targets", nargs="+", metavar="TARGET", help=TARGETS_HELP)
     parser.add_argument("-f", "--filter", default="", help="tcpdump filter; container names stand for hosts")
     parser.add_argument("--duration", type=float, default=0, metavar="SECONDS")
@@ -43,7 +43,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-s", "--snaplen", type=int, default=0, help="bytes kept of each packet")
 
 
-def _open(client: Client, args: argparse.Namespace, count: int, pass_fd: bool = False) -> tuple[Any, Any]:
+def _open(client: Client, args: Namespace, count: int, pass_fd: bool = False) -> tuple[Any, Any]:
     body = {"Targets": args.targets, "Filter": args.filter, "Count": count, "Duration": args.duration,
             "Interface": args.interface, "Snaplen": args.snaplen, "PassFd": pass_fd}  # fmt: skip
     return client.stream("POST", "/boxnet/capture", body=body, upgrade=True)
@@ -58,7 +58,7 @@ def _chunks(response: Any, sock: Any) -> Any:
         yield chunk
 
 
-def capture_command(client: Client, args: argparse.Namespace) -> int:
+def capture_command(client: Client, args: Namespace) -> int:
     from boxnet.capture import decode, pcapng
 
     if args.write and args.write != "-":
@@ -93,7 +93,7 @@ def capture_command(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def _to_file(client: Client, args: argparse.Namespace) -> int:
+def _to_file(client: Client, args: Namespace) -> int:
     """The daemon writes into the file itself: the client opens it and hands it over (SCM_RIGHTS), so that
     not a byte of a capture at full speed passes through the client. It then waits for the end and reads the
     counts from the file's blocks."""
@@ -143,7 +143,7 @@ def _summary(reader: Any) -> None:
               file=sys.stderr)  # fmt: skip
 
 
-def sniff_command(client: Client, args: argparse.Namespace) -> int:
+def sniff_command(client: Client, args: Namespace) -> int:
     from boxnet.capture import decode, pcapng
 
     try:

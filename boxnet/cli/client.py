@@ -8,10 +8,10 @@ the `socket` module (its enums cost ~10 ms on an unoptimised interpreter): `_soc
 from __future__ import annotations
 
 import _socket
-import json
 import struct
 
 from boxnet import paths
+from boxnet.cli.jsoncodec import dumps, loads
 from boxnet.errors import BoxnetError, from_http_status
 
 TYPE_CHECKING = False  # as typing defines it; importing typing would cost the CLI ~3 ms
@@ -137,7 +137,7 @@ class Client:
             pairs = {k: v for k, v in query.items() if v is not None}
             if pairs:
                 path += "?" + urlencode(pairs)
-        payload = json.dumps(body).encode() if body is not None else b""
+        payload = dumps(body).encode() if body is not None else b""
         lines = [f"{method} {path} HTTP/1.1", "Host: boxnet", f"Content-Length: {len(payload)}"]
         if payload:
             lines.append("Content-Type: application/json")
@@ -169,7 +169,7 @@ class Client:
             raise _error(response.status, data)
         if not data or response.getheader("Content-Type").split(";")[0] != "application/json":
             return data.decode() if data else None
-        return json.loads(data)
+        return loads(data)
 
     def stream(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
                upgrade: bool = False) -> tuple[Response, Any]:  # fmt: skip
@@ -198,7 +198,7 @@ class Client:
 
 def _error(status: int, data: bytes) -> BoxnetError:
     try:
-        message = json.loads(data).get("message", "")
+        message = loads(data).get("message", "")
     except ValueError:
         message = data.decode(errors="replace").strip()
     return from_http_status(status, message or f"HTTP {status}")

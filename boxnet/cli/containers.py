@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 
 from boxnet.cli.client import SHUT_WR, Client, demux, ref
+from boxnet.cli.flags import REMAINDER, Namespace, Parser
 from boxnet.cli.format import ports_text, print_inspected, render_template, table
+from boxnet.cli.jsoncodec import dumps
 from boxnet.cli.networks import filters_param, key_values
 from boxnet.errors import InvalidArgument, NotFound
 
@@ -66,7 +66,7 @@ def register(commands: Any, wanted: str | None = None) -> None:
         exec_.add_argument("-e", "--env", action="append", default=[])
         exec_.add_argument("-w", "--workdir", default="")
         exec_.add_argument("container")
-        exec_.add_argument("cmd", nargs=argparse.REMAINDER)
+        exec_.add_argument("cmd", nargs=REMAINDER)
         exec_.set_defaults(func=exec_command)
 
     if want("logs"):
@@ -108,7 +108,7 @@ def register(commands: Any, wanted: str | None = None) -> None:
         wait.set_defaults(func=wait_containers)
 
 
-def _container_options(parser: argparse.ArgumentParser) -> None:
+def _container_options(parser: Parser) -> None:
     parser.add_argument("--name", default="")
     parser.add_argument("--network", "--net", default="")
     parser.add_argument("--network-alias", "--net-alias", action="append", default=[])
@@ -128,7 +128,7 @@ def _container_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rm", action="store_true")
     parser.add_argument("-i", "--interactive", action="store_true")
     parser.add_argument("-t", "--tty", action="store_true")
-    parser.add_argument("rest", nargs=argparse.REMAINDER, metavar="[IMAGE] [--] COMMAND")
+    parser.add_argument("rest", nargs=REMAINDER, metavar="[IMAGE] [--] COMMAND")
 
 
 def split_image_and_command(rest: list[str], rootfs: str) -> tuple[str, list[str]]:
@@ -145,7 +145,7 @@ def split_image_and_command(rest: list[str], rootfs: str) -> tuple[str, list[str
     return "host", rest
 
 
-def _create_body(args: argparse.Namespace) -> dict[str, Any]:
+def _create_body(args: Namespace) -> dict[str, Any]:
     image, command = split_image_and_command(args.rest, args.rootfs)
     bindings: dict[str, list[dict[str, str]]] = {}
     if args.publish:
@@ -184,12 +184,12 @@ def _create_body(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def create_container(client: Client, args: argparse.Namespace) -> int:
+def create_container(client: Client, args: Namespace) -> int:
     print(client.post("/containers/create", _create_body(args), name=args.name or None)["Id"])
     return 0
 
 
-def run_container(client: Client, args: argparse.Namespace) -> int:
+def run_container(client: Client, args: Namespace) -> int:
     created = client.post("/containers/create", _create_body(args), name=args.name or None)
     container_id = created["Id"]
     attached = None
@@ -233,12 +233,12 @@ def copy_output(reader: Any, raw: bool) -> None:
         out.flush()
 
 
-def show_logs(client: Client, args: argparse.Namespace) -> int:
+def show_logs(client: Client, args: Namespace) -> int:
     _copy_logs(client, args.container, args.follow, args.timestamps, args.tail)
     return 0
 
 
-def list_containers(client: Client, args: argparse.Namespace) -> int:
+def list_containers(client: Client, args: Namespace) -> int:
     found = client.get("/containers/json", all=int(args.all), filters=filters_param(args.filter))
     if args.quiet:
         for c in found:
@@ -246,7 +246,7 @@ def list_containers(client: Client, args: argparse.Namespace) -> int:
         return 0
     if args.format:
         for c in found:
-            print(json.dumps(c) if args.format == "json" else render_template(args.format, c))
+            print(dumps(c) if args.format == "json" else render_template(args.format, c))
         return 0
     rows = []
     for c in found:
@@ -257,7 +257,7 @@ def list_containers(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def inspect_objects(client: Client, args: argparse.Namespace) -> int:
+def inspect_objects(client: Client, args: Namespace) -> int:
     found = []
     for name in args.names:
         if args.type in (None, "container"):
@@ -287,22 +287,22 @@ def _each(client: Client, names: list[str], action: Any) -> int:
     return status
 
 
-def stop_containers(client: Client, args: argparse.Namespace) -> int:
+def stop_containers(client: Client, args: Namespace) -> int:
     return _each(client, args.names, lambda n: client.post(f"/containers/{ref(n)}/stop", t=args.time,
                                                             signal=args.signal or None))  # fmt: skip
 
 
-def restart_containers(client: Client, args: argparse.Namespace) -> int:
+def restart_containers(client: Client, args: Namespace) -> int:
     return _each(client, args.names, lambda n: client.post(f"/containers/{ref(n)}/restart", t=args.time))
 
 
-def wait_containers(client: Client, args: argparse.Namespace) -> int:
+def wait_containers(client: Client, args: Namespace) -> int:
     for name in args.names:
         print(client.post(f"/containers/{ref(name)}/wait")["StatusCode"])
     return 0
 
 
-def exec_command(client: Client, args: argparse.Namespace) -> int:
+def exec_command(client: Client, args: Namespace) -> int:
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not command:
         raise InvalidArgument("exec needs a command")

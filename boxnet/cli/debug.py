@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from boxnet.cli.client import Client, ref
 from boxnet.cli.containers import _relay_exec
+from boxnet.cli.flags import REMAINDER, Namespace
 
 TYPE_CHECKING = False  # as typing defines it; importing typing would cost the CLI ~3 ms
 if TYPE_CHECKING:
@@ -20,11 +20,11 @@ def register(commands: Any, wanted: str | None = None) -> None:
     debug = commands.add_parser("debug", help="run a host tool (default: a shell) in a container's network")
     debug.add_argument("container")
     debug.add_argument("--pid", action="store_true", help="its PID namespace too, with a /proc of its own")
-    debug.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD")
+    debug.add_argument("cmd", nargs=REMAINDER, metavar="CMD")
     debug.set_defaults(func=debug_command)
 
 
-def debug_command(client: Client, args: argparse.Namespace) -> int:
+def debug_command(client: Client, args: Namespace) -> int:
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     interactive = sys.stdin.isatty() or not command
     tty = sys.stdin.isatty() and sys.stdout.isatty()

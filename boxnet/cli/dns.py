@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 
 from boxnet.cli.client import Client, ref
+from boxnet.cli.flags import Namespace
+from boxnet.cli.jsoncodec import dumps
 
 TYPE_CHECKING = False  # as typing defines it; importing typing would cost the CLI ~3 ms
 if TYPE_CHECKING:
@@ -26,10 +26,10 @@ def register(commands: Any, wanted: str | None = None) -> None:
     log.set_defaults(func=show_log)
 
 
-def show_log(client: Client, args: argparse.Namespace) -> int:
+def show_log(client: Client, args: Namespace) -> int:
     entries = client.get(f"/boxnet/containers/{ref(args.container)}/dns-log", tail=args.tail)
     if args.format == "json":
-        print(json.dumps(entries, indent=2))
+        print(dumps(entries, indent=2))
         return 0
     print(f"{'TIME':<12}  {'PROTO':<5}  {'QUESTION':<32}  {'TYPE':<5}  {'RCODE':<8}  {'MS':>8}  {'FROM':<24}  ANSWER")
     for entry in entries:

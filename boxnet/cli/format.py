@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import re
-
+from boxnet.cli.jsoncodec import dumps
 from boxnet.errors import InvalidArgument
 
 TYPE_CHECKING = False  # as typing defines it; importing typing would cost the CLI ~3 ms
 if TYPE_CHECKING:
     from typing import Any
-
-_ACTION = re.compile(r"\{\{\s*(.*?)\s*\}\}")
-
 
 def _lookup(value: Any, path: str) -> Any:
     if path in (".", ""):
@@ -46,7 +41,7 @@ def _evaluate(expression: str, data: Any) -> str:
     if not words:
         return ""
     if words[0] == "json" and len(words) == 2:
-        return json.dumps(_lookup(data, words[1]))
+        return dumps(_lookup(data, words[1]))
     if words[0] == "index" and len(words) == 3:
         container = _lookup(data, words[1])
         key = words[2].strip('"')
@@ -60,7 +55,11 @@ def _evaluate(expression: str, data: Any) -> str:
 
 def render_template(template: str, data: Any) -> str:
     template = template.replace("\\n", "\n").replace("\\t", "\t")
-    return _ACTION.sub(lambda m: _evaluate(m.group(1), data), template)
+    pieces = []
+    while (start := template.find("{{")) >= 0 and (end := template.find("}}", start + 2)) >= 0:
+        pieces += [template[:start], _evaluate(template[start + 2 : end].strip(), data)]
+        template = template[end + 2 :]
+    return "".join(pieces) + template
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -91,4 +90,4 @@ def print_inspected(objects: list[Any], template: str) -> None:
         for item in objects:
             print(render_template(template, item))
     else:
-        print(json.dumps(objects, indent=4))
+        print(dumps(objects, indent=4))

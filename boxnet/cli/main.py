@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import json
-import os
 import sys
 
 from boxnet.cli import containers
 from boxnet.cli.client import Client
+from boxnet.cli.flags import Namespace, Parser
+from boxnet.cli.jsoncodec import dumps
 from boxnet.errors import BoxnetError
 
 # Commands outside containers.py, and the module that registers each.
@@ -34,29 +32,17 @@ def requested_command(argv: list[str]) -> str | None:
     return None
 
 
-class _Formatter(argparse.HelpFormatter):
-    """argparse builds a formatter for every add_argument and, without a width, imports shutil to measure the
-    terminal: ~3 ms of every command. The width comes from COLUMNS, or 100."""
-
-    def __init__(self, prog: str) -> None:
-        columns = os.environ.get("COLUMNS", "")
-        super().__init__(prog, width=int(columns) - 2 if columns.isdigit() else 100)
-
-
-def _subparser(**kwargs: object) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(formatter_class=_Formatter, **kwargs)  # type: ignore[arg-type]
-
-
-def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="boxnet", description="Container networking from Linux primitives.",
-                                     formatter_class=_Formatter)
+def build_parser(wanted: str | None = None) -> Parser:
+    parser = Parser(prog="boxnet", description="Container networking from Linux primitives.")
     parser.add_argument("-H", "--host", help="daemon socket, unix:///path (default: BOXNET_HOST or BOXNET_ROOT)")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_subparser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     containers.register(commands, wanted)
     # Only the module of the command asked for is imported: every import is start-up time of every command.
     for module in dict.fromkeys(MODULES.values()) if wanted is None else [MODULES.get(wanted)]:
         if module:
+            import importlib  # here: `run` and the other container commands need none of it
+
             importlib.import_module(f"boxnet.cli.{module}").register(commands, wanted)
     if wanted in (None, "version"):
         version = commands.add_parser("version", help="show the client's and the daemon's versions")
@@ -64,7 +50,7 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _version(client: Client, args: argparse.Namespace) -> int:
+def _version(client: Client, args: Namespace) -> int:
     from boxnet import __version__
 
     print(f"Client: boxnet {__version__}")
@@ -101,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_json(data: object) -> None:
-    print(json.dumps(data, indent=4))
+    print(dumps(data, indent=4))
 
 
 if __name__ == "__main__":

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-
 from boxnet.cli.client import Client, ref
+from boxnet.cli.flags import Namespace
 from boxnet.cli.format import print_inspected, render_template, table
+from boxnet.cli.jsoncodec import dumps
 from boxnet.errors import InvalidArgument
 
 TYPE_CHECKING = False  # as typing defines it; importing typing would cost the CLI ~3 ms
@@ -85,10 +84,10 @@ def filters_param(items: list[str]) -> str | None:
         if not sep:
             raise InvalidArgument(f"bad format of filter {item!r} (expected name=value)")
         filters.setdefault(key, []).append(value)
-    return json.dumps(filters) if filters else None
+    return dumps(filters) if filters else None
 
 
-def create_network(client: Client, args: argparse.Namespace) -> int:
+def create_network(client: Client, args: Namespace) -> int:
     if len(args.gateway) > len(args.subnet) or len(args.ip_range) > len(args.subnet):
         raise InvalidArgument("--gateway and --ip-range need a --subnet each")
     config = []
@@ -108,7 +107,7 @@ def create_network(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def list_networks(client: Client, args: argparse.Namespace) -> int:
+def list_networks(client: Client, args: Namespace) -> int:
     found = client.get("/networks", filters=filters_param(args.filter))
     if args.quiet:
         for network in found:
@@ -116,7 +115,7 @@ def list_networks(client: Client, args: argparse.Namespace) -> int:
         return 0
     if args.format == "json":
         for network in found:
-            print(json.dumps(network))
+            print(dumps(network))
         return 0
     if args.format:
         for network in found:
@@ -127,12 +126,12 @@ def list_networks(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def inspect_networks(client: Client, args: argparse.Namespace) -> int:
+def inspect_networks(client: Client, args: Namespace) -> int:
     print_inspected([client.get(f"/networks/{ref(name)}") for name in args.names], args.format)
     return 0
 
 
-def remove_networks(client: Client, args: argparse.Namespace) -> int:
+def remove_networks(client: Client, args: Namespace) -> int:
     status = 0
     for name in args.names:
         try:
@@ -144,7 +143,7 @@ def remove_networks(client: Client, args: argparse.Namespace) -> int:
     return status
 
 
-def connect_container(client: Client, args: argparse.Namespace) -> int:
+def connect_container(client: Client, args: Namespace) -> int:
     endpoint: dict[str, Any] = {"Aliases": args.alias}
     if args.ip:
         endpoint["IPAMConfig"] = {"IPv4Address": args.ip}
@@ -152,12 +151,12 @@ def connect_container(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def disconnect_container(client: Client, args: argparse.Namespace) -> int:
+def disconnect_container(client: Client, args: Namespace) -> int:
     client.post(f"/networks/{ref(args.network)}/disconnect", {"Container": args.container, "Force": args.force})
     return 0
 
 
-def prune_networks(client: Client, args: argparse.Namespace) -> int:
+def prune_networks(client: Client, args: Namespace) -> int:
     deleted = client.post("/networks/prune").get("NetworksDeleted") or []
     if deleted:
         print("Deleted Networks:")

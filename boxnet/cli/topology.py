@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import subprocess
 import sys
 
 from boxnet.cli.client import Client
+from boxnet.cli.flags import Namespace
+from boxnet.cli.jsoncodec import dumps
 
 TYPE_CHECKING = False  # as typing defines it; importing typing would cost the CLI ~3 ms
 if TYPE_CHECKING:
@@ -24,10 +24,10 @@ def register(commands: Any, wanted: str | None = None) -> None:
     topology.set_defaults(func=topology_command)
 
 
-def topology_command(client: Client, args: argparse.Namespace) -> int:
+def topology_command(client: Client, args: Namespace) -> int:
     data = client.get("/boxnet/topology")
     if args.format == "json":
-        print(json.dumps(data, indent=2))
+        print(dumps(data, indent=2))
     elif args.format == "text":
         print(render_text(data, rules=not args.no_rules), end="")
     elif args.format == "dot":
@@ -101,37 +101,37 @@ def _container_lines(container: dict, network: str | None, rules: bool) -> list[
 
 
 def _id(kind: str, name: str) -> str:
-    return json.dumps(f"{kind}:{name}")
+    return dumps(f"{kind}:{name}")
 
 
 def render_dot(data: dict) -> str:
     """Containers, their veths, bridges, published ports, and the way out."""
     out = ["digraph boxnet {", "  rankdir=LR; node [fontname=Helvetica fontsize=10]; edge [fontsize=9];"]
     uplinks = "\\n".join(f"{u['Name']} {' '.join(u['Addresses'])}" for u in data["Host"]["Uplinks"])
-    cloud = json.dumps("way out (masquerade)\\n" + uplinks)
+    cloud = dumps("way out (masquerade)\\n" + uplinks)
     out.append(f"  {_id('host', 'out')} [shape=cloud label={cloud}];")
     for network in data["Networks"]:
         if network["Driver"] != "bridge":
             continue
         label = f"{network['Bridge']}\\n{network['Name']} {' '.join(network['Subnets'])}"
         out.append(f"  {_id('bridge', network['Bridge'])} [shape=box style=filled fillcolor=lightblue "
-                   f"label={json.dumps(label)}];")  # fmt: skip
+                   f"label={dumps(label)}];")  # fmt: skip
         if not network["Internal"]:
             out.append(f"  {_id('bridge', network['Bridge'])} -> {_id('host', 'out')} [style=dashed];")
     for container in data["Containers"]:
         label = f"{container['Name']}\\npid {container['Pid']}"
-        out.append(f"  {_id('container', container['Name'])} [shape=component label={json.dumps(label)}];")
+        out.append(f"  {_id('container', container['Name'])} [shape=component label={dumps(label)}];")
         for interface in container["Interfaces"]:
             if not interface["Bridge"]:
                 continue
             edge = f"{interface['Name']} {' '.join(interface['Addresses'])}\\n{interface['HostVeth']}"
             out.append(f"  {_id('container', container['Name'])} -> {_id('bridge', interface['Bridge'])} "
-                       f"[dir=both label={json.dumps(edge)}];")  # fmt: skip
+                       f"[dir=both label={dumps(edge)}];")  # fmt: skip
         for port in container["Ports"]:
             name = f"{port['HostIp']}:{port['HostPort']}/{port['Protocol']}"
-            out.append(f"  {_id('port', name)} [shape=cds label={json.dumps(name)}];")
+            out.append(f"  {_id('port', name)} [shape=cds label={dumps(name)}];")
             out.append(f"  {_id('host', 'out')} -> {_id('port', name)} [style=dotted];")
             out.append(f"  {_id('port', name)} -> {_id('container', container['Name'])} "
-                       f"[label={json.dumps(str(port['ContainerPort']))}];")  # fmt: skip
+                       f"[label={dumps(str(port['ContainerPort']))}];")  # fmt: skip
     out.append("}")
     return "\n".join(out) + "\n"

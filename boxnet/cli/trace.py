@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-
 from boxnet.cli.client import Client
+from boxnet.cli.flags import Namespace
+from boxnet.cli.jsoncodec import dumps
 
 TYPE_CHECKING = False  # as typing defines it; importing typing would cost the CLI ~3 ms
 if TYPE_CHECKING:
@@ -23,10 +22,10 @@ def register(commands: Any, wanted: str | None = None) -> None:
     trace.set_defaults(func=trace_command)
 
 
-def trace_command(client: Client, args: argparse.Namespace) -> int:
+def trace_command(client: Client, args: Namespace) -> int:
     result = client.post("/boxnet/trace", {"Source": args.source, "Destination": args.destination})
     if args.format == "json":
-        print(json.dumps(result, indent=2))
+        print(dumps(result, indent=2))
     else:
         for step in result["Steps"]:
             print(step)
