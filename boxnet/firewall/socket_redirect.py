@@ -50,6 +50,12 @@ def decode_endpoint(raw: bytes) -> tuple[str, int]:
     return str(ipaddress.IPv4Address(raw[:4])), struct.unpack("!H", raw[4:6])[0]
 
 
+def _map_lookup(map_fd: int, key_offset: int) -> list[Insn]:
+    """r0 = the value for the key at fp+key_offset in the map, or 0."""
+    return [*asm.load_map_fd(R1, map_fd), asm.mov(R2, FP), asm.alu("add", R2, key_offset),
+            asm.call(asm.MAP_LOOKUP_ELEM)]  # fmt: skip
+
+
 def connect4(netns_cookie: int, ports_fd: int, locals_fd: int, origins_fd: int) -> bytes:
     """The connect4 program. Every TCP connect() of every process on the machine runs it, so it leaves at
     once when the socket is not in the daemon's namespace."""
@@ -70,26 +76,17 @@ def connect4(netns_cookie: int, ports_fd: int, locals_fd: int, origins_fd: int) 
         asm.load(R8, R6, _USER_PORT),
         asm.store(FP, key, R7),
         asm.store(FP, key + 4, R8),
-        asm.load_map_fd(R1, ports_fd),
-        asm.mov(R2, FP),
-        asm.alu("add", R2, key),
-        asm.call(asm.MAP_LOOKUP_ELEM),
+        _map_lookup(ports_fd, key),
         asm.jump_if(R0, "!=", 0, "found"),
         # Not published on this address: published on every address, and is this address ours?
         asm.mov(R2, R7),
         asm.alu("and", R2, 0xFF),
         asm.jump_if(R2, "==", 127, "any_address"),
-        asm.load_map_fd(R1, locals_fd),
-        asm.mov(R2, FP),
-        asm.alu("add", R2, key),
-        asm.call(asm.MAP_LOOKUP_ELEM),
+        _map_lookup(locals_fd, key),
         asm.jump_if(R0, "==", 0, "allow"),
         Label("any_address"),
         asm.store_imm(FP, key, 0),
-        asm.load_map_fd(R1, ports_fd),
-        asm.mov(R2, FP),
-        asm.alu("add", R2, key),
-        asm.call(asm.MAP_LOOKUP_ELEM),
+        _map_lookup(ports_fd, key),
         asm.jump_if(R0, "==", 0, "allow"),
         Label("found"),
         asm.load(R1, R0, 0),
@@ -122,10 +119,7 @@ def getpeername4(origins_fd: int) -> bytes:
         asm.mov(R6, R1),
         asm.call(asm.GET_SOCKET_COOKIE),
         asm.store(FP, -8, R0, size=8),
-        asm.load_map_fd(R1, origins_fd),
-        asm.mov(R2, FP),
-        asm.alu("add", R2, -8),
-        asm.call(asm.MAP_LOOKUP_ELEM),
+        _map_lookup(origins_fd, -8),
         asm.jump_if(R0, "==", 0, "allow"),
         asm.load(R1, R0, 0),
         asm.store(R6, _USER_IP4, R1),

@@ -7,6 +7,7 @@ how boxnet's programs end with the daemon that attached them (see engine/host_re
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import socket
 import struct
@@ -41,6 +42,17 @@ def _bpf(command: int, attr: ctypes.Array, what: str) -> int:
     return result
 
 
+def _bpf_unless_missing(command: int, attr: ctypes.Array, what: str) -> bool:
+    """False, instead of an error, when what was asked for is not there (ENOENT)."""
+    try:
+        _bpf(command, attr, what)
+    except BpfError as exc:
+        if exc.errno == errno.ENOENT:
+            return False
+        raise
+    return True
+
+
 def _attr() -> ctypes.Array:
     return ctypes.create_string_buffer(_ATTR_SIZE)
 
@@ -73,26 +85,15 @@ def delete(map_fd: int, key: bytes) -> bool:
     key_buffer = ctypes.create_string_buffer(key, len(key))
     attr = _attr()
     struct.pack_into("<IxxxxQ", attr, 0, map_fd, _address(key_buffer))
-    try:
-        _bpf(MAP_DELETE_ELEM, attr, "map delete")
-    except BpfError as exc:
-        if exc.errno == 2:  # ENOENT
-            return False
-        raise
-    return True
+    return _bpf_unless_missing(MAP_DELETE_ELEM, attr, "map delete")
 
 
 def lookup(map_fd: int, key: bytes, value_size: int) -> bytes | None:
-    key_buffer, value_buffer = ctypes.create_string_buffer(key, len(key)), ctypes.create_string_buffer(value_size)
+    key_buffer = ctypes.create_string_buffer(key, len(key))
+    value_buffer = ctypes.create_string_buffer(value_size)
     attr = _attr()
     struct.pack_into("<IxxxxQQ", attr, 0, map_fd, _address(key_buffer), _address(value_buffer))
-    try:
-        _bpf(MAP_LOOKUP_ELEM, attr, "map lookup")
-    except BpfError as exc:
-        if exc.errno == 2:
-            return None
-        raise
-    return value_buffer.raw
+    return value_buffer.raw if _bpf_unless_missing(MAP_LOOKUP_ELEM, attr, "map lookup") else None
 
 
 def keys(map_fd: int, key_size: int) -> Iterator[bytes]:
@@ -101,12 +102,8 @@ def keys(map_fd: int, key_size: int) -> Iterator[bytes]:
         following = ctypes.create_string_buffer(key_size)
         attr = _attr()
         struct.pack_into("<IxxxxQQ", attr, 0, map_fd, _address(current), _address(following))
-        try:
-            _bpf(MAP_GET_NEXT_KEY, attr, "map next key")
-        except BpfError as exc:
-            if exc.errno == 2:
-                return
-            raise
+        if not _bpf_unless_missing(MAP_GET_NEXT_KEY, attr, "map next key"):
+            return
         yield following.raw
         current = following
 
@@ -152,12 +149,8 @@ def programs() -> list[ProgramInfo]:
     while True:
         attr = _attr()
         struct.pack_into("<I", attr, 0, next_id)
-        try:
-            _bpf(PROG_GET_NEXT_ID, attr, "next program id")
-        except BpfError as exc:
-            if exc.errno == 2:
-                return found
-            raise
+        if not _bpf_unless_missing(PROG_GET_NEXT_ID, attr, "next program id"):
+            return found
         next_id = struct.unpack_from("<I", attr, 4)[0]
         attr = _attr()
         struct.pack_into("<I", attr, 0, next_id)
