@@ -2,9 +2,10 @@
 
 argparse brings re, enum, gettext and locale with it: about 15 ms of every command, a third of `boxnet run`.
 This is the part of it boxnet uses, with docker's (spf13/pflag's) rules where the two differ:
-  - options anywhere among the positionals, until a positional that takes the rest of the line (IMAGE in
-    `run`, CMD in `exec`): from there on everything is the command's;
-  - `--name VALUE`, `--name=VALUE`, `-n VALUE`, `-nVALUE`, and several boolean shorts together (`-it`, `-dit`);
+  - options anywhere among the positionals; but in a command whose last positional takes the rest of the
+    line (`run IMAGE CMD...`, `exec CONTAINER CMD...`), the first positional ends the options;
+  - `--name VALUE`, `--name=VALUE`, `-n VALUE`, `-nVALUE`, `-n=VALUE`, several boolean shorts together
+    (`-it`, `-dit`);
   - `--flag=true|false` for booleans; repeated options collect into a list; no abbreviations of long names;
   - `--` ends the options;
   - `--help` (and `-h`, unless a command uses it for something else) prints the help.
@@ -175,6 +176,8 @@ class Parser:
                     given.add(target.dest)
                 else:
                     setattr(namespace, waiting.pop(0).dest, word)
+                    # As docker's run and exec: once CONTAINER is named, the rest is the command's, options too.
+                    options_end = options_end or any(p.nargs == REMAINDER for p in waiting)
                 continue
             index = self._option(word, argv, index, namespace, given)
         self._check(namespace, given, waiting)
@@ -201,11 +204,17 @@ class Parser:
             option = self.by_name.get("-" + word[position])
             if option is None:
                 raise UsageError(self, f"unknown shorthand flag: {word[position]!r} in {word}")
-            if not option.takes_value:
+            if not option.takes_value and not word[position + 1 :].startswith("="):
                 self._apply(option, True, namespace, given)
                 continue
-            value = word[position + 1 :]
-            if not value:
+            rest = word[position + 1 :]
+            if not option.takes_value:  # -d=false
+                if rest.lower()[1:] not in _BOOLEAN_WORDS:
+                    raise UsageError(self, f"invalid argument {rest[1:]!r} for {option.label}: true or false")
+                self._apply(option, _BOOLEAN_WORDS[rest.lower()[1:]], namespace, given)
+                break
+            value = rest[1:] if rest.startswith("=") else rest  # -p=80, or -p80
+            if not rest:
                 if index >= len(argv):
                     raise UsageError(self, f"flag needs an argument: {word[position]!r} in {word}")
                 value, index = argv[index], index + 1
@@ -283,7 +292,7 @@ class Parser:
                 if option.takes_value:
                     names += " " + (option.metavar or (" | ".join(option.choices) if option.choices else
                                     option.dest.upper()))  # fmt: skip
-                text = option.help + (" (repeatable)" if option.action == "append" else "")
+                text = " ".join(filter(None, (option.help, "(repeatable)" if option.action == "append" else "")))
                 lines.append(f"  {names:<28}{text}" if len(names) < 28 else f"  {names}\n  {'':<28}{text}")
             lines.append("")
         return "\n".join(lines)

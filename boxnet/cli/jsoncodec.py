@@ -11,7 +11,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # as typing defines it; importing typing would cost every command ~3 ms
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, NoReturn
 
 _WHITESPACE = " \t\n\r"
 
@@ -31,8 +31,12 @@ try:
     import _json
 
     _scan = _json.make_scanner(_DecoderSettings())
+    def _unserializable(value: Any) -> Any:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
     # No markers dict (json's check_circular): a circular value ends in RecursionError, not ValueError.
-    _encode = _json.make_encoder(None, None, _json.encode_basestring_ascii, None, ":", ",", False, False, True)
+    _encode = _json.make_encoder(None, _unserializable, _json.encode_basestring_ascii, None, ":", ",", False,
+                                 False, True)  # fmt: skip
     _encode_string = _json.encode_basestring_ascii
     if "".join(_encode({"a": [1, 2.5, None, True, "\u00e9"]}, 0)) != '{"a":[1,2.5,null,true,"\\u00e9"]}':
         raise ImportError("unexpected _json behaviour")
@@ -54,7 +58,11 @@ def dumps(value: Any, indent: int | None = None) -> str:
 def loads(text: str | bytes) -> Any:
     """Like json.loads; malformed text raises json.JSONDecodeError (a ValueError), as json.loads does."""
     if isinstance(text, (bytes, bytearray)):
-        text = text.decode("utf-8")
+        if not text.isascii():  # a BOM, UTF-16 or -32: json.loads knows them all (boxnetd sends none)
+            import json
+
+            return json.loads(text)
+        text = text.decode("ascii")
     if _scan is None:
         import json
 
@@ -69,7 +77,7 @@ def loads(text: str | bytes) -> Any:
     return value
 
 
-def _fail(message: str, text: str, position: int) -> Any:
+def _fail(message: str, text: str, position: int) -> NoReturn:
     from json import JSONDecodeError
 
     raise JSONDecodeError(message, text, position)

@@ -10,9 +10,9 @@ daemon leaves nothing attached, and a restarted one attaches afresh.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
+import platform
 import select
 import socket
 import tempfile
@@ -61,14 +61,18 @@ def open_cgroup2_root() -> int:
 class ConnectRedirect:
     def __init__(self) -> None:
         self.enabled = False
-        self.reason = "not started"
+        self.reason = "off (boxnetd --no-connect-redirect)"
         self._fds: dict[str, int] = {}
-        self._lock = threading.Lock()
-        self._watch_stop: tuple[int, int] | None = None
+        # Over the fds and the maps: API threads, the address watch and close() all use them.
+        self._lock = threading.RLock()
+        self._watch: tuple[threading.Thread, int] | None = None  # the thread, and the write end of its stop pipe
 
     def start(self) -> bool:
         """Loads and attaches the programs for the calling thread's namespace; False (and a logged reason)
         when this kernel or machine does not allow it."""
+        if platform.machine() != "x86_64":  # kernel/bpf.py's syscall number; the programs read little-endian
+            self.reason = f"host connections to published ports go through NAT: not built for {platform.machine()}"
+            return False
         try:
             self._start()
         except OSError as exc:
@@ -80,75 +84,126 @@ class ConnectRedirect:
         return True
 
     def _start(self) -> None:
-        fds = self._fds
-        fds["ports"] = bpf.create_map(bpf.MAP_TYPE_HASH, 8, 8, layout.PORTS_MAX, "boxnet_ports", bpf.MAP_F_NO_PREALLOC)
-        fds["locals"] = bpf.create_map(bpf.MAP_TYPE_HASH, 4, 4, layout.LOCALS_MAX, "boxnet_locals",
-                                       bpf.MAP_F_NO_PREALLOC)  # fmt: skip
-        fds["origins"] = bpf.create_map(bpf.MAP_TYPE_LRU_HASH, 8, 8, layout.ORIGINS_MAX, "boxnet_origins")
-        connect = layout.connect4(bpf.netns_cookie(), fds["ports"], fds["locals"], fds["origins"])
-        fds["connect4"] = bpf.load_program(bpf.PROG_TYPE_CGROUP_SOCK_ADDR, connect, PROGRAM_PREFIX + "connect4",
-                                           bpf.CGROUP_INET4_CONNECT)  # fmt: skip
-        fds["getpeername4"] = bpf.load_program(bpf.PROG_TYPE_CGROUP_SOCK_ADDR, layout.getpeername4(fds["origins"]),
-                                               PROGRAM_PREFIX + "peername4", bpf.CGROUP_INET4_GETPEERNAME)  # fmt: skip
-        self._sync_locals()
-        self._start_address_watch()
-        fds["cgroup"] = open_cgroup2_root()
-        # The peer name program first: no redirected socket may exist before it can answer for it.
-        fds["link_getpeername4"] = bpf.link_cgroup(fds["getpeername4"], fds["cgroup"], bpf.CGROUP_INET4_GETPEERNAME)
-        fds["link_connect4"] = bpf.link_cgroup(fds["connect4"], fds["cgroup"], bpf.CGROUP_INET4_CONNECT)
+        with self._lock:
+            fds = self._fds
+            fds["ports"] = bpf.create_map(bpf.MAP_TYPE_HASH, 8, 8, layout.PORTS_MAX, "boxnet_ports",
+                                          bpf.MAP_F_NO_PREALLOC)  # fmt: skip
+            fds["locals"] = bpf.create_map(bpf.MAP_TYPE_HASH, 4, 4, layout.LOCALS_MAX, "boxnet_locals",
+                                           bpf.MAP_F_NO_PREALLOC)  # fmt: skip
+            fds["origins"] = bpf.create_map(bpf.MAP_TYPE_LRU_HASH, 8, layout.ORIGIN_SIZE, layout.ORIGINS_MAX,
+                                            "boxnet_origins")  # fmt: skip
+            connect = layout.connect4(bpf.netns_cookie(), fds["ports"], fds["locals"], fds["origins"])
+            fds["connect4"] = bpf.load_program(bpf.PROG_TYPE_CGROUP_SOCK_ADDR, connect, PROGRAM_PREFIX + "connect4",
+                                               bpf.CGROUP_INET4_CONNECT)  # fmt: skip
+            fds["getpeername4"] = bpf.load_program(bpf.PROG_TYPE_CGROUP_SOCK_ADDR, layout.getpeername4(fds["origins"]),
+                                                   PROGRAM_PREFIX + "peer4", bpf.CGROUP_INET4_GETPEERNAME)  # fmt: skip
+            # Subscribed before the first reading, so that no change falls between the two.
+            events = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+            events.bind((0, RTMGRP_IPV4_IFADDR))
+            self._sync_locals()
+            stop_read, stop_write = os.pipe2(os.O_CLOEXEC)
+            thread = threading.Thread(target=self._watch_addresses, args=(events, stop_read), name="address-watch",
+                                      daemon=True)  # fmt: skip
+            thread.start()
+            self._watch = (thread, stop_write)
+            fds["cgroup"] = open_cgroup2_root()
+            # The peer name program first: no redirected socket may exist before it can answer for it.
+            fds["link_getpeername4"] = bpf.link_cgroup(fds["getpeername4"], fds["cgroup"],
+                                                       bpf.CGROUP_INET4_GETPEERNAME)  # fmt: skip
+            fds["link_connect4"] = bpf.link_cgroup(fds["connect4"], fds["cgroup"], bpf.CGROUP_INET4_CONNECT)
 
     def close(self) -> None:
         """Detaches and frees everything; idempotent."""
-        self.enabled = False
-        if self._watch_stop:
-            os.write(self._watch_stop[1], b"x")  # the thread closes both ends
-            self._watch_stop = None
-        for name in ("link_connect4", "link_getpeername4", *list(self._fds)):
-            fd = self._fds.pop(name, None)
-            if fd is not None:
-                os.close(fd)
+        with self._lock:
+            self.enabled = False
+            watch, self._watch = self._watch, None
+        if watch:  # joined outside the lock: the thread may be waiting for it
+            thread, stop_write = watch
+            os.write(stop_write, b"x")
+            thread.join(timeout=5)
+            os.close(stop_write)
+        with self._lock:
+            for name in ("link_connect4", "link_getpeername4", *list(self._fds)):
+                fd = self._fds.pop(name, None)
+                if fd is not None:
+                    os.close(fd)
+
+    def _turn_off(self, why: str) -> None:
+        """A map that cannot be kept right must not be used: NAT takes over (correct, only slower)."""
+        log.error("connect redirect off: %s", why)
+        self.close()
+        self.reason = f"host connections to published ports go through NAT: {why}"
 
     # ---- published ports ---------------------------------------------------------------------------
     def sync(self, rules: Iterable[ruleset.PortRule]) -> None:
         """Makes the ports map say exactly what the rules say (after a rebuild or a restart)."""
-        if not self.enabled:
-            return
         wanted = dict(_entry(rule) for rule in rules if eligible(rule))
         with self._lock:
-            for key in list(bpf.keys(self._fds["ports"], 8)):
-                if key not in wanted:
-                    bpf.delete(self._fds["ports"], key)
-            for key, value in wanted.items():
-                bpf.update(self._fds["ports"], key, value)
+            if not self.enabled:
+                return
+            try:
+                stale = [key for key in bpf.keys(self._fds["ports"], 8) if key not in wanted]
+            except OSError as exc:
+                stale = None
+                failure = f"could not list the ports map: {exc}"
+        if stale is None:
+            return self._turn_off(failure)
+        self.remove_keys(stale)
+        self._update(wanted.items())
 
     def add(self, rules: Iterable[ruleset.PortRule]) -> None:
-        if self.enabled:
-            for key, value in (_entry(rule) for rule in rules if eligible(rule)):
-                bpf.update(self._fds["ports"], key, value)
+        self._update(_entry(rule) for rule in rules if eligible(rule))
 
     def remove(self, rules: Iterable[ruleset.PortRule]) -> None:
-        if self.enabled:
-            for key, _ in (_entry(rule) for rule in rules if eligible(rule)):
-                bpf.delete(self._fds["ports"], key)
+        self.remove_keys([_entry(rule)[0] for rule in rules if eligible(rule)])
+
+    def _update(self, entries: Iterable[tuple[bytes, bytes]]) -> None:
+        """A port that cannot be added is only slower: its host connections go through DNAT."""
+        with self._lock:
+            if not self.enabled:
+                return
+            for key, value in entries:
+                try:
+                    bpf.update(self._fds["ports"], key, value)
+                except OSError as exc:
+                    log.warning("connect redirect: %s stays with NAT: %s", layout.decode_endpoint(key), exc)
+
+    def remove_keys(self, keys: list[bytes]) -> None:
+        """A port that cannot be removed would send connections to a container no longer there: off, then."""
+        failure = None
+        with self._lock:
+            if not self.enabled:
+                return
+            for key in keys:
+                try:
+                    bpf.delete(self._fds["ports"], key)
+                except OSError as exc:
+                    failure = f"could not remove {layout.decode_endpoint(key)}: {exc}"
+                    break
+        if failure:
+            self._turn_off(failure)
 
     def published(self) -> dict[tuple[str, int], tuple[str, int]]:
         """What the ports map holds: (host address, port) -> (container address, port); 0.0.0.0 for any."""
-        if not self.enabled:
-            return {}
-        ports = self._fds["ports"]
-        return {layout.decode_endpoint(key): layout.decode_endpoint(bpf.lookup(ports, key, 8) or bytes(8))
-                for key in bpf.keys(ports, 8)}  # fmt: skip
+        with self._lock:
+            if not self.enabled:
+                return {}
+            ports = self._fds["ports"]
+            return {layout.decode_endpoint(key): layout.decode_endpoint(bpf.lookup(ports, key, 8) or bytes(8))
+                    for key in bpf.keys(ports, 8)}  # fmt: skip
 
     def destination_for(self, address: str, port: int) -> tuple[str, int] | None:
         """Where a TCP connect() from the daemon's namespace to address:port really goes, by the program's
         own rules (for `boxnet trace`); None when it is not redirected."""
-        if not self.enabled or ":" in address:
+        if ":" in address:
             return None
-        ports = self._fds["ports"]
-        found = bpf.lookup(ports, layout.port_key(address, port), 8)
-        is_local = address.startswith("127.") or bpf.lookup(self._fds["locals"], layout.local_key(address), 4)
-        if found is None and is_local:
-            found = bpf.lookup(ports, layout.port_key(None, port), 8)
+        with self._lock:
+            if not self.enabled:
+                return None
+            if not address.startswith("127.") and not bpf.lookup(self._fds["locals"], layout.local_key(address), 4):
+                return None
+            found = bpf.lookup(self._fds["ports"], layout.port_key(address, port), 8) or bpf.lookup(
+                self._fds["ports"], layout.port_key(None, port), 8)
         return layout.decode_endpoint(found) if found else None
 
     def status(self) -> dict[str, object]:
@@ -156,39 +211,45 @@ class ConnectRedirect:
 
     # ---- the namespace's own addresses -------------------------------------------------------------
     def _sync_locals(self) -> None:
+        """The locals map, made to say what the namespace's addresses are now. An address that cannot be
+        removed would make a remote address look local: the redirect turns off then."""
         with Rtnl() as rtnl:
             wanted = {layout.local_key(address) for address in rtnl.ipv4_addresses()}
-        locals_fd = self._fds.get("locals")
-        if locals_fd is None:
-            return
+        failure = None
         with self._lock:
-            for key in list(bpf.keys(locals_fd, 4)):
-                if key not in wanted:
+            locals_fd = self._fds.get("locals")
+            if locals_fd is None:
+                return
+            try:
+                for key in [key for key in bpf.keys(locals_fd, 4) if key not in wanted]:
                     bpf.delete(locals_fd, key)
+            except OSError as exc:
+                failure = f"could not forget a local address: {exc}"
             for key in wanted:
-                bpf.update(locals_fd, key, layout.LOCAL_VALUE)
+                try:
+                    bpf.update(locals_fd, key, layout.LOCAL_VALUE)
+                except OSError as exc:
+                    log.warning("connect redirect: a local address stays with NAT: %s", exc)
+        if failure:
+            self._turn_off(failure)
 
-    def _start_address_watch(self) -> None:
-        """A thread that re-reads the addresses whenever one comes or goes. Made here, so that its socket
-        is in the daemon's namespace whatever thread runs it."""
-        events = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
-        events.bind((0, RTMGRP_IPV4_IFADDR))
-        self._watch_stop = os.pipe2(os.O_CLOEXEC)
-        threading.Thread(target=self._watch_addresses, args=(events, self._watch_stop), name="address-watch",
-                         daemon=True).start()  # fmt: skip
-
-    def _watch_addresses(self, events: socket.socket, stop: tuple[int, int]) -> None:
+    def _watch_addresses(self, events: socket.socket, stop_read: int) -> None:
+        """Re-reads the addresses whenever one comes or goes. The socket was made by _start, in the
+        daemon's namespace; what it reads does not matter, only that something changed."""
         with events:
             while True:
-                ready, _, _ = select.select([events, stop[0]], [], [])
-                if stop[0] in ready:
+                ready, _, _ = select.select([events, stop_read], [], [])
+                if stop_read in ready:
                     break
-                with contextlib.suppress(BlockingIOError):
+                try:
                     while events.recv(65536, socket.MSG_DONTWAIT):
                         pass
+                except BlockingIOError:
+                    pass
+                except OSError as exc:  # ENOBUFS: events were lost, which the full re-read below makes up for
+                    log.info("connect redirect: address events: %s", exc)
                 try:
                     self._sync_locals()
                 except OSError as exc:
                     log.warning("connect redirect: could not re-read the addresses: %s", exc)
-        for fd in stop:
-            os.close(fd)
+        os.close(stop_read)

@@ -10,7 +10,7 @@ namespaces, the outside, UDP, and the host itself whenever these programs are no
 Maps (addresses and ports in network byte order, as the kernel hands them to the program):
   ports    {addr u32, port u16, 0 u16} -> {addr u32, port u16, 0 u16}   addr 0: published on every address
   locals   {addr u32} -> {1 u32}                                         the namespace's own addresses
-  origins  LRU {socket cookie u64} -> {addr u32, port u16, 0 u16}        what a redirected socket dialled
+  origins  LRU {socket cookie u64} -> {addr, port, container addr, port} what a redirected socket dialled
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ _USER_IP4, _USER_PORT, _PROTOCOL, _SK = 4, 24, 36, 64
 _SK_SRC_IP4 = 24
 ALLOW = 1
 
-PORTS_MAX, LOCALS_MAX, ORIGINS_MAX = 65536, 1024, 65536
+PORTS_MAX, LOCALS_MAX, ORIGINS_MAX = 65536, 4096, 65536
+ORIGIN_SIZE = 16
 
 
 def endpoint_bytes(address: str, port: int) -> bytes:
@@ -60,6 +61,8 @@ def connect4(netns_cookie: int, ports_fd: int, locals_fd: int, origins_fd: int) 
     """The connect4 program. Every TCP connect() of every process on the machine runs it, so it leaves at
     once when the socket is not in the daemon's namespace."""
     key = -8  # the 8-byte lookup key on the stack: {addr, port}
+    origin = -32  # the origins value: {dialled addr, dialled port, container addr, container port}
+    cookie = -16
     program: list[Insn | Label | list[Insn]] = [
         asm.mov(R6, R1),
         asm.load(R2, R6, _PROTOCOL),
@@ -76,34 +79,36 @@ def connect4(netns_cookie: int, ports_fd: int, locals_fd: int, origins_fd: int) 
         asm.load(R8, R6, _USER_PORT),
         asm.store(FP, key, R7),
         asm.store(FP, key + 4, R8),
-        _map_lookup(ports_fd, key),
-        asm.jump_if(R0, "!=", 0, "found"),
-        # Not published on this address: published on every address, and is this address ours?
+        # Only a connection to one of the namespace's own addresses is published (nft: fib daddr type local).
         asm.mov(R2, R7),
         asm.alu("and", R2, 0xFF),
-        asm.jump_if(R2, "==", 127, "any_address"),
+        asm.jump_if(R2, "==", 127, "local"),
         _map_lookup(locals_fd, key),
         asm.jump_if(R0, "==", 0, "allow"),
-        Label("any_address"),
+        Label("local"),
+        _map_lookup(ports_fd, key),  # published on this address
+        asm.jump_if(R0, "!=", 0, "found"),
         asm.store_imm(FP, key, 0),
-        _map_lookup(ports_fd, key),
+        _map_lookup(ports_fd, key),  # published on every address
         asm.jump_if(R0, "==", 0, "allow"),
         Label("found"),
         asm.load(R1, R0, 0),
+        asm.load(R2, R0, 4),
         asm.store(R6, _USER_IP4, R1),
-        asm.load(R1, R0, 4),
-        asm.store(R6, _USER_PORT, R1),
-        # Remember what was dialled, for getpeername().
+        asm.store(R6, _USER_PORT, R2),
+        # Remember what was dialled, and where it went instead, for getpeername().
+        asm.store(FP, origin, R7),
+        asm.store(FP, origin + 4, R8),
+        asm.store(FP, origin + 8, R1),
+        asm.store(FP, origin + 12, R2),
         asm.mov(R1, R6),
         asm.call(asm.GET_SOCKET_COOKIE),
-        asm.store(FP, -16, R0, size=8),
-        asm.store(FP, -24, R7),
-        asm.store(FP, -20, R8),
+        asm.store(FP, cookie, R0, size=8),
         asm.load_map_fd(R1, origins_fd),
         asm.mov(R2, FP),
-        asm.alu("add", R2, -16),
+        asm.alu("add", R2, cookie),
         asm.mov(R3, FP),
-        asm.alu("add", R3, -24),
+        asm.alu("add", R3, origin),
         asm.mov_imm(R4, 0),
         asm.call(asm.MAP_UPDATE_ELEM),
         Label("allow"),
@@ -114,13 +119,20 @@ def connect4(netns_cookie: int, ports_fd: int, locals_fd: int, origins_fd: int) 
 
 
 def getpeername4(origins_fd: int) -> bytes:
-    """The getpeername4 program: a redirected socket's peer is what its client dialled."""
+    """The getpeername4 program: a redirected socket's peer is what its client dialled, as long as the
+    socket is still connected where the redirect sent it (an entry may outlive its socket's connection)."""
     return asm.assemble([
         asm.mov(R6, R1),
         asm.call(asm.GET_SOCKET_COOKIE),
         asm.store(FP, -8, R0, size=8),
         _map_lookup(origins_fd, -8),
         asm.jump_if(R0, "==", 0, "allow"),
+        asm.load(R1, R0, 8),
+        asm.load(R2, R6, _USER_IP4),
+        asm.jump_if_reg(R1, "!=", R2, "allow"),
+        asm.load(R1, R0, 12),
+        asm.load(R2, R6, _USER_PORT),
+        asm.jump_if_reg(R1, "!=", R2, "allow"),
         asm.load(R1, R0, 0),
         asm.store(R6, _USER_IP4, R1),
         asm.load(R1, R0, 4),

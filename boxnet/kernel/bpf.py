@@ -1,11 +1,12 @@
 """The bpf(2) system call, through ctypes: maps, program loading, cgroup links, and listing what is loaded.
 
 Only what boxnet uses. Every object is an fd; closing the last fd of a link detaches its program, which is
-how boxnet's programs end with the daemon that attached them (see engine/host_redirect.py).
+how boxnet's programs end with the daemon that attached them (see engine/connect_redirect.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -112,20 +113,23 @@ def load_program(prog_type: int, code: bytes, name: str, expected_attach_type: i
     """Loads a program; a refusal carries the verifier's log in its message."""
     insns = ctypes.create_string_buffer(code, len(code))
     license_text = ctypes.create_string_buffer(b"GPL")
-    log = ctypes.create_string_buffer(64 * 1024)
-    for log_level in (0, 1):  # the log costs verification time: only asked for when explaining a refusal
+
+    def attempt(log: ctypes.Array | None) -> int:
         attr = _attr()
         struct.pack_into("<IIQQIIQ", attr, 0, prog_type, len(code) // 8, _address(insns), _address(license_text),
-                         log_level, len(log) if log_level else 0, _address(log) if log_level else 0)  # fmt: skip
+                         1 if log is not None else 0, len(log) if log is not None else 0, _address(log))  # fmt: skip
         attr[48 : 48 + len(_name(name))] = _name(name)
         struct.pack_into("<I", attr, 68, expected_attach_type)
-        try:
-            return _bpf(PROG_LOAD, attr, f"load {name}")
-        except BpfError as exc:
-            if log_level:
-                verifier = log.value.decode(errors="replace").strip()
-                raise BpfError(exc.errno, f"{exc.strerror}\n{verifier}") from None
-    raise AssertionError("unreachable")
+        return _bpf(PROG_LOAD, attr, f"load {name}")
+
+    try:
+        return attempt(None)  # the log costs verification time: only asked for to explain a refusal
+    except BpfError as refusal:
+        log = ctypes.create_string_buffer(1 << 20)
+        with contextlib.suppress(BpfError):
+            os.close(attempt(log))  # refused again, as expected; a program that passes now is not kept
+        verifier = log.value.decode(errors="replace").strip()
+        raise BpfError(refusal.errno, f"{refusal.strerror}\n{verifier}") from None
 
 
 def link_cgroup(prog_fd: int, cgroup_fd: int, attach_type: int) -> int:

@@ -7,7 +7,7 @@ import time
 import pytest
 from test_connectivity import probe_from_container, probe_from_ns, run_server, wait_listening
 
-from boxnet.testing.sandbox import ATTACKER_ADDR, ATTACKER_ADDR6, HOST_ADDR, HOST_ADDR6, Sandbox
+from boxnet.testing.sandbox import ATTACKER_ADDR, ATTACKER_ADDR6, HOST_ADDR, HOST_ADDR6, WEB_ADDR, Sandbox
 
 
 def test_published_port_from_outside_host_and_containers(sandbox: Sandbox) -> None:
@@ -130,6 +130,10 @@ def test_host_connections_to_published_ports_skip_nat(sandbox: Sandbox) -> None:
     assert host_probe(sandbox, "127.0.0.1", 8080) == ("127.0.0.1:8080", gateway)
     assert host_probe(sandbox, "127.0.0.1", 8081) == ("127.0.0.1:8081", gateway)
     assert host_probe(sandbox, HOST_ADDR, 8081, timeout=1) is None  # published on 127.0.0.1 only
+    # A port published on an address that is not the host's: the host's connections to it go where they
+    # would go anyway (here the outside's web server, with nothing on 8082), as nft's `fib daddr type local`.
+    run_server(sandbox, "elsewhere", "-p", f"{WEB_ADDR}:8082:80")
+    assert host_probe(sandbox, WEB_ADDR, 8082, timeout=1) is None
     # A socket bound to a loopback address cannot go straight to the container: it goes through NAT.
     assert host_probe(sandbox, "127.0.0.1", 8080, bind="127.0.0.1") == ("127.0.0.1:8080", gateway)
     # An address the host gains later counts as its own for ports published on every address.

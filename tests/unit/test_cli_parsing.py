@@ -40,6 +40,14 @@ def test_everything_after_the_image_is_the_commands() -> None:
     assert parse("run", "--", "ls", "-l").rest == ["--", "ls", "-l"]  # `--` stays for the image/command split
     args = parse("exec", "-i", "web", "ls", "-la")
     assert (args.interactive, args.container, args.cmd) == (True, "web", ["ls", "-la"])
+    args = parse("exec", "web", "-it", "sh")  # as docker: after CONTAINER, options are the command's
+    assert (args.interactive, args.cmd) == (False, ["-it", "sh"])
+
+
+def test_short_options_with_an_equals_sign_as_pflag_reads_them() -> None:
+    args = parse("run", "-p=8080:80", "-e=A=1", "-d=false", "-i=true", "sleep", "1")
+    assert (args.publish, args.env, args.detach, args.interactive) == (["8080:80"], ["A=1"], False, True)
+    assert parse("logs", "-n=5", "web").tail == "5" and parse("ps", "-a=false").all is False
 
 
 def test_options_among_positionals_booleans_aliases_and_types() -> None:
@@ -112,5 +120,8 @@ def test_json_codec_special_cases() -> None:
     assert loads(" \n[1, 2.5, null, true, \"\\u00e9\"] \t") == [1, 2.5, None, True, "é"]
     assert dumps("é\n") == '"\\u00e9\\n"'
     assert dumps({"a": [1]}, indent=2) == '{\n  "a": [\n    1\n  ]\n}'
+    assert loads(b'\xef\xbb\xbf{"a": 1}') == {"a": 1}  # a BOM, as json.loads takes it
+    with pytest.raises(TypeError, match="Object of type set is not JSON serializable"):
+        dumps({"a": {1}})
     with pytest.raises(ValueError, match="Extra data"):
         loads('{"a": 1} x')
