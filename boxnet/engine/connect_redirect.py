@@ -120,7 +120,8 @@ class ConnectRedirect:
         if watch:  # joined outside the lock: the thread may be waiting for it
             thread, stop_write = watch
             os.write(stop_write, b"x")
-            thread.join(timeout=5)
+            if thread is not threading.current_thread():  # the watch itself may be what turns the redirect off
+                thread.join(timeout=5)
             os.close(stop_write)
         with self._lock:
             for name in ("link_connect4", "link_getpeername4", *list(self._fds)):

@@ -84,3 +84,28 @@ def test_connect4_carries_the_namespace_cookie_whole() -> None:
     index = next(i for i, slot in enumerate(slots) if slot[0] == 0x18 and slot[2] == 0)
     low, high = slots[index][4] & 0xFFFFFFFF, slots[index + 1][4] & 0xFFFFFFFF
     assert high << 32 | low == 0xDEAD_BEEF_0000_0042
+
+
+def test_the_address_watch_can_turn_the_redirect_off_itself() -> None:
+    """A local address that cannot be removed turns the redirect off from the watch thread; close() must
+    then not try to join that very thread (which would raise, leaving the programs attached)."""
+    import os
+    import threading
+
+    from boxnet.engine.connect_redirect import ConnectRedirect
+
+    redirect = ConnectRedirect()
+    stop_read, stop_write = os.pipe2(os.O_CLOEXEC)
+    reasons: list[str] = []
+
+    def watch() -> None:
+        redirect._watch = (threading.current_thread(), stop_write)
+        redirect._turn_off("a local address could not be forgotten")
+        reasons.append(redirect.reason)
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    thread.join()
+    assert reasons == ["host connections to published ports go through NAT: a local address could not be forgotten"]
+    assert os.read(stop_read, 1) == b"x" and not redirect.enabled
+    os.close(stop_read)
