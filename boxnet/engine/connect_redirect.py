@@ -138,25 +138,34 @@ class ConnectRedirect:
     # ---- published ports ---------------------------------------------------------------------------
     def sync(self, rules: Iterable[ruleset.PortRule]) -> None:
         """Makes the ports map say exactly what the rules say (after a rebuild or a restart)."""
-        wanted = dict(_entry(rule) for rule in rules if eligible(rule))
+        self._reconcile("ports", 8, dict(_entry(rule) for rule in rules if eligible(rule)))
+
+    def _reconcile(self, name: str, key_size: int, wanted: dict[bytes, bytes]) -> None:
+        """Makes one map hold exactly `wanted`. An entry that cannot be added only costs speed (NAT serves
+        it); one that cannot be removed would send connections where they must not go: off, then."""
+        failure = None
         with self._lock:
-            if not self.enabled:
+            fd = self._fds.get(name)
+            if fd is None:
                 return
             try:
-                stale = [key for key in bpf.keys(self._fds["ports"], 8) if key not in wanted]
+                for key in [key for key in bpf.keys(fd, key_size) if key not in wanted]:
+                    bpf.delete(fd, key)
             except OSError as exc:
-                stale = None
-                failure = f"could not list the ports map: {exc}"
-        if stale is None:
-            return self._turn_off(failure)
-        self.remove_keys(stale)
-        self._update(wanted.items())
+                failure = f"could not remove a stale entry of the {name} map: {exc}"
+            for key, value in wanted.items():
+                try:
+                    bpf.update(fd, key, value)
+                except OSError as exc:
+                    log.warning("connect redirect: an entry of the %s map stays with NAT: %s", name, exc)
+        if failure:
+            self._turn_off(failure)
 
     def add(self, rules: Iterable[ruleset.PortRule]) -> None:
         self._update(_entry(rule) for rule in rules if eligible(rule))
 
     def remove(self, rules: Iterable[ruleset.PortRule]) -> None:
-        self.remove_keys([_entry(rule)[0] for rule in rules if eligible(rule)])
+        self._remove_keys([_entry(rule)[0] for rule in rules if eligible(rule)])
 
     def _update(self, entries: Iterable[tuple[bytes, bytes]]) -> None:
         """A port that cannot be added is only slower: its host connections go through DNAT."""
@@ -169,7 +178,7 @@ class ConnectRedirect:
                 except OSError as exc:
                     log.warning("connect redirect: %s stays with NAT: %s", layout.decode_endpoint(key), exc)
 
-    def remove_keys(self, keys: list[bytes]) -> None:
+    def _remove_keys(self, keys: list[bytes]) -> None:
         """A port that cannot be removed would send connections to a container no longer there: off, then."""
         failure = None
         with self._lock:
@@ -207,32 +216,12 @@ class ConnectRedirect:
                 self._fds["ports"], layout.port_key(None, port), 8)
         return layout.decode_endpoint(found) if found else None
 
-    def status(self) -> dict[str, object]:
-        return {"Enabled": self.enabled, "Reason": self.reason, "Ports": len(self.published())}
-
     # ---- the namespace's own addresses -------------------------------------------------------------
     def _sync_locals(self) -> None:
-        """The locals map, made to say what the namespace's addresses are now. An address that cannot be
-        removed would make a remote address look local: the redirect turns off then."""
+        """The locals map, made to say what the namespace's addresses are now."""
         with Rtnl() as rtnl:
-            wanted = {layout.local_key(address) for address in rtnl.ipv4_addresses()}
-        failure = None
-        with self._lock:
-            locals_fd = self._fds.get("locals")
-            if locals_fd is None:
-                return
-            try:
-                for key in [key for key in bpf.keys(locals_fd, 4) if key not in wanted]:
-                    bpf.delete(locals_fd, key)
-            except OSError as exc:
-                failure = f"could not forget a local address: {exc}"
-            for key in wanted:
-                try:
-                    bpf.update(locals_fd, key, layout.LOCAL_VALUE)
-                except OSError as exc:
-                    log.warning("connect redirect: a local address stays with NAT: %s", exc)
-        if failure:
-            self._turn_off(failure)
+            wanted = {layout.local_key(address): layout.LOCAL_VALUE for address in rtnl.ipv4_addresses()}
+        self._reconcile("locals", 4, wanted)
 
     def _watch_addresses(self, events: socket.socket, stop_read: int) -> None:
         """Re-reads the addresses whenever one comes or goes. The socket was made by _start, in the

@@ -81,9 +81,9 @@ class Firewall:
     def rebuild(self, registry: Registry, without: Network | None = None) -> None:
         """Replaces both tables with what the ledger says, in one transaction (optionally less one network)."""
         networks = [n for n in registry.networks.values() if n.bridge and (without is None or n.id != without.id)]
-        nft.run(ruleset.full([network_rules(n) for n in networks], desired_port_rules(registry),
-                             desired_icc_off_ports(registry)))  # fmt: skip
-        self.connect_redirect.sync(desired_port_rules(registry))
+        ports = desired_port_rules(registry)
+        nft.run(ruleset.full([network_rules(n) for n in networks], ports, desired_icc_off_ports(registry)))
+        self.connect_redirect.sync(ports)
 
     def add_icc_off_port(self, veth: str) -> None:
         nft.run(ruleset.add_icc_off_ports([veth]))
