@@ -152,6 +152,20 @@ def bench_ports(sandbox: Sandbox, runs: int = 10) -> None:
     print(f"    the nft element add alone:      {ms(statistics.median(nft_one))} vs "
           f"{ms(statistics.median(nft_many))} (`nft` command, process start included)")
     sandbox.remove_everything()
+    bench_many_ports_removal(sandbox)
+
+
+def bench_many_ports_removal(sandbox: Sandbox, runs: int = 5, count: int = 1000) -> None:
+    """Creating and starting a container with `count` published ports, against removing it (rm -f)."""
+    bindings = {f"{p}/tcp": [{"HostPort": str(20000 + p)}] for p in range(1, count + 1)}
+    body = {"Image": "host", "Cmd": ["sleep", "600"], "HostConfig": {"PortBindings": bindings}}
+    created, removed = [], []
+    for i in range(runs):
+        created.append(timed(lambda i=i: create_start(sandbox, body, f"ports{i}")))
+        removed.append(timed(lambda i=i: sandbox.client.delete(f"/containers/ports{i}", force=1)))
+    up, down = statistics.median(created), statistics.median(removed)
+    print(f"    {count} ports: create+start p50 {ms(up)}   rm -f p50 {ms(down)}   ratio {down / up:.2f}x   "
+          f"(removal must be as O(1)-per-port as publishing)")
 
 
 def main() -> int:
@@ -165,7 +179,7 @@ def main() -> int:
     parts = {
         "run": bench_run, "connect": bench_connect,
         "attach": lambda s: bench_attach(s, args.attach_count), "iperf": bench_iperf, "ports": bench_ports,
-        "dns": bench_dns, "capture": bench_capture,
+        "ports-removal": bench_many_ports_removal, "dns": bench_dns, "capture": bench_capture,
     }  # fmt: skip
     for name in args.only.split(","):
         sandbox = Sandbox().start()

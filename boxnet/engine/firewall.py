@@ -105,13 +105,20 @@ class Firewall:
         self.connect_redirect.add(ports)
 
     def remove_ports(self, ports: list[ruleset.PortRule]) -> None:
-        """Idempotent: an entry already gone (a flushed ruleset) is not an error."""
+        """One transaction per map, as add_ports. Idempotent: when an entry is already gone (a flushed
+        ruleset), the kernel refuses the whole batch, and the entries go one by one, the missing skipped."""
         self.connect_redirect.remove(ports)
         for map_name, group in _by_map(ports).items():
-            for port in group:
-                try:
-                    nfnl.change_elements("delete", ruleset.TABLE, map_name, [(port.key_registers(), None)])
-                except NetlinkError as exc:
-                    if not nfnl.is_missing(exc):
-                        raise
+            keys: list[tuple[bytes, bytes | None]] = [(p.key_registers(), None) for p in group]
+            try:
+                nfnl.change_elements("delete", ruleset.TABLE, map_name, keys)
+            except NetlinkError as exc:
+                if not nfnl.is_missing(exc):
+                    raise
+                for key in keys:
+                    try:
+                        nfnl.change_elements("delete", ruleset.TABLE, map_name, [key])
+                    except NetlinkError as missing:
+                        if not nfnl.is_missing(missing):
+                            raise
 
