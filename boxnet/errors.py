@@ -21,6 +21,11 @@ class InvalidArgument(BoxnetError):
     exit_code = 2
 
 
+class TooLarge(BoxnetError):
+    http_status = 413
+    exit_code = 2
+
+
 class NotFound(BoxnetError):
     http_status = 404
     exit_code = 3
@@ -46,7 +51,7 @@ class Internal(BoxnetError):
     exit_code = 7
 
 
-_BY_STATUS = {cls.http_status: cls for cls in (InvalidArgument, NotFound, Conflict, Exhausted, Forbidden)}
+_BY_STATUS = {cls.http_status: cls for cls in (InvalidArgument, TooLarge, NotFound, Conflict, Exhausted, Forbidden)}
 
 
 def from_http_status(status: int, message: str) -> BoxnetError:

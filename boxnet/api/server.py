@@ -18,9 +18,14 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from boxnet.errors import BoxnetError, InvalidArgument, NotFound
+from boxnet.api.access import AccessPolicy, Peer, peer_of
+from boxnet.errors import BoxnetError, Forbidden, InvalidArgument, NotFound, TooLarge
 
 log = logging.getLogger(__name__)
+audit = logging.getLogger("boxnet.audit")
+
+# JSON bodies only: a container with a thousand published ports is about 60 KB.
+MAX_BODY = 1 << 20
 
 API_VERSION = "1.45"
 MIN_API_VERSION = "1.24"
@@ -50,21 +55,53 @@ class Request:
 
     def body(self) -> bytes:
         if self._body is None:
-            handler = self.handler
-            if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                data = b""
-                while True:
-                    size = int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                    if size == 0:
-                        handler.rfile.readline()
-                        break
-                    data += handler.rfile.read(size)
-                    handler.rfile.readline()
-                self._body = data
-            else:
-                length = int(handler.headers.get("Content-Length") or 0)
-                self._body = handler.rfile.read(length) if length else b""
+            self._body = b""  # a body that cannot be read is not read twice (the error path drains)
+            self._body = self._read_body()
         return self._body
+
+    def _read_body(self) -> bytes:
+        headers, rfile = self.handler.headers, self.handler.rfile
+        if headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return self._read_chunked(rfile)
+        lengths = headers.get_all("Content-Length") or []
+        if not lengths:
+            return b""
+        raw = lengths[0].strip()
+        if len(set(lengths)) > 1 or not (raw.isascii() and raw.isdigit()):
+            self.handler.close_connection = True
+            raise InvalidArgument(f"invalid Content-Length {', '.join(lengths)!r}: expected one number of bytes")
+        length = int(raw)
+        if length > MAX_BODY:
+            self.handler.close_connection = True  # not read: the connection cannot be reused
+            raise TooLarge(f"request body of {length} bytes is larger than the limit of {MAX_BODY} bytes")
+        data = rfile.read(length)
+        if len(data) < length:
+            self.handler.close_connection = True
+            raise InvalidArgument(f"the request body ended after {len(data)} of its {length} bytes")
+        return data
+
+    def _read_chunked(self, rfile: Any) -> bytes:
+        data = bytearray()
+        while True:
+            line = rfile.readline(1024)
+            size_text = line.split(b";")[0].strip()
+            if not size_text or not all(c in b"0123456789abcdefABCDEF" for c in size_text):
+                self.handler.close_connection = True
+                raise InvalidArgument(f"malformed chunk size {line[:40]!r} in a chunked request body")
+            size = int(size_text, 16)
+            if len(data) + size > MAX_BODY:
+                self.handler.close_connection = True
+                raise TooLarge(f"chunked request body larger than the limit of {MAX_BODY} bytes")
+            if size == 0:
+                while rfile.readline(1024).strip():  # trailers, up to the empty line
+                    pass
+                return bytes(data)
+            chunk = rfile.read(size)
+            if len(chunk) < size:
+                self.handler.close_connection = True
+                raise InvalidArgument("the chunked request body ended inside a chunk")
+            data += chunk
+            rfile.readline(1024)
 
     def json(self) -> Any:
         raw = self.body()
@@ -72,7 +109,7 @@ class Request:
             return {}
         try:
             return json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise InvalidArgument(f"invalid JSON body: {exc}") from None
 
     def filters(self) -> dict[str, list[str]]:
@@ -81,10 +118,19 @@ class Request:
             return {}
         try:
             parsed = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise InvalidArgument(f"invalid filters: {raw}") from None
-        # Old clients send {"key": {"value": true}}; new ones send {"key": ["value"]}.
-        return {k: list(v) if isinstance(v, list) else [x for x, on in v.items() if on] for k, v in parsed.items()}
+        if not isinstance(parsed, dict):
+            raise InvalidArgument(f"invalid filters {raw!r}: expected a JSON object")
+        result: dict[str, list[str]] = {}
+        for key, value in parsed.items():
+            # Old clients send {"key": {"value": true}}; new ones send {"key": ["value"]}.
+            values = list(value) if isinstance(value, list) else [x for x, on in value.items() if on] \
+                if isinstance(value, dict) else None
+            if values is None or not all(isinstance(v, str) for v in values):
+                raise InvalidArgument(f"invalid filter {key!r}: expected a list of strings")
+            result[key] = values
+        return result
 
 
 class Response:
@@ -128,7 +174,7 @@ def frame(stream: int, data: bytes) -> bytes:
     return struct.pack(">BxxxL", stream, len(data)) + data
 
 
-def make_handler(router: Router) -> type[BaseHTTPRequestHandler]:
+def make_handler(router: Router, policy: AccessPolicy) -> type[BaseHTTPRequestHandler]:
     class ApiHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "boxnetd"
@@ -147,24 +193,47 @@ def make_handler(router: Router) -> type[BaseHTTPRequestHandler]:
                 path = versioned.group(1)
             request = Request(self, path, parse_qs(split.query, keep_blank_values=True))
             resolved = router.resolve(self.command, path)
+            peer = self._peer()
             try:
+                if not policy.allows(peer):
+                    raise Forbidden(policy.refusal(peer))
                 if resolved is None:
                     raise NotFound(f"page not found: {self.command} {path}")
                 handler, params = resolved
                 result = handler(request, **params)
             except BoxnetError as exc:
-                request.body()  # drain, so the connection can be reused
-                self._send(Response(exc.http_status, {"message": exc.message}))
-                return
+                self._drain(request)
+                result = Response(exc.http_status, {"message": exc.message})
             except Exception as exc:
                 log.exception("%s %s failed", self.command, path)
-                request.body()
-                self._send(Response(500, {"message": f"internal error: {exc}"}))
-                return
+                self._drain(request)
+                result = Response(500, {"message": f"internal error: {exc}"})
+            # Logged before the answer goes out: a client that hangs up early does not hide what it did.
             if isinstance(result, Stream):
+                self._audit(peer, path, 101 if result.upgrade else 200)
                 self._stream(result)
             else:
+                self._audit(peer, path, result.status)
                 self._send(result)
+
+        def _peer(self) -> Peer:
+            """The caller, as the kernel saw it connect (once per connection)."""
+            if not hasattr(self, "peer"):
+                self.peer = peer_of(self.connection)
+            return self.peer
+
+        def _audit(self, peer: Peer, path: str, status: int) -> None:
+            """Who changed what: every request but reads."""
+            if self.command not in ("GET", "HEAD"):
+                audit.info("%s %s %s -> %d", peer.describe(), self.command, path, status)
+
+        def _drain(self, request: Request) -> None:
+            """Reads what is left of the body, so that the connection can be reused; one that cannot be read
+            (malformed, too large) closes the connection after the answer."""
+            try:
+                request.body()
+            except BoxnetError:
+                self.close_connection = True
 
         do_GET = do_POST = do_DELETE = do_PUT = do_HEAD = _dispatch
 
@@ -216,11 +285,21 @@ class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, path: str, router: Router) -> None:
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up is no error of the daemon's; anything else is logged with its traceback."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            log.debug("a client hung up before its answer was sent")
+            return
+        log.exception("error while serving a request")
+
+    def __init__(self, path: str, router: Router, policy: AccessPolicy | None = None) -> None:
+        policy = policy or AccessPolicy()
         directory = os.path.dirname(path)
         if directory:
             os.makedirs(directory, exist_ok=True)
         if os.path.exists(path):
             os.unlink(path)
-        super().__init__(path, make_handler(router))
-        os.chmod(path, 0o660)
+        super().__init__(path, make_handler(router, policy))
+        policy.secure_socket_file(path)

@@ -11,6 +11,7 @@ import sys
 import threading
 
 from boxnet import paths
+from boxnet.api.access import AccessPolicy
 from boxnet.api.routes import build_router
 from boxnet.api.server import UnixHTTPServer
 from boxnet.dns.upstream import parse_upstream
@@ -46,6 +47,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="send the host's own connections to published ports through NAT, not straight to the container",
     )
+    parser.add_argument(
+        "-G", "--group", default=None, metavar="NAME",
+        help="a group whose members may use the API socket besides root (as dockerd's -G)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("BOXNET_LOG", "info"))
     return parser.parse_args(argv)
 
@@ -68,9 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"boxnetd: bad --dns-upstream {upstream!r}: {exc}", file=sys.stderr)
             return 2
+    try:
+        policy = AccessPolicy(args.group)
+    except ValueError as exc:
+        print(f"boxnetd: bad --group: {exc}", file=sys.stderr)
+        return 2
     engine = Engine(config)
     engine.start()
-    server = UnixHTTPServer(socket_path, build_router(engine))
+    server = UnixHTTPServer(socket_path, build_router(engine), policy)
     stopping = threading.Event()
 
     def shutdown(signum: int, frame: object) -> None:

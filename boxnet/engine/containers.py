@@ -334,12 +334,13 @@ class ContainerService:
         _signal(pid, number)
 
     def stop(self, ref: str, timeout: float = 10, sig: str | int = "SIGTERM") -> None:
+        number = parse_signal(sig)
         with self.ctx.lock:
             container = self.registry.find_container(ref)
             if container.state.status != "running":
                 return
             pid = container.state.pid
-        _signal(pid, parse_signal(sig))
+        _signal(pid, number)
         if not self._wait_stopped(container, timeout):
             _signal(pid, signal.SIGKILL)
             self._wait_stopped(container, 30)
@@ -450,15 +451,24 @@ def _dns_words(what: str, words: list[str]) -> list[str]:
 
 
 def parse_signal(sig: str | int) -> int:
-    if isinstance(sig, int) or str(sig).isdigit():
-        return int(sig)
-    name = str(sig).upper()
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    try:
-        return int(getattr(signal, name))
-    except AttributeError:
-        raise InvalidArgument(f"invalid signal: {sig}") from None
+    """A signal by number or name (KILL, SIGKILL, RTMIN+3); anything else is an error naming it."""
+    text = str(sig).strip()
+    if isinstance(sig, int) or (text.isascii() and text.isdigit()):
+        number = int(text)
+    else:
+        name = text.upper()
+        if not name.startswith("SIG"):
+            name = "SIG" + name
+        base, plus, offset = name.partition("+")
+        member = signal.Signals.__members__.get(base)
+        number = int(member) if member is not None else None
+        if number is not None and plus:
+            number = number + int(offset) if offset.isdigit() and base == "SIGRTMIN" else None
+        if number is None:
+            raise InvalidArgument(f"invalid signal: {sig!r} is not a signal name or number")
+    if not 1 <= int(number) <= signal.SIGRTMAX:
+        raise InvalidArgument(f"invalid signal: {sig!r} is out of range (1 to {int(signal.SIGRTMAX)})")
+    return int(number)
 
 
 def _signal(pid: int, number: int) -> None:

@@ -298,6 +298,15 @@ class Sandbox:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(victim, signal.SIGKILL)
 
+    def _others_named_namespaces(self) -> set[int]:
+        found = set()
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir("/run/netns"):
+                if not name.startswith(self.tag):
+                    with contextlib.suppress(OSError):
+                        found.add(os.stat(os.path.join("/run/netns", name)).st_ino)
+        return found
+
     def daemon_programs(self) -> set[int]:
         """boxnet's BPF programs loaded since the sandbox started: its daemon's."""
         return boxnet_programs() - self._programs_before
@@ -313,10 +322,11 @@ class Sandbox:
             time.sleep(0.1)
 
     def leaked_process_namespaces(self) -> set[int]:
-        """Network namespaces that processes are in now and were not in before the sandbox started."""
+        """Network namespaces that processes are in now and were not in before the sandbox started, less
+        the ones that something else on the machine made and named in /run/netns meanwhile."""
         deadline = time.monotonic() + 5
         while True:
-            extra = netns_inodes() - self._processes_before
+            extra = netns_inodes() - self._processes_before - self._others_named_namespaces()
             if not extra or time.monotonic() > deadline:
                 return extra
             time.sleep(0.1)
