@@ -66,6 +66,9 @@ class ConnectRedirect:
         # Over the fds and the maps: API threads, the address watch and close() all use them.
         self._lock = threading.RLock()
         self._watch: tuple[threading.Thread, int] | None = None  # the thread, and the write end of its stop pipe
+        # Every eligible published port, whether the map holds it or not (see hold).
+        self._wanted: dict[bytes, bytes] = {}
+        self.held = ""  # why host connections go through NAT for now, although the redirect is on
 
     def start(self) -> bool:
         """Loads and attaches the programs for the calling thread's namespace; False (and a logged reason)
@@ -138,7 +141,20 @@ class ConnectRedirect:
     # ---- published ports ---------------------------------------------------------------------------
     def sync(self, rules: Iterable[ruleset.PortRule]) -> None:
         """Makes the ports map say exactly what the rules say (after a rebuild or a restart)."""
-        self._reconcile("ports", 8, dict(_entry(rule) for rule in rules if eligible(rule)))
+        with self._lock:
+            self._wanted = dict(_entry(rule) for rule in rules if eligible(rule))
+            self._reconcile("ports", 8, {} if self.held else self._wanted)
+
+    def hold(self, reason: str) -> None:
+        """With a reason, every host connection goes through NAT (and the nft rules on its way) until the
+        reason is cleared; then the map is filled again from every port published meanwhile."""
+        with self._lock:
+            if reason == self.held:
+                return
+            self.held = reason
+            self._reconcile("ports", 8, {} if reason else self._wanted)
+        if reason:
+            log.info("connect redirect held: %s", reason)
 
     def _reconcile(self, name: str, key_size: int, wanted: dict[bytes, bytes]) -> None:
         """Makes one map hold exactly `wanted`. An entry that cannot be added only costs speed (NAT serves
@@ -162,10 +178,19 @@ class ConnectRedirect:
             self._turn_off(failure)
 
     def add(self, rules: Iterable[ruleset.PortRule]) -> None:
-        self._update(_entry(rule) for rule in rules if eligible(rule))
+        entries = dict(_entry(rule) for rule in rules if eligible(rule))
+        with self._lock:
+            self._wanted.update(entries)
+            if not self.held:
+                self._update(entries.items())
 
     def remove(self, rules: Iterable[ruleset.PortRule]) -> None:
-        self._remove_keys([_entry(rule)[0] for rule in rules if eligible(rule)])
+        keys = [_entry(rule)[0] for rule in rules if eligible(rule)]
+        with self._lock:
+            for key in keys:
+                self._wanted.pop(key, None)
+            if not self.held:
+                self._remove_keys(keys)
 
     def _update(self, entries: Iterable[tuple[bytes, bytes]]) -> None:
         """A port that cannot be added is only slower: its host connections go through DNAT."""

@@ -8,6 +8,7 @@ import os
 from boxnet.engine.containers import ContainerService
 from boxnet.engine.context import EngineConfig, EngineContext
 from boxnet.engine.execs import ExecService
+from boxnet.engine.firewall_watch import FirewallWatch
 from boxnet.engine.networks import NetworkService
 from boxnet.engine.reconcile import Reconciler
 from boxnet.engine.registry import Registry
@@ -28,13 +29,16 @@ class Engine:
         self.containers = ContainerService(self.ctx)
         self.execs = ExecService(self.ctx)
         self.reconciler = Reconciler(self.ctx, self.containers)
+        self.firewall_watch = FirewallWatch(self.ctx)
 
     def start(self) -> dict[str, list[str]]:
         """Live restore: adopt what survived, settle what did not, repair the kernel, then serve."""
         self.containers.monitor.start()
         if self.config.connect_redirect:
             self.ctx.firewall.connect_redirect.start()
-        # The table's skeleton must exist before a network adds its chain to it.
+        # The table's skeleton must exist before a network adds its chain to it. Changes by anyone else
+        # from here on are noticed; the reconciler's rebuild below covers what came before.
+        self.firewall_watch.start()
         self.ctx.firewall.rebuild(self.registry)
         self.networks.ensure_predefined()
         report = self.reconciler.at_startup()
@@ -44,6 +48,7 @@ class Engine:
         return report
 
     def close(self) -> None:
+        self.firewall_watch.stop()
         self.ctx.dns.stop()
         self.ctx.firewall.connect_redirect.close()
         self.containers.monitor.stop()

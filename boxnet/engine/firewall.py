@@ -55,6 +55,16 @@ def desired_port_rules(registry: Registry) -> list[ruleset.PortRule]:
     return rules
 
 
+def present_objects() -> ruleset.Present:
+    """The chains, sets and maps `inet boxnet` holds now."""
+    found: dict[str, set[str]] = {"chain": set(), "set": set(), "map": set()}
+    for item in nft.list_objects(f"table {ruleset.T}"):
+        for kind, names in found.items():
+            if kind in item:
+                names.add(item[kind]["name"])
+    return ruleset.Present(frozenset(found["chain"]), frozenset(found["set"]), frozenset(found["map"]))
+
+
 def _by_map(ports: list[ruleset.PortRule]) -> dict[str, list[ruleset.PortRule]]:
     grouped: dict[str, list[ruleset.PortRule]] = {}
     for port in ports:
@@ -79,11 +89,21 @@ class Firewall:
         self.connect_redirect = ConnectRedirect()
 
     def rebuild(self, registry: Registry, without: Network | None = None) -> None:
-        """Replaces both tables with what the ledger says, in one transaction (optionally less one network)."""
+        """Replaces both tables with what the ledger says, in one transaction (optionally less one network);
+        the administrator's chain stays as it is."""
         networks = [n for n in registry.networks.values() if n.bridge and (without is None or n.id != without.id)]
         ports = desired_port_rules(registry)
-        nft.run(ruleset.full([network_rules(n) for n in networks], ports, desired_icc_off_ports(registry)))
+        nft.run(ruleset.full([network_rules(n) for n in networks], ports, desired_icc_off_ports(registry),
+                             present_objects()))  # fmt: skip
         self.connect_redirect.sync(ports)
+        self.follow_user_chain()
+
+    def follow_user_chain(self) -> None:
+        """The host's own connections to published ports skip NAT (the connect redirect), and would skip the
+        administrator's rules with it: while the user chain holds any rule, they go through NAT and the
+        chain like everybody's."""
+        rules = sum("rule" in item for item in nft.list_objects(f"chain {ruleset.T} {ruleset.USER_CHAIN}"))
+        self.connect_redirect.hold(f"the {ruleset.USER_CHAIN} chain has {rules} rule(s)" if rules else "")
 
     def add_icc_off_port(self, veth: str) -> None:
         nft.run(ruleset.add_icc_off_ports([veth]))

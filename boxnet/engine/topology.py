@@ -73,7 +73,8 @@ class Topology:
         redirected = [{"HostIp": host[0], "HostPort": host[1], "To": f"{to[0]}:{to[1]}"}
                       for host, to in sorted(redirect.published().items())]  # fmt: skip
         return {"Uplinks": uplinks,
-                "ConnectRedirect": {"Enabled": redirect.enabled, "Reason": redirect.reason, "Ports": redirected}}
+                "ConnectRedirect": {"Enabled": redirect.enabled, "Reason": redirect.reason or redirect.held,
+                                    "Ports": redirected}}  # fmt: skip
 
     def _network(self, network: Network, by_name: dict[str, dict]) -> dict[str, Any]:
         bridge = by_name.get(network.bridge or "")

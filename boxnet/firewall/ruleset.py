@@ -14,6 +14,15 @@ maps, so a lookup costs the same for the 1000th published port as for the first:
   between networks, and nothing reaches an unpublished port even when a neighbour routes to the subnet.
   Internal networks have a drop verdict for anything leaving their bridge for elsewhere.
 
+- guard (filter, prerouting at raw priority): a bridge has route_localnet (so that the host's own 127.0.0.1
+  may reach a published port through it), which would also let a container reach the host's loopback-only
+  services by sending packets for 127.0.0.1 to its gateway (CVE-2020-8558). Those are dropped before
+  anything else sees them.
+- user: the administrator's chain (Docker's DOCKER-USER). boxnet makes it once, empty, and never flushes
+  or deletes it (a rebuild replaces everything in the table but it). It is called for forwarded packets
+  and for the host's own packets to containers, from base chains of its own that run before boxnet's:
+  a drop there is final, and an accept cannot open what boxnet keeps closed (unlike DOCKER-USER's).
+
 Why text and not libnftables' JSON: nft 1.0.6 (Debian 12) crashes parsing the JSON of a DNAT whose map
 yields address and port together. Every value placed in a command is validated first (interface names by
 the model, addresses by `ipaddress`, ports and protocols as integers and a fixed list), so nothing a user
@@ -107,10 +116,14 @@ class PortRule:
         return nfnl.register_address(self.container_ip) + nfnl.register_port(self.container_port)
 
 
+USER_CHAIN = "user"
+
+
 def skeleton() -> list[str]:
     """The table with its sets, maps, base chains and fixed rules, and nothing network-specific."""
     return [
         f"add table {T}",
+        f"add chain {T} {USER_CHAIN}",
         f"add set {T} bridges {{ type ifname; }}",
         f"add set {T} masq4 {{ type ipv4_addr; flags interval; }}",
         f"add set {T} masq6 {{ type ipv6_addr; flags interval; }}",
@@ -122,12 +135,19 @@ def skeleton() -> list[str]:
         f"add map {T} pub6_addr {{ type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; }}",
         f"add map {T} fwd_out {{ type ifname : verdict; }}",
         f"add map {T} fwd_in {{ type ifname : verdict; }}",
+        f"add chain {T} guard {{ type filter hook prerouting priority raw; policy accept; }}",
         f"add chain {T} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}",
         f"add chain {T} output {{ type nat hook output priority -100; policy accept; }}",
         f"add chain {T} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}",
         f"add chain {T} forward {{ type filter hook forward priority filter; policy accept; }}",
+        # The user chain runs from base chains of its own, before boxnet's: its drop is final, its accept
+        # only ends its own base chain, so an accept cannot open what boxnet's isolation keeps closed.
+        f"add chain {T} user-forward {{ type filter hook forward priority -5; policy accept; }}",
+        f"add chain {T} host-out {{ type filter hook output priority filter; policy accept; }}",
         f"add chain {T} publish4",
         f"add chain {T} publish6",
+        f'add rule {T} guard iifname @bridges ip daddr 127.0.0.0/8 counter drop comment "the host\'s loopback '
+        'from a container (CVE-2020-8558)"',
         f"add rule {T} prerouting ip daddr != 127.0.0.0/8 fib daddr type local jump publish4",
         # ::1 cannot be routed out to a bridge at all (IPv6 has no route_localnet), so it is not published.
         f"add rule {T} prerouting ip6 daddr != ::1 fib daddr type local jump publish6",
@@ -145,6 +165,10 @@ def skeleton() -> list[str]:
         '"container to a published port"',
         f'add rule {T} postrouting ip saddr @masq4 oifname != @bridges masquerade comment "outbound"',
         f'add rule {T} postrouting ip6 saddr @masq6 oifname != @bridges masquerade comment "outbound"',
+        f"add rule {T} user-forward jump {USER_CHAIN}",
+        # By address: the output hook's oifname is the route's before DNAT (lo, for a published port).
+        f"add rule {T} host-out ip daddr @subnets4 jump {USER_CHAIN}",
+        f"add rule {T} host-out ip6 daddr @subnets6 jump {USER_CHAIN}",
         f"add rule {T} forward oifname vmap @fwd_out",
         f"add rule {T} forward iifname vmap @fwd_in",
         f"add table {TB}",
@@ -222,14 +246,42 @@ def add_ports(ports: list[PortRule]) -> list[str]:
     return [_elements("add", name, elems) for name, elems in sorted(by_map.items())]
 
 
-def delete_table() -> list[str]:
-    # `add` first makes the delete succeed whether or not the table exists.
-    return [f"add table {T}", f"delete table {T}", f"add table {TB}", f"delete table {TB}"]
+@dataclass(frozen=True)
+class Present:
+    """What `inet boxnet` holds now, by name: a rebuild removes it all but the administrator's chain."""
+
+    chains: frozenset[str] = frozenset()
+    sets: frozenset[str] = frozenset()
+    maps: frozenset[str] = frozenset()
 
 
-def full(networks: list[NetworkRules], ports: list[PortRule], icc_off_ports: Sequence[str] = ()) -> list[str]:
-    """The whole desired ruleset, replacing whatever the tables hold, in one transaction."""
-    commands = delete_table() + skeleton()
+def clear_tables(present: Present) -> list[str]:
+    """Empties `inet boxnet` but for the user chain, and deletes `bridge boxnet` (`add` first makes each
+    delete succeed whether or not the object exists). Rules go first, then the maps whose verdicts name
+    chains, then the chains."""
+    ours = sorted(present.chains - {USER_CHAIN})
+    commands = [f"add table {T}"]
+    commands += [f"flush chain {T} {_name(chain)}" for chain in ours]
+    commands += [f"delete map {T} {_name(name)}" for name in sorted(present.maps)]
+    commands += [f"delete set {T} {_name(name)}" for name in sorted(present.sets)]
+    commands += [f"delete chain {T} {_name(chain)}" for chain in ours]
+    return [*commands, f"add table {TB}", f"delete table {TB}"]
+
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _name(name: str) -> str:
+    """An object name read back from the kernel, refused if it could change a command's meaning."""
+    if not _SAFE_NAME.match(name):
+        raise ValueError(f"unsafe nftables object name {name!r}")
+    return name
+
+
+def full(networks: list[NetworkRules], ports: list[PortRule], icc_off_ports: Sequence[str] = (),
+         present: Present = Present()) -> list[str]:  # fmt: skip
+    """The whole desired ruleset, replacing what the tables hold (but the user chain), in one transaction."""
+    commands = clear_tables(present) + skeleton()
     for net in networks:
         commands += add_network(net)
     if ports:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import threading
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
@@ -16,6 +17,25 @@ HEADER = struct.Struct("=IHHII")  # length, type, flags, sequence, port
 
 class NetlinkError(OSError):
     pass
+
+
+# The threads of this process that committed nftables changes, newest last. The kernel names a transaction's
+# committer by thread id (NFTA_GEN_PROC_PID is task_pid_nr), and the thread may be gone by the time the event
+# is read; ids are reused only after the pid space wraps, and the oldest are forgotten past a bound.
+_NFT_COMMITTERS: dict[int, None] = {}
+_NFT_COMMITTERS_MAX = 65536
+
+
+def note_nft_committer() -> None:
+    tid = threading.get_native_id()
+    if tid not in _NFT_COMMITTERS:
+        _NFT_COMMITTERS[tid] = None
+        if len(_NFT_COMMITTERS) > _NFT_COMMITTERS_MAX:
+            del _NFT_COMMITTERS[next(iter(_NFT_COMMITTERS))]
+
+
+def committed_by_this_process(tid: int) -> bool:
+    return tid == os.getpid() or tid in _NFT_COMMITTERS or os.path.exists(f"/proc/self/task/{tid}")
 
 
 def attr(kind: int, payload: bytes) -> bytes:

@@ -20,6 +20,7 @@ from boxnet.kernel.netlink import (
     attr,
     message,
     nested,
+    note_nft_committer,
     read_answer,
 )
 
@@ -80,6 +81,7 @@ def change_elements(verb: str, table: str, set_name: str, elements: list[tuple[b
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER) as sock:
         sock.bind((0, 0))
         seq = 1
+        note_nft_committer()
         sock.send(element_batch(verb, table, set_name, elements, seq))
         read_answer(sock, seq + 1, f"nftables {verb} element in {set_name}")
 

@@ -82,3 +82,19 @@ def test_element_batch_is_one_transaction() -> None:
         offset += length
     assert types == [nfnl.NFNL_MSG_BATCH_BEGIN, (10 << 8) | nfnl.NFT_MSG_NEWSETELEM, nfnl.NFNL_MSG_BATCH_END]
     assert offset == len(batch) and b"pub4_any\0" in batch and b"\x1f\x90" in batch
+
+
+def test_a_rebuild_clears_everything_but_the_user_chain() -> None:
+    present = ruleset.Present(chains=frozenset({"forward", "net-0123456789ab", "user"}),
+                              sets=frozenset({"bridges"}), maps=frozenset({"fwd_out"}))  # fmt: skip
+    commands = ruleset.full(NETWORKS[:1], [], present=present)
+    assert not any(ruleset.USER_CHAIN in c and (c.startswith(("flush", "delete"))) for c in commands)
+    clearing = commands[: commands.index("add table bridge boxnet")]
+    # rules first, then the maps whose verdicts name chains, then the chains
+    assert clearing == ["add table inet boxnet", "flush chain inet boxnet forward",
+                        "flush chain inet boxnet net-0123456789ab", "delete map inet boxnet fwd_out",
+                        "delete set inet boxnet bridges", "delete chain inet boxnet forward",
+                        "delete chain inet boxnet net-0123456789ab"]  # fmt: skip
+    assert "add chain inet boxnet user" in commands  # made when missing; `add` leaves an existing one alone
+    with pytest.raises(ValueError):
+        ruleset.clear_tables(ruleset.Present(chains=frozenset({"x; flush ruleset"})))
