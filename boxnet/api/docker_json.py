@@ -12,6 +12,7 @@ from typing import Any
 from boxnet.engine.registry import Registry
 from boxnet.model.container import Container, Endpoint
 from boxnet.model.network import Network
+from boxnet.model.process import MASKED_PATHS, READONLY_PATHS
 
 
 def _timestamp(iso: str) -> float:
@@ -115,13 +116,15 @@ def _networks_json(container: Container, registry: Registry) -> dict[str, Any]:
     return networks
 
 
-def _state_json(container: Container) -> dict[str, Any]:
+def _state_json(container: Container, restarting: bool = False) -> dict[str, Any]:
     state = container.state
+    # "starting" is boxnet's own record of a start in progress; Docker shows such a container as created.
+    status = "restarting" if restarting else "created" if state.status == "starting" else state.status
     return {
-        "Status": state.status,
+        "Status": status,
         "Running": state.status == "running",
         "Paused": False,
-        "Restarting": False,
+        "Restarting": restarting,
         "OOMKilled": False,
         "Dead": state.status == "dead",
         "Pid": state.pid,
@@ -132,9 +135,11 @@ def _state_json(container: Container) -> dict[str, Any]:
     }
 
 
-def container_json(container: Container, registry: Registry, state_dir: str) -> dict[str, Any]:
+def container_json(container: Container, registry: Registry, state_dir: str, restarting: bool = False,
+                   ) -> dict[str, Any]:  # fmt: skip
     networks = _networks_json(container, registry)
     default = networks.get("bridge") or {}
+    process, resources = container.process, container.resources
     ports = _ports_json(container)
     bindings = {
         f"{p.container_port}/{p.protocol}": [{"HostIp": p.host_ip, "HostPort": str(p.host_port or "")}]
@@ -145,7 +150,7 @@ def container_json(container: Container, registry: Registry, state_dir: str) -> 
         "Created": container.created,
         "Path": container.cmd[0] if container.cmd else "",
         "Args": container.cmd[1:],
-        "State": _state_json(container),
+        "State": _state_json(container, restarting),
         "Image": container.image,
         "ResolvConfPath": os.path.join(state_dir, "resolv.conf"),
         "HostnamePath": os.path.join(state_dir, "hostname"),
@@ -170,12 +175,32 @@ def container_json(container: Container, registry: Registry, state_dir: str) -> 
             "DnsOptions": container.dns_options,
             "PidMode": container.pid_mode,
             "Privileged": False,
-            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "RestartPolicy": {"Name": container.restart_policy.name,
+                              "MaximumRetryCount": container.restart_policy.maximum_retry_count},
+            "LogConfig": {"Type": "json-file", "Config": {}},
+            "ReadonlyRootfs": process.read_only,
+            "SecurityOpt": ["no-new-privileges"] if process.no_new_privileges else None,
+            "Sysctls": process.sysctls or None,
+            "GroupAdd": process.group_add or None,
+            "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in process.ulimits] or None,
+            "Devices": [{"PathOnHost": d.path_on_host, "PathInContainer": d.path_in_container,
+                         "CgroupPermissions": d.permissions} for d in process.devices] or None,
+            "OomScoreAdj": process.oom_score_adj,
+            "ShmSize": process.shm_size or 64 * 1024 * 1024,
+            "ExtraHosts": container.extra_hosts or None,
+            "Memory": resources.memory,
+            "NanoCpus": resources.nano_cpus,
+            "CpuShares": resources.cpu_shares,
+            "CpuPeriod": resources.cpu_period,
+            "CpuQuota": resources.cpu_quota,
+            "PidsLimit": resources.pids_limit or None,
+            "MaskedPaths": list(MASKED_PATHS) if process.masked_paths is None else process.masked_paths,
+            "ReadonlyPaths": list(READONLY_PATHS) if process.readonly_paths is None else process.readonly_paths,
         },
         "Config": {
             "Hostname": container.hostname,
             "Domainname": "",
-            "User": "",
+            "User": process.user,
             "AttachStdin": False,
             "AttachStdout": False,
             "AttachStderr": False,
@@ -189,6 +214,8 @@ def container_json(container: Container, registry: Registry, state_dir: str) -> 
             "WorkingDir": container.working_dir,
             "Entrypoint": None,
             "Labels": dict(container.labels),
+            "StopSignal": container.stop_signal or None,
+            "StopTimeout": container.stop_timeout,
         },
         "NetworkSettings": {
             "Bridge": "",

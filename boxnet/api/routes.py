@@ -5,24 +5,28 @@ from __future__ import annotations
 import os
 import platform
 import socket
-from typing import Any
 
 from boxnet import __version__
 from boxnet.api import bodies, docker_json, streams
+from boxnet.api.fields import Fields
 from boxnet.api.server import API_VERSION, MIN_API_VERSION, Request, Response, Router, Stream
 from boxnet.engine.controller import Engine
 from boxnet.errors import InvalidArgument
 from boxnet.model.container import Container
 
 
-def _timeout(request: Request, default: float = 10) -> float:
+def _timeout(request: Request) -> float | None:
+    """The stop timeout asked for (-1: wait for ever), or None for the container's own (10 s by default)."""
     raw = request.arg("t") or request.arg("timeout")
     if not raw:
-        return default
+        return None
     try:
-        return max(0.0, float(raw))
+        value = int(raw)
     except ValueError:
-        raise InvalidArgument(f"invalid timeout {raw!r}") from None
+        raise InvalidArgument(f"invalid timeout {raw!r}: a number of seconds") from None
+    if value < -1:
+        raise InvalidArgument(f"invalid timeout {raw!r}: -1 (wait for ever) or more")
+    return float(value)
 
 
 def _matches(container: Container, filters: dict[str, list[str]], engine: Engine) -> bool:
@@ -122,14 +126,16 @@ def build_router(engine: Engine) -> Router:
         return Response(204)
 
     def network_connect(request: Request, ref: str) -> Response:
-        body = request.json()
-        settings = bodies._endpoint_settings(body.get("EndpointConfig"))
-        engine.containers.connect(ref, str(body.get("Container") or ""), settings["ipv4"], settings["aliases"])
+        body = Fields(request.json())
+        body.refuse_unknown({"Container", "EndpointConfig"})
+        settings = bodies.endpoint_settings(body.data.get("EndpointConfig"), "EndpointConfig")
+        engine.containers.connect(ref, body.str("Container"), settings)
         return Response(200)
 
     def network_disconnect(request: Request, ref: str) -> Response:
-        body = request.json()
-        engine.containers.disconnect(ref, str(body.get("Container") or ""), bool(body.get("Force")))
+        body = Fields(request.json())
+        body.refuse_unknown({"Container", "Force"})
+        engine.containers.disconnect(ref, body.str("Container"), body.bool("Force"))
         return Response(200)
 
     def network_prune(request: Request) -> Response:
@@ -160,8 +166,8 @@ def build_router(engine: Engine) -> Router:
 
     def container_inspect(request: Request, ref: str) -> Response:
         container = registry.find_container(ref)
-        return Response(200, docker_json.container_json(container, registry,
-                                                        engine.config.container_dir(container.id)))  # fmt: skip
+        return Response(200, docker_json.container_json(container, registry, engine.config.container_dir(container.id),
+                                                        engine.containers.restarts.pending(container.id)))  # fmt: skip
 
     def container_start(request: Request, ref: str) -> Response:
         container = registry.find_container(ref)
@@ -174,7 +180,7 @@ def build_router(engine: Engine) -> Router:
         container = registry.find_container(ref)
         if container.state.status != "running":
             return Response(304)
-        engine.containers.stop(container.id, _timeout(request), request.arg("signal") or "SIGTERM")
+        engine.containers.stop(container.id, _timeout(request), request.arg("signal") or None)
         return Response(204)
 
     def container_kill(request: Request, ref: str) -> Response:
@@ -185,13 +191,8 @@ def build_router(engine: Engine) -> Router:
         engine.containers.restart(ref, _timeout(request))
         return Response(204)
 
-    def container_wait(request: Request, ref: str) -> Response:
-        container = registry.find_container(ref)
-        condition = request.arg("condition") or "not-running"
-        if condition not in ("not-running", "next-exit", "removed"):
-            raise InvalidArgument(f"invalid condition {condition!r}")
-        code = engine.containers.wait(container.id)
-        return Response(200, {"StatusCode": code, "Error": None})
+    def container_wait(request: Request, ref: str) -> Stream:
+        return streams.wait_stream(engine, registry.find_container(ref), request.arg("condition") or "not-running")
 
     def container_delete(request: Request, ref: str) -> Response:
         engine.containers.remove(ref, force=request.flag("force"))
@@ -223,16 +224,21 @@ def build_router(engine: Engine) -> Router:
 
     # ---- exec --------------------------------------------------------------------------------------
     def exec_create(request: Request, ref: str) -> Response:
-        body: dict[str, Any] = request.json()
-        session = engine.execs.create(ref, list(body.get("Cmd") or []), list(body.get("Env") or []),
-                                      bool(body.get("Tty")), bool(body.get("AttachStdin")),
-                                      body.get("WorkingDir") or "", str(body.get("BoxnetDebug") or ""))  # fmt: skip
+        body = Fields(request.json())
+        body.refuse_unknown({"Cmd", "Env", "Tty", "AttachStdin", "AttachStdout", "AttachStderr", "WorkingDir",
+                             "BoxnetDebug", "User", "Privileged", "DetachKeys", "Detach", "ConsoleSize",
+                             "Container"})  # fmt: skip
+        body.refuse_set({"Privileged": "a container is a tenant, never the host's equal"})
+        session = engine.execs.create(ref, body.strings("Cmd"), body.strings("Env"), body.bool("Tty"),
+                                      body.bool("AttachStdin"), body.str("WorkingDir"), body.str("BoxnetDebug"),
+                                      user=body.str("User"), console_size=bodies.console_size(body))  # fmt: skip
         return Response(201, {"Id": session.id})
 
     def exec_start(request: Request, exec_id: str) -> Response | Stream:
-        body = request.json()
+        body = Fields(request.json())
+        body.refuse_unknown({"Detach", "Tty", "ConsoleSize"})
         session = engine.execs.get(exec_id)
-        if body.get("Detach"):
+        if body.bool("Detach"):
             engine.execs.start(exec_id)
             streams.finish_in_background(engine, session)
             return Response(200)

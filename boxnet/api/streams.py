@@ -25,13 +25,24 @@ RAW = "application/vnd.docker.raw-stream"
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 
 
-def _read_log_lines(path: str, offset: int) -> tuple[list[dict[str, Any]], int]:
+def _open_log(path: str) -> Any:
+    """The container's log, opened once: its entries stay readable after an --rm container's files are gone."""
     try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
+        return open(path, "rb")
     except FileNotFoundError:
+        return None
+
+
+def _read_log_lines(log: Any, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """The complete entries from offset to the end, and the offset after the last of them."""
+    if log is None:
         return [], offset
+    chunks = []
+    position = offset
+    while chunk := os.pread(log.fileno(), 1 << 20, position):
+        chunks.append(chunk)
+        position += len(chunk)
+    data = b"".join(chunks)
     complete = data.rfind(b"\n") + 1
     entries = [json.loads(line) for line in data[:complete].splitlines() if line.strip()]
     return entries, offset + complete
@@ -56,14 +67,19 @@ def logs_stream(engine: Engine, container: Container, request: Request) -> Strea
             sock.sendall(encode(entry))
 
     def run(sock: socket.socket, rfile: Any) -> None:
-        entries, offset = _read_log_lines(path, 0)
-        entries = [e for e in entries if want.get(e["stream"])]
-        if tail != "all":
-            entries = entries[-int(tail):] if int(tail) else []
-        for entry in entries:
-            sock.sendall(encode(entry))
-        if follow:
-            _follow(engine, container, path, offset, lambda e: send(sock, e))
+        log = _open_log(path)
+        try:
+            entries, offset = _read_log_lines(log, 0)
+            entries = [e for e in entries if want.get(e["stream"])]
+            if tail != "all":
+                entries = entries[-int(tail):] if int(tail) else []
+            for entry in entries:
+                sock.sendall(encode(entry))
+            if follow:
+                _follow(engine, container, log, offset, lambda e: send(sock, e))
+        finally:
+            if log is not None:
+                log.close()
 
     return Stream(run, upgrade=False, content_type=RAW if tty else MULTIPLEXED)
 
@@ -76,7 +92,7 @@ def _encode(entry: dict[str, Any], tty: bool, timestamps: bool = False) -> bytes
     return payload if tty else frame(STDOUT if entry["stream"] == "stdout" else STDERR, payload)
 
 
-def _follow(engine: Engine, container: Container, path: str, offset: int, emit: Any,
+def _follow(engine: Engine, container: Container, log: Any, offset: int, emit: Any,
             until_started_and_ended: bool = False, interval: float = 0.05) -> None:  # fmt: skip
     """Sends what the log gains until the container stops running (with until_started_and_ended, a
     container not started yet is waited for first, as `run` attaches before it starts)."""
@@ -85,12 +101,12 @@ def _follow(engine: Engine, container: Container, path: str, offset: int, emit: 
         alive = container.id in engine.registry.containers
         status = container.state.status
         started = started or status == "running"
-        entries, offset = _read_log_lines(path, offset)
+        entries, offset = _read_log_lines(log, offset)
         for entry in entries:
             emit(entry)
-        waiting = until_started_and_ended and status == "created" and not started
+        waiting = until_started_and_ended and status in ("created", "starting") and not started
         if not alive or (status != "running" and not waiting):
-            entries, offset = _read_log_lines(path, offset)  # what the last moments wrote
+            entries, offset = _read_log_lines(log, offset)  # what the last moments wrote
             for entry in entries:
                 emit(entry)
             return
@@ -106,6 +122,7 @@ def attach_stream(engine: Engine, container: Container, request: Request) -> Str
     tty = container.tty
     # A container not started yet starts with an empty log; a running one shows only what comes next.
     offset = 0 if container.state.status == "created" else _log_end(path)
+    log = _open_log(path)  # now: a short --rm container may be gone, files and all, before run() reads
 
     def emit(sock: socket.socket, entry: dict[str, Any]) -> None:
         if want.get(entry["stream"]):
@@ -115,12 +132,35 @@ def attach_stream(engine: Engine, container: Container, request: Request) -> Str
         if attach_stdin:
             threading.Thread(target=_deliver_input, args=(engine, container, rfile, stdin_socket),
                              daemon=True).start()  # fmt: skip
-        _follow(engine, container, path, offset, lambda e: emit(sock, e), until_started_and_ended=True,
-                interval=0.02)  # fmt: skip
+        try:
+            _follow(engine, container, log, offset, lambda e: emit(sock, e), until_started_and_ended=True,
+                    interval=0.02)  # fmt: skip
+        finally:
+            if log is not None:
+                log.close()
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_WR)
 
     return Stream(run, upgrade=True, content_type=RAW if tty else MULTIPLEXED)
+
+
+def wait_stream(engine: Engine, container: Container, condition: str) -> Stream:
+    """Docker's wait: the headers at once (the docker CLI waits for them before it starts the container),
+    the status when the condition is met. A client that hangs up ends the wait."""
+    from boxnet.engine.containers import WAIT_CONDITIONS
+
+    if condition not in WAIT_CONDITIONS:
+        raise InvalidArgument(f"invalid condition {condition!r}: one of {', '.join(WAIT_CONDITIONS)}")
+
+    def run(sock: socket.socket, rfile: Any) -> None:
+        def hung_up() -> bool:
+            ready, _, _ = select.select([sock], [], [], 0)
+            return bool(ready) and not sock.recv(1, socket.MSG_PEEK)
+
+        code = engine.containers.wait(container.id, condition, abandoned=hung_up)
+        sock.sendall(json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
+
+    return Stream(run, upgrade=False, content_type="application/json")
 
 
 def _log_end(path: str) -> int:

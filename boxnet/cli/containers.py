@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import sys
 
+from boxnet.cli import run_options
 from boxnet.cli.client import SHUT_WR, Client, demux, ref
-from boxnet.cli.flags import REMAINDER, Namespace, Parser
+from boxnet.cli.flags import REMAINDER, Namespace
 from boxnet.cli.format import ports_text, print_inspected, render_template, table
 from boxnet.cli.jsoncodec import dumps
-from boxnet.cli.networks import filters_param, key_values
+from boxnet.cli.networks import filters_param
 from boxnet.errors import InvalidArgument, NotFound
 
 TYPE_CHECKING = False  # as typing defines it; importing typing would cost the CLI ~3 ms
@@ -32,7 +33,7 @@ def register(commands: Any, wanted: str | None = None) -> None:
         run = commands.add_parser(name, help=f"{name} a container", add_help=False,
                                   usage=f"boxnet {name} [OPTIONS] [IMAGE] [--] [COMMAND...]")  # fmt: skip
         run.add_argument("--help", action="help")
-        _container_options(run)
+        run_options.add_options(run)
         if name == "run":
             run.add_argument("-d", "--detach", action="store_true")
         run.set_defaults(func=run_container if name == "run" else create_container)
@@ -65,6 +66,7 @@ def register(commands: Any, wanted: str | None = None) -> None:
         exec_.add_argument("-d", "--detach", action="store_true")
         exec_.add_argument("-e", "--env", action="append", default=[])
         exec_.add_argument("-w", "--workdir", default="")
+        exec_.add_argument("-u", "--user", default="")
         exec_.add_argument("container")
         exec_.add_argument("cmd", nargs=REMAINDER)
         exec_.set_defaults(func=exec_command)
@@ -77,11 +79,12 @@ def register(commands: Any, wanted: str | None = None) -> None:
         logs.add_argument("container")
         logs.set_defaults(func=show_logs)
 
-    for verb, default_timeout in (("stop", 10), ("restart", 10)):
+    for verb in ("stop", "restart"):
         if not want(verb):
             continue
         command = commands.add_parser(verb, help=f"{verb} containers")
-        command.add_argument("-t", "--time", type=int, default=default_timeout)
+        command.add_argument("-t", "--time", type=int, default=None, help="seconds to wait (default: the "
+                             "container's stop timeout, 10 s unless --stop-timeout set it)")  # fmt: skip
         if verb == "stop":
             command.add_argument("-s", "--signal", default="")
         command.add_argument("names", nargs="+")
@@ -108,89 +111,13 @@ def register(commands: Any, wanted: str | None = None) -> None:
         wait.set_defaults(func=wait_containers)
 
 
-def _container_options(parser: Parser) -> None:
-    parser.add_argument("--name", default="")
-    parser.add_argument("--network", "--net", default="")
-    parser.add_argument("--network-alias", "--net-alias", action="append", default=[])
-    parser.add_argument("--ip", default="")
-    parser.add_argument("-p", "--publish", action="append", default=[])
-    parser.add_argument("-h", "--hostname", default="")
-    parser.add_argument("--dns", action="append", default=[], help="upstream nameserver for this container")
-    parser.add_argument("--dns-search", action="append", default=[])
-    parser.add_argument("--dns-option", "--dns-opt", action="append", default=[])
-    parser.add_argument("--cap-add", action="append", default=[])
-    parser.add_argument("--cap-drop", action="append", default=[])
-    parser.add_argument("--pid", default="")
-    parser.add_argument("-l", "--label", action="append", default=[])
-    parser.add_argument("-e", "--env", action="append", default=[])
-    parser.add_argument("-w", "--workdir", default="")
-    parser.add_argument("--rootfs", default="", help="a root directory to run in, instead of the host image")
-    parser.add_argument("--rm", action="store_true")
-    parser.add_argument("-i", "--interactive", action="store_true")
-    parser.add_argument("-t", "--tty", action="store_true")
-    parser.add_argument("rest", nargs=REMAINDER, metavar="[IMAGE] [--] COMMAND")
-
-
-def split_image_and_command(rest: list[str], rootfs: str) -> tuple[str, list[str]]:
-    """`[IMAGE] [--] CMD...`: the image is `host` unless named; a leading `host`/`host:TAG` or a word before
-    `--` names it; everything else is the command."""
-    if "--" in rest:
-        index = rest.index("--")
-        before, command = rest[:index], rest[index + 1 :]
-        if len(before) > 1:
-            raise InvalidArgument(f"expected at most one image before '--', got {before}")
-        return (before[0] if before else "host"), command
-    if rest and (rest[0] == "host" or rest[0].startswith("host:")):
-        return rest[0], rest[1:]
-    return "host", rest
-
-
-def _create_body(args: Namespace) -> dict[str, Any]:
-    image, command = split_image_and_command(args.rest, args.rootfs)
-    bindings: dict[str, list[dict[str, str]]] = {}
-    if args.publish:
-        from boxnet.model.ports import parse_port_spec  # only when needed: it costs the CLI's start-up
-    for spec in args.publish:
-        mapping = parse_port_spec(spec)
-        bindings.setdefault(f"{mapping.container_port}/{mapping.protocol}", []).append(
-            {"HostIp": mapping.host_ip, "HostPort": str(mapping.host_port) if mapping.host_port else ""}
-        )
-    network = args.network or "bridge"
-    endpoints: dict[str, Any] = {}
-    if args.ip or args.network_alias:
-        if network in ("host", "none") or network.startswith("container:"):
-            raise InvalidArgument("--ip and --network-alias need a bridge network")
-        endpoint: dict[str, Any] = {"Aliases": args.network_alias}
-        if args.ip:
-            endpoint["IPAMConfig"] = {"IPv4Address": args.ip}
-        endpoints[network] = endpoint
-    for item in args.env:
-        if "=" not in item and item in os.environ:
-            args.env[args.env.index(item)] = f"{item}={os.environ[item]}"
-    return {
-        "Image": image, "Cmd": command, "Env": args.env, "Hostname": args.hostname,
-        "Labels": key_values(args.label, "label"), "WorkingDir": args.workdir, "Rootfs": args.rootfs,
-        # As docker: stdin closes with the attached client only when `run` attaches (not with -d).
-        "Tty": args.tty, "OpenStdin": args.interactive,
-        "StdinOnce": args.interactive and not getattr(args, "detach", False),
-        "AttachStdin": args.interactive, "AttachStdout": True, "AttachStderr": True,
-        "HostConfig": {
-            "NetworkMode": network, "PortBindings": bindings, "CapAdd": args.cap_add, "CapDrop": args.cap_drop,
-            "Dns": args.dns, "DnsSearch": args.dns_search, "DnsOptions": args.dns_option,
-            "PidMode": args.pid, "AutoRemove": bool(args.rm and getattr(args, "detach", True)),
-            "ConsoleSize": _terminal_size() if args.tty else None,
-        },
-        "NetworkingConfig": {"EndpointsConfig": endpoints},
-    }  # fmt: skip
-
-
 def create_container(client: Client, args: Namespace) -> int:
-    print(client.post("/containers/create", _create_body(args), name=args.name or None)["Id"])
+    print(client.post("/containers/create", run_options.create_body(args), name=args.name or None)["Id"])
     return 0
 
 
 def run_container(client: Client, args: Namespace) -> int:
-    created = client.post("/containers/create", _create_body(args), name=args.name or None)
+    created = client.post("/containers/create", run_options.create_body(args), name=args.name or None)
     container_id = created["Id"]
     attached = None
     if not args.detach:
@@ -204,6 +131,8 @@ def run_container(client: Client, args: Namespace) -> int:
             client.delete(f"/containers/{container_id}", force=1)
         raise
     if attached is not None:
+        if not args.tty:
+            _proxy_signals(client, container_id)
         _relay_exec(attached[0], attached[1], args.interactive, args.tty)
     if args.detach:
         print(container_id)
@@ -212,6 +141,20 @@ def run_container(client: Client, args: Namespace) -> int:
     if args.rm:
         client.delete(f"/containers/{container_id}", force=1)
     return code
+
+
+def _proxy_signals(client: Client, container_id: str) -> None:
+    """As the docker CLI does without a TTY: Ctrl-C and SIGTERM go to the container, which decides."""
+    import signal
+
+    def forward(signum: int, frame: object) -> None:
+        try:
+            Client(client.socket_path).post(f"/containers/{container_id}/kill", signal=signal.Signals(signum).name)
+        except Exception as exc:  # the container may have ended meanwhile
+            print(f"boxnet: could not forward {signal.Signals(signum).name}: {exc}", file=sys.stderr)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, forward)
 
 
 def _copy_logs(client: Client, container: str, follow: bool, timestamps: bool, tail: str) -> None:
@@ -307,8 +250,9 @@ def exec_command(client: Client, args: Namespace) -> int:
     if not command:
         raise InvalidArgument("exec needs a command")
     interactive = args.interactive and not args.detach
-    body = {"Cmd": command, "Env": args.env, "WorkingDir": args.workdir, "Tty": args.tty,
-            "AttachStdin": interactive, "AttachStdout": True, "AttachStderr": True}  # fmt: skip
+    body = {"Cmd": command, "Env": args.env, "WorkingDir": args.workdir, "Tty": args.tty, "User": args.user,
+            "AttachStdin": interactive, "AttachStdout": True, "AttachStderr": True,
+            "ConsoleSize": run_options.terminal_size() if args.tty else None}  # fmt: skip
     exec_id = client.post(f"/containers/{ref(args.container)}/exec", body)["Id"]
     if args.detach:
         client.post(f"/exec/{exec_id}/start", {"Detach": True, "Tty": args.tty})
@@ -317,14 +261,6 @@ def exec_command(client: Client, args: Namespace) -> int:
                                    upgrade=True)  # fmt: skip
     _relay_exec(response, sock, interactive, args.tty)
     return int(client.get(f"/exec/{exec_id}/json")["ExitCode"] or 0)
-
-
-def _terminal_size() -> list[int] | None:
-    try:
-        size = os.get_terminal_size(sys.stdout.fileno())
-    except OSError:
-        return None
-    return [size.lines, size.columns]
 
 
 def _relay_exec(response: Any, sock: Any, interactive: bool, use_tty: bool) -> None:

@@ -51,7 +51,8 @@ class Attacher:
             endpoint.ipv6 = self.registry.allocate(network, 6, settings.get("ipv6", ""))
             undo.push("ipv6 lease", lambda: self.registry.release(network.id, endpoint.ipv6))
             endpoint.gateway6 = network.ipv6_subnets[0].gateway
-        endpoint.mac = mac_for(endpoint.ipv4) if endpoint.ipv4 else random_mac()
+        endpoint.mac = settings.get("mac") or (mac_for(endpoint.ipv4) if endpoint.ipv4 else random_mac())
+        self._check_mac_free(network, container, endpoint.mac)
         # The ledger first: a crash after this line leaves a record naming the veth to clean up.
         container.endpoints[network.id] = endpoint
         self.registry.save_container(container)
@@ -64,6 +65,14 @@ class Attacher:
             self.ctx.firewall.add_icc_off_port(endpoint.host_veth)
             undo.push("icc-off port", lambda: self.ctx.firewall.remove_icc_off_port(endpoint.host_veth))
         return endpoint
+
+    def _check_mac_free(self, network: Network, container: Container, mac: str) -> None:
+        """Two ports of one bridge with one MAC would steal each other's frames (and the anti-spoofing
+        rules pin each port to its own)."""
+        for other in self.registry.containers_on(network.id):
+            endpoint = other.endpoints.get(network.id)
+            if other.id != container.id and endpoint is not None and endpoint.mac == mac:
+                raise Conflict(f"MAC address {mac} is already in use on network {network.name} by {other.name}")
 
     def _forget(self, container: Container, network_id: str) -> None:
         container.endpoints.pop(network_id, None)

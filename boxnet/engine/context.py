@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from boxnet.drivers.bridge import BridgeDriver
 from boxnet.engine.firewall import Firewall
 from boxnet.engine.registry import Registry
+from boxnet.runtime.cgroups import Cgroups
 
 if TYPE_CHECKING:
     from boxnet.engine.dns import DnsService
@@ -44,6 +45,7 @@ class EngineContext:
     registry: Registry
     firewall: Firewall = field(default_factory=Firewall)
     bridge: BridgeDriver = field(default_factory=BridgeDriver)
+    cgroups: Cgroups = field(default_factory=Cgroups)
     # One lock over every change of state: twenty concurrent runs must never share an address.
     lock: threading.RLock = field(default_factory=threading.RLock)
     dns: DnsService = field(init=False)

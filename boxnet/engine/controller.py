@@ -28,7 +28,7 @@ class Engine:
         self.networks = NetworkService(self.ctx)
         self.containers = ContainerService(self.ctx)
         self.execs = ExecService(self.ctx)
-        self.reconciler = Reconciler(self.ctx, self.containers)
+        self.reconciler = Reconciler(self.ctx, self.containers, self.networks)
         self.firewall_watch = FirewallWatch(self.ctx)
 
     def start(self) -> dict[str, list[str]]:
@@ -48,6 +48,7 @@ class Engine:
         return report
 
     def close(self) -> None:
+        self.containers.restarts.close()
         self.firewall_watch.stop()
         self.ctx.dns.stop()
         self.ctx.firewall.connect_redirect.close()

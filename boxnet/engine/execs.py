@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import secrets
+import struct
 import subprocess
 import sys
+import termios
 import threading
 from dataclasses import dataclass, field
 
-from boxnet.engine.containers import DEFAULT_PATH
+from boxnet.engine.container_spec import DEFAULT_PATH
 from boxnet.engine.context import EngineContext
 from boxnet.errors import Conflict, InvalidArgument, NotFound
 from boxnet.model.container import CAPABILITY_NUMBERS, effective_capabilities
+from boxnet.model.process import check_user
 
 
 @dataclass
@@ -30,6 +34,8 @@ class ExecSession:
     pid: int = 0
     # `boxnet debug`: "" for a normal exec, "net" or "net,pid" for the host's tools in those namespaces.
     debug: str = ""
+    user: str = ""  # "" runs it as the container's own user
+    console_size: list[int] = field(default_factory=list)
     process: subprocess.Popen | None = None
     # With a TTY: the pty's master end, which carries input and output both.
     pty_master: int = -1
@@ -42,9 +48,17 @@ class ExecService:
         self.sessions: dict[str, ExecSession] = {}
 
     def create(self, container_ref: str, cmd: list[str], env: list[str] | None = None, tty: bool = False,
-               attach_stdin: bool = False, working_dir: str = "", debug: str = "") -> ExecSession:  # fmt: skip
+               attach_stdin: bool = False, working_dir: str = "", debug: str = "", user: str = "",
+               console_size: list[int] | None = None) -> ExecSession:  # fmt: skip
         if not cmd:
             raise InvalidArgument("no command specified")
+        if user:
+            check_user(user)
+        for item in env or []:
+            if "=" not in item or item.startswith("=") or "\0" in item:
+                raise InvalidArgument(f"invalid environment variable {item!r}: expected NAME=VALUE")
+        if working_dir and not working_dir.startswith("/"):
+            raise InvalidArgument(f"the working directory {working_dir!r} is invalid: it needs to be an absolute path")
         if debug not in ("", "net", "net,pid"):
             raise InvalidArgument(f"debug namespaces must be net or net,pid, not {debug!r}")
         container = self.ctx.registry.find_container(container_ref)
@@ -52,7 +66,7 @@ class ExecService:
             raise Conflict(f"Container {container.id} is not running")
         session = ExecSession(secrets.token_hex(32), container.id, list(cmd), list(env or []), tty, attach_stdin,
                               working_dir)  # fmt: skip
-        session.debug = debug
+        session.debug, session.user, session.console_size = debug, user, list(console_size or [])
         if debug and container.network_mode == "host":
             raise InvalidArgument(f"container {container.name} uses the host's network: run the tool on the host")
         self.sessions[session.id] = session
@@ -78,12 +92,19 @@ class ExecService:
         env = dict(item.split("=", 1) for item in [DEFAULT_PATH, *own_env, *session.env] if "=" in item)
         if session.tty:
             env.setdefault("TERM", "xterm")
-        options = [f"--debug={'pid' if 'pid' in session.debug else 'net'}"] if session.debug else []
+        process = container.process
+        options = [f"--debug={'pid' if 'pid' in session.debug else 'net'}"] if session.debug else [
+            f"--cgroups={','.join(container.cgroups)}", f"--user={session.user or process.user}",
+            f"--group-add={','.join(process.group_add)}",
+            *(["--no-new-privileges"] if process.no_new_privileges else [])]  # fmt: skip
         workdir = session.working_dir or ("/" if session.debug else container.working_dir or "/")
         argv = [sys.executable, "-m", "boxnet.runtime.enter", str(container.state.pid), caps, workdir, *options,
                 "--", *session.cmd]  # fmt: skip
         if session.tty:
             master, slave = pty.openpty()
+            if session.console_size:
+                rows, columns = session.console_size
+                fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
             session.process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
                                                start_new_session=True, close_fds=True)  # fmt: skip
             os.close(slave)

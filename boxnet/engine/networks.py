@@ -52,7 +52,9 @@ class NetworkService:
                     raise Conflict(f"subnet {subnet} overlaps with {other}, which is already in use")
             gateway = request.gateways[index] if index < len(request.gateways) else ""
             ip_range = request.ip_ranges[index] if index < len(request.ip_ranges) else None
-            subnets.append(SubnetConfig(str(subnet), gateway or str(pools.first_host(subnet)), ip_range or None))
+            auxiliary = request.auxiliary_addresses[index] if index < len(request.auxiliary_addresses) else {}
+            subnets.append(SubnetConfig(str(subnet), gateway or str(pools.first_host(subnet)), ip_range or None,
+                                        dict(auxiliary)))  # fmt: skip
         if not any(s.network.version == 4 for s in subnets):
             subnet = pools.choose_subnet(in_use)
             subnets.insert(0, SubnetConfig(str(subnet), str(pools.first_host(subnet))))
@@ -90,8 +92,18 @@ class NetworkService:
                 names = ", ".join(c.name for c in users)
                 raise Conflict(f"error while removing network: network {network.name} has active endpoints "
                                f"({names})")  # fmt: skip
-            self._teardown(network)
-            self.registry.drop_network(network)
+            self._remove(network)
+
+    def _remove(self, network: Network) -> None:
+        """Intent first: a daemon killed half-way finds the network marked and finishes the removal."""
+        network.removing = True
+        self.registry.save_network(network)
+        faults.check("network-rm:after-intent")
+        self.finish_removal(network)
+
+    def finish_removal(self, network: Network) -> None:
+        self._teardown(network)
+        self.registry.drop_network(network)
 
     def _teardown(self, network: Network) -> None:
         self.ctx.dns.network_removed(network)
@@ -110,8 +122,7 @@ class NetworkService:
             for network in list(self.registry.networks.values()):
                 if network.name in PREDEFINED or self.registry.containers_on(network.id):
                     continue
-                self._teardown(network)
-                self.registry.drop_network(network)
+                self._remove(network)
                 removed.append(network.name)
         return removed
 
@@ -147,8 +158,8 @@ class NetworkService:
         with UndoStack() as undo:
             self.registry.save_network(network)
             undo.push("record", lambda: self.registry.drop_network(network))
+            undo.push("bridge", lambda: self.ctx.bridge.delete(network))  # before: a half-made bridge goes too
             self.ctx.bridge.create(network)
-            undo.push("bridge", lambda: self.ctx.bridge.delete(network))
             if fault_points:
                 faults.check("network:after-bridge")
             self.ctx.firewall.add_network(network)

@@ -7,14 +7,19 @@ are made again. Networks removed by the user stay removed: only what the ledger 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 
 from boxnet.engine.containers import ContainerService
 from boxnet.engine.context import EngineContext
+from boxnet.engine.networks import NetworkService
+from boxnet.engine.restarts import RAN_LONG_ENOUGH
 from boxnet.kernel import links, netns
-from boxnet.model.container import Container
-from boxnet.runtime.launcher import proc_start_time
+from boxnet.model.container import Container, ContainerState
+from boxnet.runtime.launcher import read_shim_record
+from boxnet.runtime.procs import proc_start_time, wait_gone
 
 log = logging.getLogger(__name__)
 
@@ -25,33 +30,67 @@ def shim_alive(container: Container) -> bool:
 
 
 class Reconciler:
-    def __init__(self, ctx: EngineContext, containers: ContainerService) -> None:
+    def __init__(self, ctx: EngineContext, containers: ContainerService, networks: NetworkService) -> None:
         self.ctx = ctx
         self.registry = ctx.registry
         self.containers = containers
+        self.networks = networks
 
     def at_startup(self) -> dict[str, list[str]]:
-        """Adopts survivors, settles the dead, repairs the kernel. Returns what it did, for the log."""
-        report: dict[str, list[str]] = {"adopted": [], "exited": [], "cleaned": [], "repaired": []}
+        """Adopts survivors, settles the dead and what a killed daemon left half-done, repairs the kernel,
+        and starts what its restart policy brings back with the daemon. Returns what it did, for the log."""
+        report: dict[str, list[str]] = {"adopted": [], "exited": [], "cleaned": [], "repaired": [],
+                                        "interrupted": [], "removed": []}  # fmt: skip
         with self.ctx.lock:
             for container in list(self.registry.containers.values()):
-                if container.state.status == "running":
+                status = container.state.status
+                if status == "running":
                     if shim_alive(container):
                         report["adopted"].append(container.name)
                         continue
                     self.containers.mark_exited(container)
                     report["exited"].append(container.name)
-                elif container.endpoints or container.sandbox_key:
-                    errors = self.containers.release_network(container)
+                elif status == "starting":
+                    self._end_interrupted_start(container)
+                    report["interrupted"].append(container.name)
+                elif status == "removing":
+                    self.containers.release(container)
+                    self.containers.forget(container)
+                    report["removed"].append(container.name)
+                elif container.endpoints or container.sandbox_key or container.cgroups:
+                    errors = self.containers.release(container)
                     self.registry.save_container(container)
                     report["cleaned"].append(container.name + (f" ({errors.errors})" if errors else ""))
+            self._finish_network_removals(report)
             report["repaired"] = self.repair()
         for container in list(self.registry.containers.values()):
             if container.state.status == "running" and not self.containers.monitor.watch(
                 container.id, container.state.shim_pid
             ):
                 self.containers._on_shim_exit(container.id)
+            elif container.state.status == "exited" and _starts_with_the_daemon(container):
+                self.containers.restarts.schedule(container.id, 0, RAN_LONG_ENOUGH)
         return report
+
+    def _end_interrupted_start(self, container: Container) -> None:
+        """A start the daemon died in the middle of: its shim (and with it the container, which dies with
+        its shim) is killed by PID, checked by start time; what it made is released from the record."""
+        shim = read_shim_record(self.ctx.config.container_dir(container.id))
+        if shim and proc_start_time(shim["shim_pid"]) == shim["shim_start_time"]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(shim["shim_pid"], signal.SIGKILL)
+            wait_gone(shim["shim_pid"], shim["shim_start_time"])
+        errors = self.containers.release(container)
+        state = container.state
+        state.status = "exited" if state.started_at != ContainerState().started_at else "created"
+        state.pid = state.shim_pid = 0
+        state.error = "the daemon stopped while starting it" + (f" ({'; '.join(errors.errors)})" if errors else "")
+        self.registry.save_container(container)
+
+    def _finish_network_removals(self, report: dict[str, list[str]]) -> None:
+        for network in [n for n in self.registry.networks.values() if n.removing]:
+            self.networks.finish_removal(network)
+            report["removed"].append(f"network {network.name}")
 
     def repair(self) -> list[str]:
         """Makes missing bridges, veths and rules again, from the ledger. Idempotent."""
@@ -79,6 +118,13 @@ class Reconciler:
                         repaired.append(f"veth {endpoint.host_veth} of {container.name}")
             self.ctx.firewall.rebuild(self.registry)
         return repaired
+
+
+def _starts_with_the_daemon(container: Container) -> bool:
+    """Docker's rule: `always` comes back with the daemon even if it was stopped by hand; `unless-stopped`
+    unless it was."""
+    policy = container.restart_policy.name
+    return policy == "always" or (policy == "unless-stopped" and not container.state.stopped_by_user)
 
 
 def _delete_if_present(ifname: str) -> None:

@@ -94,7 +94,8 @@ class Registry:
     def _allocators_for(network: Network) -> list[SubnetAllocator]:
         return [
             SubnetAllocator(
-                s.network, s.gateway_address, ipaddress.ip_network(s.ip_range) if s.ip_range else None
+                s.network, s.gateway_address, ipaddress.ip_network(s.ip_range) if s.ip_range else None,
+                {ipaddress.ip_address(a) for a in s.auxiliary.values()},
             )
             for s in network.subnets
         ]

@@ -83,20 +83,39 @@ def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(SYS_pivot_root, new_root.encode(), put_old.encode()), "pivot_root")
 
 
-def mount_setattr_readonly_recursive(path: str) -> None:
-    """Makes a whole mount tree read-only (mount_setattr with AT_RECURSIVE, Linux 5.12+)."""
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]  # fmt: skip
+
+
+def mount_setattr(path: str, attr_set: int, attr_clr: int = 0, recursive: bool = False) -> None:
+    """Changes a mount's flags, or a whole tree's with recursive (mount_setattr, Linux 5.12+)."""
     SYS_mount_setattr = 442  # x86_64
-
-    class MountAttr(ctypes.Structure):
-        _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                    ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]  # fmt: skip
-
     AT_FDCWD = -100
     AT_RECURSIVE = 0x8000
-    MOUNT_ATTR_RDONLY = 0x1
-    attr = MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
     _check(
-        _libc.syscall(SYS_mount_setattr, AT_FDCWD, path.encode(), AT_RECURSIVE,
+        _libc.syscall(SYS_mount_setattr, AT_FDCWD, path.encode(), AT_RECURSIVE if recursive else 0,
                       ctypes.byref(attr), ctypes.sizeof(attr)),
         f"mount_setattr {path}",
     )  # fmt: skip
+
+
+def mount_setattr_readonly_recursive(path: str) -> None:
+    """Makes a whole mount tree read-only."""
+    mount_setattr(path, MOUNT_ATTR_RDONLY, recursive=True)
+
+
+PR_SET_NO_NEW_PRIVS = 38
+
+
+def set_no_new_privileges() -> None:
+    """From here on, exec cannot grant privileges (setuid bits and file capabilities are ignored)."""
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                       ctypes.c_ulong(0)), "prctl(PR_SET_NO_NEW_PRIVS)")  # fmt: skip

@@ -9,6 +9,7 @@ from typing import Any
 from boxnet.errors import InvalidArgument
 from boxnet.model.names import check_object_name
 from boxnet.model.ports import PortMapping
+from boxnet.model.process import Device, ProcessSettings, Resources, RestartPolicy, Ulimit
 
 # Docker's default capability set (moby oci/caps/defaults.go).
 DEFAULT_CAPABILITIES = (
@@ -67,7 +68,7 @@ class Endpoint:
 
 @dataclass
 class ContainerState:
-    status: str = "created"  # created | running | exited | dead
+    status: str = "created"  # created | starting | running | exited | removing
     pid: int = 0
     shim_pid: int = 0
     shim_start_time: int = 0  # /proc/<pid>/stat start time: guards against pid reuse
@@ -75,6 +76,8 @@ class ContainerState:
     started_at: str = "0001-01-01T00:00:00Z"
     finished_at: str = "0001-01-01T00:00:00Z"
     error: str = ""
+    # Stopped by stop or kill through the API: no restart policy brings it back (until started again).
+    stopped_by_user: bool = False
 
 
 @dataclass(kw_only=True)
@@ -103,6 +106,12 @@ class ContainerSettings:
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
+    process: ProcessSettings = field(default_factory=ProcessSettings)
+    resources: Resources = field(default_factory=Resources)
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    extra_hosts: list[str] = field(default_factory=list)  # NAME:IP, or NAME:host-gateway
+    stop_signal: str = ""  # what stop sends first; "" is SIGTERM
+    stop_timeout: int | None = None  # seconds stop waits before SIGKILL; None is 10
 
 
 @dataclass(kw_only=True)
@@ -118,6 +127,8 @@ class Container(ContainerSettings):
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     # The network whose address the published ports lead to.
     port_network: str = ""
+    # Its cgroups' directories while it runs (recorded before they are made).
+    cgroups: list[str] = field(default_factory=list)
     # The namespace the container's network lives in, registered for `ip netns`.
     sandbox_key: str = ""
     netns_name: str = ""
@@ -144,6 +155,12 @@ class Container(ContainerSettings):
         data["published_ports"] = [PortMapping.from_dict(p) for p in data.get("published_ports", [])]
         data["endpoints"] = {k: Endpoint(**v) for k, v in data.get("endpoints", {}).items()}
         data["state"] = ContainerState(**data.get("state", {}))
+        process = dict(data.get("process", {}))
+        process["ulimits"] = [Ulimit(**u) for u in process.get("ulimits", [])]
+        process["devices"] = [Device(**d) for d in process.get("devices", [])]
+        data["process"] = ProcessSettings(**process)
+        data["resources"] = Resources(**data.get("resources", {}))
+        data["restart_policy"] = RestartPolicy(**data.get("restart_policy", {}))
         return cls(**data)
 
 

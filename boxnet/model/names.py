@@ -12,7 +12,7 @@ _OBJECT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 # IFNAMSIZ is 16 including the terminating NUL.
 MAX_IFNAME = 15
 _IFNAME_FORBIDDEN = re.compile(r"[\s/:]")
-_LABEL_KEY = re.compile(r"^[^=\s]+$")
+_LABEL_KEY = re.compile(r"^[^=\s\x00-\x1f\x7f]+$")
 
 
 def new_id() -> str:

@@ -28,6 +28,8 @@ class SubnetConfig:
     subnet: str
     gateway: str
     ip_range: str | None = None
+    # Addresses IPAM never hands out (Docker's --aux-address NAME=IP): a router, a printer, a VIP.
+    auxiliary: dict[str, str] = field(default_factory=dict)
 
     @property
     def network(self) -> IPNetwork:
@@ -56,6 +58,8 @@ class Network:
     labels: dict[str, str] = field(default_factory=dict)
     # The bridge device: Docker's names, boxnet0 for the default network, br-<12 hex> otherwise.
     bridge: str | None = None
+    # Set before a removal starts, so that a daemon killed half-way finishes it (engine/reconcile.py).
+    removing: bool = False
 
     @property
     def icc(self) -> bool:
@@ -101,6 +105,7 @@ class NetworkRequest:
     subnets: list[str] = field(default_factory=list)
     gateways: list[str] = field(default_factory=list)
     ip_ranges: list[str] = field(default_factory=list)
+    auxiliary_addresses: list[dict[str, str]] = field(default_factory=list)  # per subnet: name -> address
     enable_ipv6: bool = False
     internal: bool = False
     attachable: bool = False
@@ -124,6 +129,12 @@ class NetworkRequest:
             raise InvalidArgument("--gateway given without a matching --subnet")
         if len(self.ip_ranges) > len(self.subnets):
             raise InvalidArgument("--ip-range given without a matching --subnet")
+        if len(self.auxiliary_addresses) > len(self.subnets):
+            raise InvalidArgument("--aux-address given without a matching --subnet")
+        mtu = self.options.get(OPT_MTU)
+        if self.enable_ipv6 and mtu and int(mtu) < IPV6_MIN_MTU:
+            raise InvalidArgument(f"option {OPT_MTU}: MTU {mtu} is too small for IPv6, which needs at least "
+                                  f"{IPV6_MIN_MTU}")  # fmt: skip
         seen: list[IPNetwork] = []
         for index, raw in enumerate(self.subnets):
             subnet = parse_subnet(raw)
@@ -137,6 +148,9 @@ class NetworkRequest:
                 check_gateway(subnet, self.gateways[index])
             if index < len(self.ip_ranges) and self.ip_ranges[index]:
                 check_ip_range(subnet, self.ip_ranges[index])
+            if index < len(self.auxiliary_addresses):
+                check_auxiliary(subnet, self.auxiliary_addresses[index], self.gateways[index]
+                                if index < len(self.gateways) else "")  # fmt: skip
 
 
 def _parse_bool(key: str, raw: str) -> bool:
@@ -162,6 +176,15 @@ def validate_bridge_options(options: dict[str, str]) -> None:
             raise InvalidArgument(f"option {key}: MTU {value!r} is not a number from 68 to 65535")
 
 
+IPV6_MIN_MTU = 1280
+# Ranges a container network must not take: loopback, "this network", link-local, multicast, reserved,
+# and for IPv6 the unspecified and loopback addresses, link-local, multicast and IPv4-mapped addresses.
+RESERVED = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "240.0.0.0/4",
+    "::/128", "::1/128", "fe80::/10", "ff00::/8", "::ffff:0:0/96",
+))  # fmt: skip
+
+
 def parse_subnet(raw: str) -> IPNetwork:
     if "/" not in raw:
         raise InvalidArgument(f"invalid subnet {raw!r}: expected CIDR notation such as 10.1.0.0/24")
@@ -174,6 +197,10 @@ def parse_subnet(raw: str) -> IPNetwork:
     limit = 30 if network.version == 4 else 126
     if network.prefixlen > limit:
         raise InvalidArgument(f"subnet {raw} is too small: at most /{limit}")
+    for reserved in RESERVED:
+        if reserved.version == network.version and reserved.overlaps(network):
+            raise InvalidArgument(f"subnet {raw} overlaps {reserved}, which is reserved (loopback, link-local, "
+                                  "multicast or otherwise not for hosts)")  # fmt: skip
     return network
 
 
@@ -186,6 +213,19 @@ def check_gateway(subnet: IPNetwork, raw: str) -> None:
         raise InvalidArgument(f"gateway {raw} is outside the subnet {subnet}")
     if subnet.version == 4 and gateway in (subnet.network_address, subnet.broadcast_address):
         raise InvalidArgument(f"gateway {raw} is the network or broadcast address of {subnet}")
+
+
+def check_auxiliary(subnet: IPNetwork, auxiliary: dict[str, str], gateway: str) -> None:
+    for name, raw in auxiliary.items():
+        check_object_name("auxiliary address", name)
+        try:
+            address = ipaddress.ip_address(raw)
+        except ValueError:
+            raise InvalidArgument(f"invalid auxiliary address {name}={raw!r}: not an IP address") from None
+        if address not in subnet:
+            raise InvalidArgument(f"auxiliary address {name}={raw} is outside the subnet {subnet}")
+        if raw == gateway:
+            raise InvalidArgument(f"auxiliary address {name}={raw} is the gateway")
 
 
 def check_ip_range(subnet: IPNetwork, raw: str) -> None:

@@ -1,9 +1,11 @@
-"""Runs a command inside a running container: `python -m boxnet.runtime.enter PID CAPS CWD [--debug[=pid]] --
-ARGV...`.
+"""Runs a command inside a running container: `python -m boxnet.runtime.enter PID CAPS CWD [OPTIONS] --
+ARGV...`, OPTIONS being --debug[=pid], --cgroups=DIR,..., --user=SPEC, --group-add=G,...,
+--no-new-privileges.
 
-Joins the namespaces of PID (ipc, uts, net, pid, mnt), keeps only the container's capabilities, then forks
-so that the command lands inside the PID namespace, and exits with the command's status. The environment is
-the command's, as given.
+Joins the container's cgroups and the namespaces of PID (ipc, uts, net, pid, mnt), then forks so that the
+command lands inside the PID namespace; the child becomes the container's user (or --user) with only the
+container's capabilities, and the process exits with the command's status. The environment is the
+command's, as given.
 
 --debug (`boxnet debug`): the network namespace alone, so the host's own tools (tcpdump, ss, dig) run
 against the container's network with the host's capabilities; `--debug=pid` adds the PID namespace and a
@@ -16,6 +18,7 @@ import os
 import sys
 
 from boxnet.kernel import libc
+from boxnet.runtime import cgroups, identity
 
 NAMESPACES = (("ipc", libc.CLONE_NEWIPC), ("uts", libc.CLONE_NEWUTS), ("net", libc.CLONE_NEWNET),
               ("pid", libc.CLONE_NEWPID), ("mnt", libc.CLONE_NEWNS))  # fmt: skip
@@ -26,6 +29,9 @@ def main() -> int:
     options = sys.argv[4 : sys.argv.index("--")]
     argv = sys.argv[sys.argv.index("--") + 1 :]
     debug = next((o for o in options if o.startswith("--debug")), "")
+    values = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in options if "=" in o}
+    if not debug:
+        cgroups.join([p for p in values.get("--cgroups", "").split(",") if p])
     namespaces = NAMESPACES
     if debug:
         namespaces = tuple(n for n in NAMESPACES if n[0] == "net" or (n[0] == "pid" and debug == "--debug=pid"))
@@ -33,11 +39,14 @@ def main() -> int:
     for fd, flag in fds:
         libc.setns(fd, flag)
         os.close(fd)
-    if not debug:
-        libc.drop_bounding_capabilities({int(c) for c in caps_csv.split(",") if c})
     child = os.fork()
     if child == 0:
         try:
+            if not debug:
+                who = identity.resolve(values.get("--user", ""), [g for g in values.get("--group-add", "").split(",")
+                                                                 if g])  # fmt: skip
+                os.environ.setdefault("HOME", who.home or "/")
+                identity.become(who, [int(c) for c in caps_csv.split(",") if c], "--no-new-privileges" in options)
             if debug == "--debug=pid":
                 # The host's /proc would list the host's processes: mount one for this PID namespace, in a
                 # mount namespace of our own so that the host never sees it.
@@ -49,6 +58,9 @@ def main() -> int:
         except OSError as exc:
             sys.stderr.write(f"exec {argv[0]!r}: {exc.strerror}\n")
             os._exit(126 if not isinstance(exc, FileNotFoundError) else 127)
+        except identity.IdentityError as exc:
+            sys.stderr.write(f"exec: {exc}\n")
+            os._exit(126)
     _, status = os.waitpid(child, 0)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code

@@ -10,19 +10,9 @@ import sys
 
 from boxnet.errors import Internal, InvalidArgument
 from boxnet.runtime.forkserver import ForkServerClient
+from boxnet.runtime.procs import proc_start_time
 
 START_TIMEOUT = 30.0
-
-
-def proc_start_time(pid: int) -> int:
-    """The start time of a process in clock ticks since boot (stat field 22), 0 when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            raw = handle.read()
-    except OSError:
-        return 0
-    # The command name may hold spaces and parentheses: fields restart after the last ')'.
-    return int(raw[raw.rindex(b")") + 2 :].split()[19])
 
 
 class ShimLauncher:
@@ -62,6 +52,17 @@ class ShimLauncher:
     def close(self) -> None:
         if self._forkserver is not None:
             self._forkserver.close()
+
+
+def read_shim_record(state_dir: str) -> dict | None:
+    """What a shim wrote of itself as it began (shim.json): its pid and start time, for a daemon that died
+    before it learnt them."""
+    try:
+        with open(os.path.join(state_dir, "shim.json")) as handle:
+            record = json.load(handle)
+        return {"shim_pid": int(record["shim_pid"]), "shim_start_time": int(record["shim_start_time"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _read_ready(fd: int) -> dict:

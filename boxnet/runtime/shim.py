@@ -24,6 +24,9 @@ import termios
 import time
 
 from boxnet.kernel import libc
+from boxnet.model.process import MASKED_PATHS, READONLY_PATHS
+from boxnet.runtime import cgroups, identity, rootfs
+from boxnet.runtime.procs import proc_start_time
 
 LOG_CHUNK = 65536
 
@@ -35,81 +38,50 @@ def _write_json(path: str, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _mount_common_filesystems(root: str) -> None:
-    """proc for the new PID namespace, sysfs for the network namespace, private tmp, shm and devpts."""
-    nosuid = libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC
-    libc.mount("proc", f"{root}/proc", "proc", nosuid)
-    libc.mount("sysfs", f"{root}/sys", "sysfs", nosuid | libc.MS_RDONLY)
-    for path, mode in (("dev/shm", "1777"), ("tmp", "1777"), ("run", "755"), ("var/tmp", "1777")):
-        target = f"{root}/{path}"
-        if os.path.isdir(target):
-            libc.mount("tmpfs", target, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, f"mode={mode}")
-    if os.path.isdir(f"{root}/dev/pts"):
-        libc.mount("devpts", f"{root}/dev/pts", "devpts", libc.MS_NOSUID | libc.MS_NOEXEC,
-                   "newinstance,ptmxmode=0666,mode=620")  # fmt: skip
-
-
-def _bind_files(root: str, files: dict[str, str]) -> None:
-    for target, source in files.items():
-        path = f"{root}{target}"
-        if not os.path.exists(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            open(path, "a").close()
-        libc.mount(source, path, None, libc.MS_BIND)
-
-
-def _setup_host_image(files: dict[str, str]) -> None:
-    """The host's files, read-only, with private writable /tmp, /run and /var/tmp."""
-    libc.mount_setattr_readonly_recursive("/")
-    # Files first: the state directory holding them may sit under /tmp, which the tmpfs below hides.
-    _bind_files("", files)
-    _mount_common_filesystems("")
-
-
-def _setup_rootfs(rootfs: str, files: dict[str, str]) -> None:
-    libc.mount(rootfs, rootfs, None, libc.MS_BIND | libc.MS_REC)
-    for sub in ("proc", "sys", "dev", "tmp", "run"):
-        os.makedirs(f"{rootfs}/{sub}", exist_ok=True)
-    libc.mount("tmpfs", f"{rootfs}/dev", "tmpfs", libc.MS_NOSUID, "mode=755")
-    for device in ("null", "zero", "full", "random", "urandom", "tty"):
-        target = f"{rootfs}/dev/{device}"
-        open(target, "a").close()
-        libc.mount(f"/dev/{device}", target, None, libc.MS_BIND)
-    os.makedirs(f"{rootfs}/dev/pts", exist_ok=True)
-    os.makedirs(f"{rootfs}/dev/shm", exist_ok=True)
-    os.symlink("pts/ptmx", f"{rootfs}/dev/ptmx")
-    os.symlink("/proc/self/fd", f"{rootfs}/dev/fd")
-    _mount_common_filesystems(rootfs)
-    _bind_files(rootfs, files)
-    os.chdir(rootfs)
-    libc.pivot_root(".", ".")
-    libc.umount(".", libc.MNT_DETACH)
-    os.chdir("/")
-
-
-def _container_init(spec: dict, stdio: Stdio, status_w: int) -> None:
+def _container_init(spec: dict, stdio: Stdio, status_w: int, alive: int) -> None:
     """Runs in the forked child, PID 1 of the container; never returns."""
     try:
+        # Into its cgroups first, so that everything from here on counts against its limits.
+        cgroups.join(spec.get("cgroups", []))
         os.setsid()
         for target, fd in enumerate(stdio.child_fds):
             os.dup2(fd, target)
         # Nothing of the shim's leaks into the container but its stdio, the exec-status pipe and the console
         # socket (with a TTY).
-        _close_all_but({status_w, stdio.console_child})
+        _close_all_but({status_w, stdio.console_child, alive})
         libc.unshare(libc.CLONE_NEWNS | libc.CLONE_NEWUTS | libc.CLONE_NEWIPC)
         # Private, as Docker's default: nothing the container mounts reaches the host, or the other way round.
         libc.mount("none", "/", None, libc.MS_REC | libc.MS_PRIVATE)
         if spec["rootfs"]:
-            _setup_rootfs(spec["rootfs"], spec["files"])
+            rootfs.root_directory(spec)
         else:
-            _setup_host_image(spec["files"])
+            rootfs.host_image(spec)
+        identity.write_sysctls(spec.get("sysctls", {}))
+        masked, readonly = spec.get("masked_paths"), spec.get("readonly_paths")
+        rootfs.restrict_system_paths(MASKED_PATHS if masked is None else masked,
+                                     READONLY_PATHS if readonly is None else readonly)  # fmt: skip
         if spec.get("hostname"):
             libc.sethostname(spec["hostname"])
         if stdio.tty:
             _open_console(stdio.console_child, spec.get("console_size") or [24, 80])
-        libc.drop_bounding_capabilities(spec["capabilities"])
-        os.chdir(spec.get("cwd") or "/")
+        identity.apply_limits(spec.get("ulimits", []), spec.get("oom_score_adj", 0))
+        who = identity.resolve(spec.get("user", ""), spec.get("group_add", []))
+        cwd = spec.get("cwd") or "/"
+        if not os.path.isdir(cwd):
+            try:
+                os.makedirs(cwd, mode=0o755)  # as Docker: a working directory that is missing is made
+            except OSError as exc:
+                raise identity.IdentityError(f"working directory {cwd} is missing and cannot be made: "
+                                             f"{exc.strerror}") from None  # fmt: skip
         env = dict(item.split("=", 1) for item in spec["env"])
+        env.setdefault("HOME", who.home or "/")
+        identity.become(who, spec["capabilities"], spec.get("no_new_privileges", False))
+        # The container ends with its shim (after become: a change of uid clears this), so that no container
+        # ever runs unsupervised; a shim gone already is checked for after setting it.
+        libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if select.select([alive], [], [], 0)[0]:  # EOF: the shim's end of the pipe closed with it
+            os._exit(137)
+        os.chdir(cwd)
         for sig in (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
     except BaseException as exc:
@@ -264,8 +236,12 @@ def run(state_dir: str, ready_fd: int) -> int:
     log_fd = os.open(os.path.join(state_dir, "shim.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log_fd, 2)
     os.close(log_fd)
+    # Before anything else: a daemon that dies before it learns this pid finds it here (engine/reconcile.py).
+    _write_json(os.path.join(state_dir, "shim.json"),
+                {"shim_pid": os.getpid(), "shim_start_time": proc_start_time(os.getpid())})  # fmt: skip
     with open(os.path.join(state_dir, "config.json")) as handle:
         spec = json.load(handle)
+    spec["state_dir"] = state_dir
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -283,15 +259,18 @@ def run(state_dir: str, ready_fd: int) -> int:
 
     stdio = Stdio(spec, state_dir)
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
+    # Held open by the shim for its whole life: the container sees EOF on its end once the shim is gone.
+    alive_r, alive_w = os.pipe2(os.O_CLOEXEC)
 
     child = os.fork()
     if child == 0:
-        for fd in (*stdio.shim_fds(), status_r, ready_fd):
+        for fd in (*stdio.shim_fds(), status_r, ready_fd, alive_w):
             if fd >= 0 and fd not in stdio.child_fds and fd != stdio.console_child:
                 os.close(fd)
-        _container_init(spec, stdio, status_w)
+        _container_init(spec, stdio, status_w, alive_r)
     stdio.after_fork()
     os.close(status_w)
+    os.close(alive_r)
     if stdio.tty:
         stdio.receive_console()
 
@@ -305,8 +284,13 @@ def run(state_dir: str, ready_fd: int) -> int:
         os.close(ready_fd)
         _write_json(os.path.join(state_dir, "exit.json"), {"exit_code": 127, "error": failure.decode()})
         return 0
-    os.write(ready_fd, json.dumps({"pid": child, "shim_pid": os.getpid()}).encode())
-    os.close(ready_fd)
+    try:
+        os.write(ready_fd, json.dumps({"pid": child, "shim_pid": os.getpid()}).encode())
+        os.close(ready_fd)
+    except OSError:  # the daemon died before it heard of this container: it must not outlive the attempt
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        return 1
     try:
         return _supervise(state_dir, child, stdio)
     finally:

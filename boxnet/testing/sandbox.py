@@ -282,7 +282,7 @@ class Sandbox:
         database = os.path.join(self.root, "boxnet.db")
         if not os.path.exists(database):
             return
-        from boxnet.runtime.launcher import proc_start_time
+        from boxnet.runtime.procs import proc_start_time
         from boxnet.store.sqlite import SqliteStore
 
         store = SqliteStore(database)

@@ -57,7 +57,7 @@ def test_options_among_positionals_booleans_aliases_and_types() -> None:
     assert parse("network", "list", "-q").network_command == "list"
     args = parse("network", "connect", "--alias", "db", "--alias", "store", "back", "web")
     assert (args.network, args.container, args.alias) == ("back", "web", ["db", "store"])
-    assert parse("stop", "-t", "3", "x").time == 3 and parse("stop", "x").time == 10
+    assert parse("stop", "-t", "3", "x").time == 3 and parse("stop", "x").time is None  # the container's own
     assert parse("-H", "unix:///tmp/s", "ps", "-aq").host == "unix:///tmp/s"
     assert parse("capture", "web", "--duration", "1.5").duration == 1.5
     assert parse("ps").filter == [] and parse("ps").filter is not parse("ps").filter  # a fresh list each time

@@ -2,8 +2,8 @@ import pytest
 
 from boxnet.api.server import frame
 from boxnet.cli.client import demux
-from boxnet.cli.containers import split_image_and_command
 from boxnet.cli.format import render_template, table
+from boxnet.cli.run_options import split_image_and_command
 from boxnet.errors import Conflict, InvalidArgument
 from boxnet.runtime.files import container_resolv_conf, hosts_file
 from boxnet.store.memory import MemoryStore

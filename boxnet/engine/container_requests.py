@@ -1,0 +1,274 @@
+"""A container create request, checked whole before anything is recorded or made: every name, address,
+mode, limit and path, against the ledger and this machine. What comes out is the Container record."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import signal
+import socket
+import stat
+from dataclasses import dataclass, field
+
+from boxnet.engine.networks import now
+from boxnet.engine.registry import Registry
+from boxnet.errors import Conflict, InvalidArgument, NotFound
+from boxnet.model.container import (
+    BUILTIN_IMAGE,
+    Container,
+    ContainerSettings,
+    check_container_name,
+    effective_capabilities,
+)
+from boxnet.model.names import new_id, parse_key_values
+from boxnet.model.ports import find_clash
+from boxnet.model.process import (
+    check_dns_name,
+    check_group,
+    check_hostname,
+    check_mac,
+    check_sysctls,
+    check_text,
+    check_user,
+    parse_extra_host,
+    sysctl_namespace,
+)
+from boxnet.runtime.cgroups import Cgroups
+
+NETNS_MODES = ("host", "none")
+
+
+@dataclass(kw_only=True)
+class ContainerRequest(ContainerSettings):
+    """A create request, already out of the API's JSON, not yet validated."""
+
+    name: str = ""
+    networks: dict[str, dict] = field(default_factory=dict)  # name -> {"aliases", "ipv4", "ipv6", "mac"}
+    mac_address: str = ""  # the first network's endpoint's, when its settings name none
+
+
+def build_container(request: ContainerRequest, registry: Registry, cgroups: Cgroups) -> Container:
+    """The record for a valid request; InvalidArgument, NotFound or Conflict naming what is wrong."""
+    name = check_container_name(request.name) if request.name else _generate_name(registry)
+    existing = registry.container_by_name(name)
+    if existing:
+        raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
+                       f'"{existing.id}". You have to remove (or rename) that container to be able to '
+                       "reuse that name.")  # fmt: skip
+    rootfs = _rootfs(request)
+    effective_capabilities(request.cap_add, request.cap_drop)  # rejects unknown capability names
+    mode, networks, hostname = _network_mode(request, registry)
+    pid_mode = request.pid_mode
+    if pid_mode.startswith("container:"):
+        pid_mode = "container:" + registry.find_container(pid_mode.split(":", 1)[1]).id
+    elif pid_mode not in ("", "host"):
+        raise InvalidArgument(f"invalid --pid mode {pid_mode!r}: use host or container:NAME")
+    ports = list(request.ports)
+    clash = find_clash(ports, [])
+    if clash:
+        raise Conflict(f"port {clash[0].host_port}/{clash[0].protocol} is published twice")
+    for port in ports:
+        if port.host_ip and ipaddress.ip_address(port.host_ip).is_loopback and ":" in port.host_ip:
+            raise InvalidArgument(f"publishing on [{port.host_ip}] is not supported: IPv6 has no route_localnet, "
+                                  "so ::1 cannot be forwarded to a container; publish on 127.0.0.1")  # fmt: skip
+    if mode == "host":
+        ports = []  # Docker discards published ports in host mode: the ports are the host's already
+    _check_process(request, mode)
+    cgroups.check(request.resources, request.process.devices)
+    if request.auto_remove and request.restart_policy.name != "no":
+        raise InvalidArgument("conflicting options: --restart and --rm (AutoRemove)")
+    if request.stop_signal:
+        parse_signal(request.stop_signal)
+    if request.stop_timeout is not None and request.stop_timeout < -1:
+        raise InvalidArgument(f"StopTimeout {request.stop_timeout} must be -1 (wait forever) or more")
+    container_id = new_id()
+    return Container(
+        id=container_id, name=name, created=now(), image=rootfs if rootfs else request.image,
+        rootfs=rootfs, cmd=_command(request.cmd), env=_environment(request.env),
+        hostname=hostname or (socket.gethostname() if mode == "host" else container_id[:12]),
+        network_mode=mode, ports=ports, cap_add=list(request.cap_add), cap_drop=list(request.cap_drop),
+        pid_mode=pid_mode, labels=_labels(request.labels), auto_remove=request.auto_remove, tty=request.tty,
+        open_stdin=request.open_stdin, stdin_once=request.stdin_once, console_size=list(request.console_size),
+        working_dir=request.working_dir, requested_networks=networks, dns=_nameservers(request.dns),
+        dns_search=_dns_words("search domain", request.dns_search),
+        dns_options=_dns_words("option", request.dns_options), process=request.process,
+        resources=request.resources, restart_policy=request.restart_policy,
+        extra_hosts=[f"{h.name}:{h.address}" for h in map(parse_extra_host, request.extra_hosts)],
+        stop_signal=request.stop_signal, stop_timeout=request.stop_timeout,
+    )  # fmt: skip
+
+
+def _rootfs(request: ContainerRequest) -> str:
+    rootfs = request.rootfs
+    if not rootfs and request.image.startswith("/"):
+        rootfs = request.image
+    if not rootfs:
+        if request.image not in (BUILTIN_IMAGE, f"{BUILTIN_IMAGE}:latest"):
+            raise NotFound(f"No such image: {request.image} (boxnet knows the built-in image "
+                           f"{BUILTIN_IMAGE!r} and --rootfs DIR)")  # fmt: skip
+        return ""
+    check_text("rootfs", rootfs)
+    rootfs = os.path.realpath(rootfs)
+    if not os.path.isdir(rootfs):
+        raise InvalidArgument(f"rootfs {request.rootfs!r} is not a directory")
+    if rootfs == "/":
+        raise InvalidArgument("--rootfs / would give the container the host's own root, writable: use the "
+                              f"built-in image {BUILTIN_IMAGE!r}, which is the host's files read-only")  # fmt: skip
+    return rootfs
+
+
+def _network_mode(request: ContainerRequest, registry: Registry) -> tuple[str, dict[str, dict], str]:
+    """(mode, the networks to join with their endpoint settings, the hostname)."""
+    mode = request.network_mode or "bridge"
+    networks = dict(request.networks)
+    if mode == "default":  # what the docker CLI and SDK send when no network was asked for
+        mode = "bridge"
+        if "default" in networks:  # the CLI's endpoint settings for it, all at zero
+            networks["bridge"] = networks.pop("default")
+    hostname = request.hostname
+    if hostname:
+        check_hostname(hostname)
+    if mode.startswith("container:"):
+        target = registry.find_container(mode.split(":", 1)[1])
+        if request.ports:
+            raise InvalidArgument("conflicting options: port publishing and the container type network mode")
+        if networks:
+            raise InvalidArgument("conflicting options: networks and the container type network mode")
+        if hostname:
+            raise InvalidArgument("conflicting options: hostname and the container type network mode")
+        if request.mac_address:
+            raise InvalidArgument("conflicting options: mac-address and the container type network mode")
+        return f"container:{target.id}", {}, target.hostname  # Docker: the network's owner's hostname
+    if mode in NETNS_MODES:
+        if networks and set(networks) != {mode}:
+            raise InvalidArgument(f"container cannot be disconnected from {mode} and connected elsewhere")
+        if request.mac_address:
+            raise InvalidArgument(f"conflicting options: mac-address and network mode {mode}")
+        return mode, {}, hostname
+    primary = registry.find_network(mode)
+    networks.setdefault(primary.name, networks.pop(mode, {}))
+    if request.mac_address and not networks[primary.name].get("mac"):
+        networks[primary.name] = {**networks[primary.name], "mac": request.mac_address}
+    checked = {}
+    for net_name, settings in networks.items():
+        network = registry.find_network(net_name)
+        if network.driver != "bridge":
+            raise InvalidArgument(f"container cannot be attached to {network.name} and {primary.name} at once")
+        checked[network.name] = check_endpoint_settings(settings, network.is_default_bridge)
+    # The primary network first: it holds the default route.
+    return primary.name, {primary.name: checked.pop(primary.name), **checked}, hostname
+
+
+def check_endpoint_settings(settings: dict, default_bridge: bool) -> dict:
+    """Aliases, requested addresses and MAC of one endpoint, as the API or the CLI gave them."""
+    aliases = [check_dns_name("network alias", a) for a in settings.get("aliases", [])]
+    for key in ("ipv4", "ipv6"):
+        if settings.get(key):
+            try:
+                address = ipaddress.ip_address(settings[key])
+            except ValueError:
+                raise InvalidArgument(f"invalid {key} address {settings[key]!r}") from None
+            if address.version != int(key[-1]):
+                raise InvalidArgument(f"{settings[key]} is not an IPv{key[-1]} address")
+    if default_bridge and (aliases or settings.get("ipv4") or settings.get("ipv6")):
+        raise InvalidArgument("user specified IP address and network-scoped aliases are supported on user "
+                              "defined networks only")  # fmt: skip
+    mac = check_mac(settings["mac"]) if settings.get("mac") else ""
+    return {"aliases": aliases, "ipv4": settings.get("ipv4", ""), "ipv6": settings.get("ipv6", ""), "mac": mac}
+
+
+def _check_process(request: ContainerRequest, mode: str) -> None:
+    process = request.process
+    if process.user:
+        check_user(process.user)
+    for group in process.group_add:
+        check_group(group)
+    check_sysctls(process.sysctls)
+    for key in process.sysctls:
+        if sysctl_namespace(key) == "net" and (mode in NETNS_MODES or mode.startswith("container:")):
+            raise InvalidArgument(f"sysctl {key} is not allowed with network mode {mode.split(':')[0]}: the "
+                                  "container has no network namespace of its own")  # fmt: skip
+    names = [u.name for u in process.ulimits]
+    if len(names) != len(set(names)):
+        raise InvalidArgument(f"a ulimit is given twice: {sorted(names)}")
+    for device in process.devices:
+        try:
+            info = os.stat(device.path_on_host)
+        except OSError as exc:
+            raise InvalidArgument(f"device {device.path_on_host}: {exc.strerror}") from None
+        if not (stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)):
+            raise InvalidArgument(f"{device.path_on_host} is not a device node")
+    if request.working_dir and not request.working_dir.startswith("/"):
+        raise InvalidArgument(f"the working directory {request.working_dir!r} is invalid: it needs to be an "
+                              "absolute path")  # fmt: skip
+    check_text("working directory", request.working_dir)
+
+
+def _command(cmd: list[str]) -> list[str]:
+    for arg in cmd:
+        if "\0" in arg:
+            raise InvalidArgument(f"invalid command argument {arg!r}: NUL bytes cannot be passed to a program")
+    return list(cmd) or ["/bin/sh"]
+
+
+def _environment(env: list[str]) -> list[str]:
+    for item in env:
+        key, sep, _ = item.partition("=")
+        if not sep or not key or "\0" in item:
+            raise InvalidArgument(f"invalid environment variable {item!r}: expected NAME=VALUE without NUL bytes")
+    return list(env)
+
+
+def _labels(labels: dict[str, str]) -> dict[str, str]:
+    parsed = parse_key_values("label", labels)
+    for key in parsed:
+        check_text("label key", key, 1024)
+    return parsed
+
+
+def _generate_name(registry: Registry) -> str:
+    adjectives = ("brave", "calm", "eager", "fancy", "jolly", "keen", "lucid", "merry", "quirky", "vivid")
+    nouns = ("turing", "hopper", "lovelace", "ritchie", "thompson", "torvalds", "knuth", "liskov")
+    while True:
+        name = f"{secrets.choice(adjectives)}_{secrets.choice(nouns)}_{secrets.token_hex(2)}"
+        if not registry.container_by_name(name):
+            return name
+
+
+def _nameservers(servers: list[str]) -> list[str]:
+    for server in servers:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise InvalidArgument(f"{server!r} is not an IP address (--dns takes nameserver addresses)") from None
+    return list(servers)
+
+
+def _dns_words(what: str, words: list[str]) -> list[str]:
+    for word in words:
+        if not word or any(c.isspace() for c in word) or len(word) > 253:
+            raise InvalidArgument(f"invalid DNS {what} {word!r}")
+        check_text(f"DNS {what}", word, 253)
+    return list(words)
+
+
+def parse_signal(sig: str | int) -> int:
+    """A signal by number or name (KILL, SIGKILL, RTMIN+3); anything else is an error naming it."""
+    text = str(sig).strip()
+    if isinstance(sig, int) or (text.isascii() and text.isdigit()):
+        number = int(text)
+    else:
+        name = text.upper()
+        if not name.startswith("SIG"):
+            name = "SIG" + name
+        base, plus, offset = name.partition("+")
+        member = signal.Signals.__members__.get(base)
+        number = int(member) if member is not None else None
+        if number is not None and plus:
+            number = number + int(offset) if offset.isdigit() and base == "SIGRTMIN" else None
+        if number is None:
+            raise InvalidArgument(f"invalid signal: {sig!r} is not a signal name or number")
+    if not 1 <= int(number) <= signal.SIGRTMAX:
+        raise InvalidArgument(f"invalid signal: {sig!r} is out of range (1 to {int(signal.SIGRTMAX)})")
+    return int(number)

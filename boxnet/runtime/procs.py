@@ -1,0 +1,26 @@
+"""Processes by PID, told apart from a later process that reused the PID by their start time."""
+
+from __future__ import annotations
+
+import time
+
+
+def proc_start_time(pid: int) -> int:
+    """The start time of a process in clock ticks since boot (stat field 22), 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return 0
+    # The command name may hold spaces and parentheses: fields restart after the last ')'.
+    return int(raw[raw.rindex(b")") + 2 :].split()[19])
+
+
+def wait_gone(pid: int, start_time: int, timeout: float = 5.0) -> bool:
+    """Waits until the process that had this pid and start time is gone."""
+    deadline = time.monotonic() + timeout
+    while proc_start_time(pid) == start_time:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
