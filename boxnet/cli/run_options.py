@@ -136,6 +136,8 @@ def _host_config_extras(args: Namespace) -> dict[str, Any]:
 
 
 def create_body(args: Namespace) -> dict[str, Any]:
+    if args.rm and args.restart not in ("", "no"):
+        raise InvalidArgument("conflicting options: --restart and --rm")
     image, command = split_image_and_command(args.rest, args.rootfs)
     bindings: dict[str, list[dict[str, str]]] = {}
     if args.publish:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 
+from boxnet.firewall import bridge_rules
 from boxnet.kernel import links, netns, sysctl
 from boxnet.model.container import Endpoint
 from boxnet.model.network import Network
@@ -32,7 +33,8 @@ class BridgeDriver:
     def create(self, network: Network) -> None:
         """Creates (or completes) the bridge; idempotent, so reconcile can call it to repair."""
         assert network.bridge
-        links.ensure_bridge(network.bridge, bridge_addresses(network), network.mtu)
+        links.ensure_bridge(network.bridge, bridge_addresses(network), network.mtu,
+                            group_fwd_mask=bridge_rules.GROUP_FWD_MASK)  # fmt: skip
         # Lets the host's own 127.0.0.1 reach a published port through this bridge, and no other interface.
         sysctl.write(sysctl.interface_key("ipv4", network.bridge, "route_localnet"), "1")
         sysctl.ensure("net.ipv4.ip_forward", "1")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import random
 
 from boxnet.drivers.bridge import mac_for, new_veth_name, random_mac
 from boxnet.engine.context import EngineContext
-from boxnet.engine.firewall import port_rules
+from boxnet.engine.firewall import port_guard, port_rules
 from boxnet.engine.undo import UndoStack
 from boxnet.errors import Conflict, ErrorList, Exhausted
 from boxnet.model.container import Container, Endpoint
@@ -57,13 +56,14 @@ class Attacher:
         container.endpoints[network.id] = endpoint
         self.registry.save_container(container)
         undo.push("endpoint record", lambda: self._forget(container, network.id))
+        # The port is pinned to its MAC and addresses before it exists: not one frame leaves it unchecked.
+        guard = port_guard(endpoint, network)
+        self.ctx.firewall.guard_port(guard)
+        undo.push("port guard", lambda: self.ctx.firewall.unguard_port(guard))
         undo.push("veth", lambda: self.ctx.bridge.leave(endpoint))
         self.ctx.bridge.join(network, endpoint, container.sandbox_key, default_route)
         self.ctx.dns.endpoint_added(container, network, endpoint)
         undo.push("DNS names", lambda: self.ctx.dns.endpoint_removed(container, network.id))
-        if not network.icc:
-            self.ctx.firewall.add_icc_off_port(endpoint.host_veth)
-            undo.push("icc-off port", lambda: self.ctx.firewall.remove_icc_off_port(endpoint.host_veth))
         return endpoint
 
     def _check_mac_free(self, network: Network, container: Container, mac: str) -> None:
@@ -84,10 +84,10 @@ class Attacher:
         if endpoint is None:
             return
         network = self.registry.networks.get(network_id)
-        if network is not None and not network.icc:
-            errors.attempt("icc-off port", self.ctx.firewall.remove_icc_off_port, endpoint.host_veth)
         errors.attempt("DNS names", self.ctx.dns.endpoint_removed, container, network_id)
         errors.attempt(f"delete {endpoint.host_veth}", self.ctx.bridge.leave, endpoint)
+        if network is not None:
+            errors.attempt("port guard", self.ctx.firewall.unguard_port, port_guard(endpoint, network))
         self.registry.release(network_id, endpoint.ipv4)
         self.registry.release(network_id, endpoint.ipv6)
         container.endpoints.pop(network_id, None)
@@ -143,6 +143,3 @@ class Attacher:
             errors.attempt("remove published ports", self.ctx.firewall.remove_ports,
                            port_rules(container, endpoint))  # fmt: skip
 
-
-def address_of(cidr: str) -> str:
-    return str(ipaddress.ip_interface(cidr).ip) if cidr else ""

@@ -7,9 +7,8 @@ import logging
 
 from boxnet.engine.connect_redirect import ConnectRedirect
 from boxnet.engine.registry import Registry
-from boxnet.firewall import ruleset
+from boxnet.firewall import bridge_rules, ruleset
 from boxnet.kernel import nfnl, nft
-from boxnet.kernel.netlink import NetlinkError
 from boxnet.model.container import Container, Endpoint
 from boxnet.model.network import Network
 
@@ -72,15 +71,24 @@ def _by_map(ports: list[ruleset.PortRule]) -> dict[str, list[ruleset.PortRule]]:
     return grouped
 
 
-def desired_icc_off_ports(registry: Registry) -> list[str]:
-    """The host-side veths of running containers on networks with icc off."""
+def port_guard(endpoint: Endpoint, network: Network) -> bridge_rules.PortGuard:
+    """What the endpoint's port on its bridge is held to: its own MAC and addresses (and icc off)."""
+    return bridge_rules.PortGuard(endpoint.host_veth, endpoint.mac, address_of(endpoint.ipv4),
+                                  address_of(endpoint.ipv6), icc_off=not network.icc)  # fmt: skip
+
+
+def desired_port_guards(registry: Registry) -> list[bridge_rules.PortGuard]:
+    """The ports of every container that has endpoints (running, or starting)."""
     return [
-        endpoint.host_veth
+        port_guard(endpoint, network)
         for container in registry.containers.values()
-        if container.state.status == "running"
         for endpoint in container.endpoints.values()
-        if (network := registry.networks.get(endpoint.network_id)) is not None and not network.icc
+        if (network := registry.networks.get(endpoint.network_id)) is not None and network.bridge
     ]
+
+
+def address_of(cidr: str) -> str:
+    return str(ipaddress.ip_interface(cidr).ip) if cidr else ""
 
 
 class Firewall:
@@ -93,7 +101,7 @@ class Firewall:
         the administrator's chain stays as it is."""
         networks = [n for n in registry.networks.values() if n.bridge and (without is None or n.id != without.id)]
         ports = desired_port_rules(registry)
-        nft.run(ruleset.full([network_rules(n) for n in networks], ports, desired_icc_off_ports(registry),
+        nft.run(ruleset.full([network_rules(n) for n in networks], ports, desired_port_guards(registry),
                              present_objects()))  # fmt: skip
         self.connect_redirect.sync(ports)
         self.follow_user_chain()
@@ -105,11 +113,12 @@ class Firewall:
         rules = sum("rule" in item for item in nft.list_objects(f"chain {ruleset.T} {ruleset.USER_CHAIN}"))
         self.connect_redirect.hold(f"the {ruleset.USER_CHAIN} chain has {rules} rule(s)" if rules else "")
 
-    def add_icc_off_port(self, veth: str) -> None:
-        nft.run(ruleset.add_icc_off_ports([veth]))
+    def guard_port(self, guard: bridge_rules.PortGuard) -> None:
+        """Pins a container port to its identity before the port exists (the sets match by name)."""
+        nfnl.change_sets("add", bridge_rules.TABLE, guard.register_elements(), nfnl.NFPROTO_BRIDGE)
 
-    def remove_icc_off_port(self, veth: str) -> None:
-        nft.run(ruleset.remove_icc_off_ports([veth]))
+    def unguard_port(self, guard: bridge_rules.PortGuard) -> None:
+        nfnl.delete_present(bridge_rules.TABLE, guard.register_elements(), nfnl.NFPROTO_BRIDGE)
 
     def add_network(self, network: Network) -> None:
         nft.run(ruleset.add_network(network_rules(network)))
@@ -125,20 +134,7 @@ class Firewall:
         self.connect_redirect.add(ports)
 
     def remove_ports(self, ports: list[ruleset.PortRule]) -> None:
-        """One transaction per map, as add_ports. Idempotent: when an entry is already gone (a flushed
-        ruleset), the kernel refuses the whole batch, and the entries go one by one, the missing skipped."""
+        """One transaction for every map, as add_ports (idempotent)."""
         self.connect_redirect.remove(ports)
-        for map_name, group in _by_map(ports).items():
-            keys: list[tuple[bytes, bytes | None]] = [(p.key_registers(), None) for p in group]
-            try:
-                nfnl.change_elements("delete", ruleset.TABLE, map_name, keys)
-            except NetlinkError as exc:
-                if not nfnl.is_missing(exc):
-                    raise
-                for key in keys:
-                    try:
-                        nfnl.change_elements("delete", ruleset.TABLE, map_name, [key])
-                    except NetlinkError as missing:
-                        if not nfnl.is_missing(missing):
-                            raise
-
+        nfnl.delete_present(ruleset.TABLE, [(map_name, [(p.key_registers(), None) for p in group])
+                                            for map_name, group in _by_map(ports).items()])  # fmt: skip

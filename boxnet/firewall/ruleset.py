@@ -36,12 +36,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from boxnet.firewall import bridge_rules
+
 FAMILY = "inet"
 TABLE = "boxnet"
 T = f"{FAMILY} {TABLE}"
-# Frames between two ports of one bridge never reach the inet hooks unless br_netfilter is on, so what must
-# hold inside a network (icc off) is enforced at the bridge layer, which sees every such frame.
-TB = f"bridge {TABLE}"
 PROTOCOLS = ("tcp", "udp", "sctp")
 _SAFE_IFNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,15}$")
 
@@ -148,6 +147,9 @@ def skeleton() -> list[str]:
         f"add chain {T} publish6",
         f'add rule {T} guard iifname @bridges ip daddr 127.0.0.0/8 counter drop comment "the host\'s loopback '
         'from a container (CVE-2020-8558)"',
+        # The port guard already drops a source that is not the container's own; this holds without it.
+        f'add rule {T} guard iifname @bridges ip saddr 127.0.0.0/8 counter drop comment "a loopback source from '
+        'a container"',
         f"add rule {T} prerouting ip daddr != 127.0.0.0/8 fib daddr type local jump publish4",
         # ::1 cannot be routed out to a bridge at all (IPv6 has no route_localnet), so it is not published.
         f"add rule {T} prerouting ip6 daddr != ::1 fib daddr type local jump publish6",
@@ -171,12 +173,6 @@ def skeleton() -> list[str]:
         f"add rule {T} host-out ip6 daddr @subnets6 jump {USER_CHAIN}",
         f"add rule {T} forward oifname vmap @fwd_out",
         f"add rule {T} forward iifname vmap @fwd_in",
-        f"add table {TB}",
-        # Ports (host-side veths) of networks with icc off: a bridged frame leaves by a port of the same bridge,
-        # so its ingress port alone decides. (`meta ibrname` would say it directly, but not every kernel has it.)
-        f"add set {TB} icc_off_ports {{ type ifname; }}",
-        f"add chain {TB} forward {{ type filter hook forward priority filter; policy accept; }}",
-        f'add rule {TB} forward iifname @icc_off_ports meta protocol {{ ip, ip6 }} counter drop comment "icc off"',
     ]
 
 
@@ -231,14 +227,6 @@ def remove_network(net: NetworkRules) -> list[str]:
     return commands
 
 
-def add_icc_off_ports(veths: list[str]) -> list[str]:
-    return [f"add element {TB} icc_off_ports {{ {', '.join(_ifname(v) for v in veths)} }}"] if veths else []
-
-
-def remove_icc_off_ports(veths: list[str]) -> list[str]:
-    return [f"delete element {TB} icc_off_ports {{ {', '.join(_ifname(v) for v in veths)} }}"] if veths else []
-
-
 def add_ports(ports: list[PortRule]) -> list[str]:
     by_map: dict[str, list[str]] = {}
     for port in ports:
@@ -265,7 +253,7 @@ def clear_tables(present: Present) -> list[str]:
     commands += [f"delete map {T} {_name(name)}" for name in sorted(present.maps)]
     commands += [f"delete set {T} {_name(name)}" for name in sorted(present.sets)]
     commands += [f"delete chain {T} {_name(chain)}" for chain in ours]
-    return [*commands, f"add table {TB}", f"delete table {TB}"]
+    return [*commands, *bridge_rules.delete_table()]
 
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -278,16 +266,16 @@ def _name(name: str) -> str:
     return name
 
 
-def full(networks: list[NetworkRules], ports: list[PortRule], icc_off_ports: Sequence[str] = (),
+def full(networks: list[NetworkRules], ports: list[PortRule], guards: Sequence[bridge_rules.PortGuard] = (),
          present: Present = Present()) -> list[str]:  # fmt: skip
-    """The whole desired ruleset, replacing what the tables hold (but the user chain), in one transaction."""
+    """The whole desired ruleset, both tables, replacing what they hold (but the user chain), in one
+    transaction."""
     commands = clear_tables(present) + skeleton()
     for net in networks:
         commands += add_network(net)
     if ports:
         commands += add_ports(ports)
-    commands += add_icc_off_ports(list(icc_off_ports))
-    return commands
+    return commands + bridge_rules.skeleton() + bridge_rules.add_ports(list(guards))
 
 
 def render(commands: list[str]) -> str:

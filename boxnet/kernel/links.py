@@ -29,12 +29,14 @@ def link_index(name: str) -> int | None:
         return nl.link_index(name)
 
 
-def ensure_bridge(name: str, addresses: list[Address], mtu: int | None = None, mac: str | None = None) -> int:
+def ensure_bridge(name: str, addresses: list[Address], mtu: int | None = None, mac: str | None = None,
+                  group_fwd_mask: int = 0) -> int:  # fmt: skip
     """Creates the bridge if missing, adds the missing addresses, and brings it up. Returns its ifindex."""
     with IPRoute() as ipr:
         index = link_index(name)
         if index is None:
-            kwargs: dict = {"ifname": name, "kind": "bridge", "br_stp_state": 0, "br_forward_delay": 0}
+            kwargs: dict = {"ifname": name, "kind": "bridge", "br_stp_state": 0, "br_forward_delay": 0,
+                            "br_group_fwd_mask": group_fwd_mask}  # fmt: skip
             if mtu:
                 kwargs["mtu"] = mtu
             if mac:
@@ -142,8 +144,13 @@ def _write_sysctl(key: str, value: str) -> None:
 def prepare_container_namespace() -> None:
     """lo up. Interfaces are born without IPv6, as Docker does for networks without it (no link-local
     address, no MLD reports for every bridge port to hear); an IPv6 network turns it on for its interface.
-    No duplicate address detection: a hairpin port reflects a container's own probes back to it."""
-    for key, value in (("all/accept_dad", "0"), ("default/accept_dad", "0"), ("default/disable_ipv6", "1")):
+    No duplicate address detection: a hairpin port reflects a container's own probes back to it. No router
+    advertisements taken (CVE-2020-13401): a container's routes are boxnet's, unless it asks otherwise
+    with --sysctl net.ipv6.conf.eth0.accept_ra=1."""
+    for key, value in (("all/accept_dad", "0"), ("default/accept_dad", "0"), ("default/disable_ipv6", "1"),
+                       ("all/accept_ra", "0"), ("default/accept_ra", "0"),
+                       # EUI-64 link-locals, whatever the host's defaults: the port guard knows them in advance
+                       ("default/addr_gen_mode", "0")):
         _write_sysctl(f"net/ipv6/conf/{key}", value)
     with rtnl.Rtnl() as nl:
         nl.set_up(1)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from boxnet.firewall import ruleset
+from boxnet.firewall import bridge_rules, ruleset
 
 GOLDEN = Path(__file__).parent / "golden" / "ruleset.nft"
 
@@ -25,7 +25,9 @@ PORTS = [
 
 
 def test_full_ruleset_matches_golden() -> None:
-    rendered = ruleset.render(ruleset.full(NETWORKS, PORTS, ["veth1234567"]))
+    guards = [bridge_rules.PortGuard("veth1234567", "02:42:0a:01:00:02", "10.1.0.2", "fd00::2", icc_off=True),
+              bridge_rules.PortGuard("veth7654321", "02:42:ac:11:00:02", "172.17.0.2")]  # fmt: skip
+    rendered = ruleset.render(ruleset.full(NETWORKS, PORTS, guards))
     if os.environ.get("BOXNET_UPDATE_GOLDEN") == "1":  # after a deliberate change: regenerate, review the diff
         GOLDEN.write_text(rendered)
     assert rendered == GOLDEN.read_text()
@@ -74,14 +76,16 @@ def test_map_registers_match_nftables_layout() -> None:
 def test_element_batch_is_one_transaction() -> None:
     from boxnet.kernel import nfnl
 
-    batch = nfnl.element_batch("add", "boxnet", "pub4_any", [(b"\x06\0\0\0\x1f\x90\0\0", b"\xac\x11\0\x02\0P\0\0")], 7)
+    element = (b"\x06\0\0\0\x1f\x90\0\0", b"\xac\x11\0\x02\0P\0\0")
+    batch = nfnl.element_batch("add", "boxnet", [("pub4_any", [element]), ("pub4_addr", [element])], 7)
     offset, types = 0, []
     while offset < len(batch):
         length, kind = struct.unpack_from("=IH", batch, offset)
         types.append(kind)
         offset += length
-    assert types == [nfnl.NFNL_MSG_BATCH_BEGIN, (10 << 8) | nfnl.NFT_MSG_NEWSETELEM, nfnl.NFNL_MSG_BATCH_END]
-    assert offset == len(batch) and b"pub4_any\0" in batch and b"\x1f\x90" in batch
+    new = (10 << 8) | nfnl.NFT_MSG_NEWSETELEM
+    assert types == [nfnl.NFNL_MSG_BATCH_BEGIN, new, new, nfnl.NFNL_MSG_BATCH_END]
+    assert offset == len(batch) and b"pub4_any\0" in batch and b"pub4_addr\0" in batch and b"\x1f\x90" in batch
 
 
 def test_a_rebuild_clears_everything_but_the_user_chain() -> None:
