@@ -7,9 +7,10 @@ import random
 
 from boxnet.drivers.bridge import mac_for, new_veth_name, random_mac
 from boxnet.engine.context import EngineContext
-from boxnet.engine.firewall import port_guard, port_rules
+from boxnet.engine.firewall import address_of, port_guard, port_rules
 from boxnet.engine.undo import UndoStack
 from boxnet.errors import Conflict, ErrorList, Exhausted
+from boxnet.kernel import conntrack
 from boxnet.model.container import Container, Endpoint
 from boxnet.model.names import new_id
 from boxnet.model.network import Network
@@ -88,8 +89,11 @@ class Attacher:
         errors.attempt(f"delete {endpoint.host_veth}", self.ctx.bridge.leave, endpoint)
         if network is not None:
             errors.attempt("port guard", self.ctx.firewall.unguard_port, port_guard(endpoint, network))
-        self.registry.release(network_id, endpoint.ipv4)
-        self.registry.release(network_id, endpoint.ipv6)
+        for cidr in (endpoint.ipv4, endpoint.ipv6):
+            if cidr:
+                # No flow meant for this container may reach the next one given its address.
+                errors.attempt("conntrack entries", conntrack.forget_address, address_of(cidr))
+                self.registry.release(network_id, cidr)
         container.endpoints.pop(network_id, None)
 
     # ---- published ports ---------------------------------------------------------------------------
@@ -136,6 +140,10 @@ class Attacher:
         rules = port_rules(container, endpoint)
         self.ctx.firewall.add_ports(rules)
         undo.push("published ports", lambda: self.ctx.firewall.remove_ports(rules))
+        # A client that kept sending to a UDP port while nothing was published has an entry without NAT,
+        # which its packets keep alive: gone, so that its next packet meets the new DNAT.
+        for port in {(m.protocol, m.host_port) for m in container.published_ports if m.protocol != "tcp"}:
+            conntrack.forget_port(*port)
 
     def unpublish(self, container: Container, errors: ErrorList) -> None:
         endpoint = container.endpoints.get(container.port_network)

@@ -218,3 +218,42 @@ def test_the_hosts_loopback_services_are_out_of_reach(sandbox: Sandbox, network:
         for service in services:
             service.kill()
             service.wait()
+
+
+UDP_ECHO_NAME = ("python3", "-c", "import socket, sys\n"
+                 "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 5000))\n"
+                 "while True:\n d, a = s.recvfrom(100); s.sendto(sys.argv[1].encode(), a)")  # fmt: skip
+# Sends from one fixed port, as a long-lived UDP client does, and prints what answered, one line a second.
+UDP_CLIENT = ("python3", "-c", "import socket, sys, time\n"
+              "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 45000)); s.settimeout(0.05)\n"
+              "end = time.monotonic() + float(sys.argv[3]); seen = set()\n"
+              "while time.monotonic() < end:\n"
+              " s.sendto(b'x', (sys.argv[1], int(sys.argv[2])))\n"
+              " try: seen.add(s.recv(100).decode())\n"
+              " except OSError: pass\n"
+              " time.sleep(0.02)\n"
+              "print(' '.join(sorted(seen)))")  # fmt: skip
+
+
+def test_a_flow_to_a_removed_container_does_not_reach_the_next_one_with_its_address(sandbox: Sandbox) -> None:
+    """moby's TestConntrackFlowsLeak: a client keeps sending to a published UDP port; the container goes, and
+    another takes its address without publishing that port. The old flow must not reach it."""
+    sandbox.cli("network", "create", "--subnet", "10.78.0.0/24", "udpnet")
+    sandbox.cli("run", "-d", "--name", "first", "--network", "udpnet", "--ip", "10.78.0.5", "-p", "5000:5000/udp",
+                *UDP_ECHO_NAME, "first")  # fmt: skip
+    client = subprocess.Popen(["ip", "netns", "exec", sandbox.attacker, *UDP_CLIENT, "198.51.100.2", "5000", "6"],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(1.5)
+    sandbox.cli("rm", "-f", "first")
+    sandbox.cli("run", "-d", "--name", "second", "--network", "udpnet", "--ip", "10.78.0.5", *UDP_ECHO_NAME,
+                "second")  # fmt: skip
+    answers = client.communicate(timeout=30)[0].split()
+    assert answers == ["first"]  # the first answered; the second, which published nothing, never heard of it
+    # Published again, the port reaches the new container at once, although the client never stopped.
+    sandbox.cli("rm", "-f", "second")
+    client = subprocess.Popen(["ip", "netns", "exec", sandbox.attacker, *UDP_CLIENT, "198.51.100.2", "5000", "4"],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(1)
+    sandbox.cli("run", "-d", "--name", "third", "--network", "udpnet", "-p", "5000:5000/udp", *UDP_ECHO_NAME,
+                "third")  # fmt: skip
+    assert client.communicate(timeout=30)[0].split() == ["third"]
