@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from boxnet.testing.sandbox import Sandbox
+from boxnet.testing.scripts import HOLD_DNS_CONNECTIONS
 
 NAMES = 20
 SUMMARY = r"""
@@ -57,4 +58,7 @@ def bench_dns(sandbox: Sandbox) -> None:
     print("      measured elsewhere: Docker 80,540 q/s, aardvark-dns 71,921 q/s)")
     report("20 container names", dnsperf(sandbox, "perf", [f"svc{i}" for i in range(NAMES)]))
     report("20 names forwarded upstream", dnsperf(sandbox, "perf", [f"host{i}.example.com" for i in range(NAMES)]))
+    # The same while another container holds a thousand TCP connections to 127.0.0.11 (boxnet keeps 16).
+    sandbox.cli("run", "-d", "--name", "hog", "--network", "benchnet", *HOLD_DNS_CONNECTIONS, "1000", "120")
+    report("names, 1000 TCP conns held", dnsperf(sandbox, "perf", [f"svc{i}" for i in range(NAMES)]))
     sandbox.remove_everything()

@@ -7,7 +7,9 @@ that container may see.
 
 Hot path: UDP queries are read and answered in batches (recvmmsg/sendmmsg), each container's answers cached
 by the question's bytes. Any change of names empties every cache: changes are rare, questions are not.
-TCP connections get a thread each; they take `lock` to read the directory, which the loop takes to change it.
+TCP is served in the same loop (dns/tcp.py). No container can starve the others: the control socket is
+served first, a container's UDP socket gets a few batches a turn, its forwarded questions in flight and
+its TCP connections are bounded.
 """
 
 from __future__ import annotations
@@ -20,21 +22,25 @@ import os
 import select
 import socket
 import sys
-import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from boxnet.dns import packet
+from boxnet.dns import packet, tcp
 from boxnet.dns.directory import Action, Directory, Registration
 from boxnet.dns.querylog import QueryLog
-from boxnet.dns.upstream import Forwarder, read_framed, resolve_blocking
+from boxnet.dns.upstream import Forwarder, resolve_blocking
 from boxnet.kernel import mmsg
 
 log = logging.getLogger("boxnet-dns")
 
 CACHE_LIMIT = 4096
-TCP_IDLE_SECONDS = 10
 CONTROL_BUFFER = 4 << 20
+# A turn of the loop serves at most this many batches (of 64) from one container's UDP socket; the rest wait
+# for the next turn, after everyone else's.
+BATCHES_PER_TURN = 4
+# Forwarded questions one container may have waiting upstream; more get SERVFAIL at once.
+MAX_IN_FLIGHT = 256
 
 
 class Client:
@@ -48,6 +54,8 @@ class Client:
         self.cache: dict[bytes, bytes] = {}
         self.log = querylog
         self.closed = False
+        self.connections: dict[int, tcp.Connection] = {}
+        self.in_flight = 0  # forwarded questions waiting upstream
 
     def close(self) -> None:
         self.closed = True
@@ -59,16 +67,19 @@ class Resolver:
     def __init__(self, control: socket.socket) -> None:
         self.control = control
         self.directory = Directory()
-        self.lock = threading.Lock()
         self.clients: dict[str, Client] = {}
         self.logs: dict[str, QueryLog] = {}
         self.by_udp_fd: dict[int, Client] = {}
         self.by_tcp_fd: dict[int, Client] = {}
+        self.connections: dict[int, tcp.Connection] = {}
         self.epoll = select.epoll()
         self.batch = mmsg.Batch(64)
         self.forwarder = Forwarder(self._watch, self._unwatch)
+        self.fetches = tcp.TruncatedFetches()
+        self._next_sweep = time.monotonic() + tcp.IDLE_SECONDS
         control.setblocking(False)
         self._watch(control.fileno())
+        self._watch(self.fetches.wake_read)
 
     def _watch(self, fd: int) -> None:
         self.epoll.register(fd, select.EPOLLIN)
@@ -82,26 +93,34 @@ class Resolver:
         control_fd = self.control.fileno()
         while True:
             timeout = self.forwarder.expire()
+            timeout = min(timeout, self._sweep()) if timeout is not None else self._sweep()
             try:
-                events = self.epoll.poll(-1 if timeout is None else timeout)
+                events = self.epoll.poll(timeout)
             except InterruptedError:
                 continue
-            for fd, _ in events:
+            # Changes first (a container that is starting waits on them), then everyone else.
+            events.sort(key=lambda event: event[0] != control_fd)
+            for fd, mask in events:
                 client = self.by_udp_fd.get(fd)
                 if client is not None:
                     self._serve_udp(client)
                 elif fd == control_fd:
                     if not self._control():
                         return
+                elif fd in self.connections:
+                    self._tcp_event(self.connections[fd], mask)
                 elif fd in self.by_tcp_fd:
                     self._accept(self.by_tcp_fd[fd])
+                elif fd == self.fetches.wake_read:
+                    self.fetches.collect()
                 else:
                     self.forwarder.readable(fd)
 
     def _serve_udp(self, client: Client) -> None:
+        """A few batches, not everything waiting: a container that floods its socket only delays itself."""
         batch, view, slot_size = self.batch, self.batch.view, mmsg.SLOT
         fd, cache, append = client.udp.fileno(), client.cache, client.log.append
-        while True:
+        for _ in range(BATCHES_PER_TURN):
             lengths = batch.receive(fd)
             if not lengths:
                 return
@@ -123,7 +142,7 @@ class Resolver:
             for key, tail, source in answered:
                 append((now, "udp", key, tail, source, seconds))
 
-    def _local(self, client: Client, message: bytes, udp: bool, lock: Any) -> tuple[str, bytes | None, Any, bool]:
+    def _local(self, client: Client, message: bytes, udp: bool) -> tuple[str, bytes | None, Any, bool]:
         """What this resolver says to a message, UDP or TCP alike: (source, answer, query, cacheable).
         Source is "local", "refused" or "malformed" with an answer, "forward" (for the caller to forward),
         or "drop" for what deserves no answer. Over UDP the answer fits the client's size, or is cut (TC)."""
@@ -134,8 +153,7 @@ class Resolver:
             return ("malformed", error, None, False) if error else ("drop", None, None, False)
         if query.opcode != 0:
             return "local", packet.response(query, packet.NOTIMP, authoritative=False), query, False
-        with lock:
-            resolution = self.directory.resolve(client.container_id, query)
+        resolution = self.directory.resolve(client.container_id, query)
         if resolution.action is Action.FORWARD:
             return "forward", None, query, False
         answer = packet.response(query, resolution.rcode, list(resolution.records),
@@ -145,8 +163,7 @@ class Resolver:
 
     def _answer_udp(self, client: Client, slot: int, key: bytes) -> tuple[bytes | None, str]:
         message = self.batch.datagram(slot, 2) + key
-        # The loop thread is the only one that changes the directory: it reads it without the lock.
-        source, answer, query, cacheable = self._local(client, message, True, contextlib.nullcontext())
+        source, answer, query, cacheable = self._local(client, message, True)
         if source == "forward":
             assert query is not None
             self._forward_udp(client, self.batch.sender(slot), message, query, key)
@@ -170,40 +187,130 @@ class Resolver:
                 client.udp.sendto(answer, sender)
             client.log.record("udp", key, answer[2:], source, time.perf_counter() - started)
 
-        self.forwarder.forward(reply, message, query, client.upstreams)
+        self._forward(client, message, query, reply)
+
+    def _forward(self, client: Client, message: bytes, query: packet.Query,
+                 reply: Callable[[bytes, str], None]) -> None:  # fmt: skip
+        """Upstream, unless this container already has too many questions waiting there."""
+        if client.in_flight >= MAX_IN_FLIGHT:
+            reply(packet.response(query, packet.SERVFAIL, authoritative=False), "too many questions in flight")
+            return
+        client.in_flight += 1
+
+        def done(answer: bytes, source: str) -> None:
+            client.in_flight -= 1
+            reply(answer, source)
+
+        self.forwarder.forward(done, message, query, client.upstreams)
 
     # ---- TCP -----------------------------------------------------------------------------------------
     def _accept(self, client: Client) -> None:
-        try:
-            connection, _ = client.tcp.accept()
-        except OSError:
+        while True:
+            try:
+                sock, _ = client.tcp.accept()
+            except OSError:
+                return
+            if len(client.connections) >= tcp.MAX_CONNECTIONS:
+                sock.close()  # at its limit: the container's own connections wait for each other, not others
+                continue
+            sock.setblocking(False)
+            connection = tcp.Connection(sock, client)
+            client.connections[sock.fileno()] = connection
+            self.connections[sock.fileno()] = connection
+            self._watch(sock.fileno())
+
+    def _tcp_event(self, connection: tcp.Connection, mask: int) -> None:
+        if mask & select.EPOLLOUT:
+            self._flush(connection)
+        if connection.closed or not mask & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
             return
-        threading.Thread(target=self._serve_tcp, args=(client, connection), daemon=True).start()
+        try:
+            data = connection.sock.recv(65537)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(connection)
+            return
+        connection.last_active = time.monotonic()
+        connection.inbox += data
+        client = connection.owner
+        assert isinstance(client, Client)
+        for message in connection.messages():
+            self._answer_tcp(client, connection, message)
+        if len(connection.inbox) > 65537:  # no message is that long: not DNS
+            self._close(connection)
 
-    def _serve_tcp(self, client: Client, connection: socket.socket) -> None:
-        connection.settimeout(TCP_IDLE_SECONDS)
-        with connection:
-            while not client.closed:
-                try:
-                    message = read_framed(connection)
-                except (OSError, ValueError):
-                    return
-                started = time.perf_counter()
-                answer, source = self._answer_tcp(client, message)
-                if answer is None:
-                    return
-                client.log.record("tcp", message[2:], answer[2:], source, time.perf_counter() - started)
-                try:
-                    connection.sendall(len(answer).to_bytes(2, "big") + answer)
-                except OSError:
-                    return
+    def _answer_tcp(self, client: Client, connection: tcp.Connection, message: bytes) -> None:
+        started = time.perf_counter()
 
-    def _answer_tcp(self, client: Client, message: bytes) -> tuple[bytes | None, str]:
-        source, answer, query, _ = self._local(client, message, False, self.lock)
+        def reply(answer: bytes, source: str) -> None:
+            if answer[2] & (packet.FLAG_TC >> 8) and source.startswith("upstream "):
+                # Cut to fit UDP upstream: fetched again over TCP, off the loop.
+                if self.fetches.submit(lambda: resolve_blocking(message, query, client.upstreams), deliver):
+                    return
+                answer = packet.response(query, packet.SERVFAIL, authoritative=False)
+            deliver(answer, source)
+
+        def deliver(answer: bytes, source: str) -> None:
+            client.log.record("tcp", message[2:], answer[2:], source, time.perf_counter() - started)
+            self._send(connection, answer)
+
+        source, answer, query, _ = self._local(client, message, False)
         if source == "forward":
             assert query is not None
-            return resolve_blocking(message, query, client.upstreams)
-        return answer, source
+            self._forward(client, message, query, reply)
+        elif answer is None:
+            self._close(connection)
+        else:
+            deliver(answer, source)
+
+    def _send(self, connection: tcp.Connection, answer: bytes) -> None:
+        if connection.closed:
+            return
+        connection.outbox += len(answer).to_bytes(2, "big") + answer
+        self._flush(connection)
+
+    def _flush(self, connection: tcp.Connection) -> None:
+        try:
+            sent = connection.sock.send(connection.outbox)
+            del connection.outbox[:sent]
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._close(connection)
+            return
+        if len(connection.outbox) > tcp.MAX_UNREAD:
+            self._close(connection)  # it does not read its answers
+            return
+        wanted = bool(connection.outbox)
+        if wanted != connection.writing:
+            connection.writing = wanted
+            events = select.EPOLLIN | (select.EPOLLOUT if wanted else 0)
+            with contextlib.suppress(OSError):
+                self.epoll.modify(connection.sock.fileno(), events)
+
+    def _close(self, connection: tcp.Connection) -> None:
+        if connection.closed:
+            return
+        connection.closed = True
+        fd = connection.sock.fileno()
+        self._unwatch(fd)
+        self.connections.pop(fd, None)
+        client = connection.owner
+        assert isinstance(client, Client)
+        client.connections.pop(fd, None)
+        connection.sock.close()
+
+    def _sweep(self) -> float:
+        """Closes connections idle too long; returns the seconds until the next look."""
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            for connection in [c for c in self.connections.values() if now - c.last_active > tcp.IDLE_SECONDS]:
+                self._close(connection)
+            self._next_sweep = now + 1.0
+        return max(self._next_sweep - now, 0.0)
 
     # ---- control -------------------------------------------------------------------------------------
     def _control(self) -> bool:
@@ -237,30 +344,29 @@ class Resolver:
             return {"ok": True, "entries": querylog.decoded(int(request.get("tail", 100))) if querylog else []}
         if op == "ping":
             return {"ok": True, "pid": os.getpid()}
-        with self.lock:
-            if op == "network":
-                self.directory.set_network(request["id"], request["name"], request["subnets"],
-                                           request["internal"], request["discoverable"])  # fmt: skip
-            elif op == "drop-network":
-                self.directory.drop_network(request["id"])
-            elif op == "register":
-                self.directory.add(Registration.make(
-                    request["container"], request["network"], request["network_name"], request["name"],
-                    request["hostname"], request["aliases"], request.get("ipv4", ""), request.get("ipv6", ""),
-                ))  # fmt: skip
-            elif op == "unregister":
-                self.directory.remove(request["container"], request["network"])
-            elif op == "serve":
-                self._serve(request["container"], request["upstreams"], fds)
-            elif op == "unserve":
-                self._retire(request["container"])
-            elif op == "forget":
-                self._retire(request["container"])
-                self.logs.pop(request["container"], None)
-            else:
-                raise ValueError(f"unknown operation {op!r}")
-            for client in self.clients.values():
-                client.cache.clear()
+        if op == "network":
+            self.directory.set_network(request["id"], request["name"], request["subnets"],
+                                       request["internal"], request["discoverable"])  # fmt: skip
+        elif op == "drop-network":
+            self.directory.drop_network(request["id"])
+        elif op == "register":
+            self.directory.add(Registration.make(
+                request["container"], request["network"], request["network_name"], request["name"],
+                request["hostname"], request["aliases"], request.get("ipv4", ""), request.get("ipv6", ""),
+            ))  # fmt: skip
+        elif op == "unregister":
+            self.directory.remove(request["container"], request["network"])
+        elif op == "serve":
+            self._serve(request["container"], request["upstreams"], fds)
+        elif op == "unserve":
+            self._retire(request["container"])
+        elif op == "forget":
+            self._retire(request["container"])
+            self.logs.pop(request["container"], None)
+        else:
+            raise ValueError(f"unknown operation {op!r}")
+        for client in self.clients.values():
+            client.cache.clear()
         return {"ok": True}
 
     def _serve(self, container_id: str, upstreams: list[str], fds: list[int]) -> None:
@@ -282,6 +388,8 @@ class Resolver:
         client = self.clients.pop(container_id, None)
         if client is None:
             return
+        for connection in list(client.connections.values()):
+            self._close(connection)
         for fd, table in ((client.udp.fileno(), self.by_udp_fd), (client.tcp.fileno(), self.by_tcp_fd)):
             table.pop(fd, None)
             self._unwatch(fd)
