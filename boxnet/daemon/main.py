@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
@@ -78,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"boxnetd: bad --group: {exc}", file=sys.stderr)
         return 2
+    # A socket held per published port (kernel/port_reservations.py), a pidfd per container: the soft limit
+    # of open files (often 1024) would otherwise cap the ports that can be published.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     engine = Engine(config)
     engine.start()
     server = UnixHTTPServer(socket_path, build_router(engine), policy)

@@ -11,6 +11,7 @@ from boxnet.engine.firewall import address_of, port_guard, port_rules
 from boxnet.engine.undo import UndoStack
 from boxnet.errors import Conflict, ErrorList, Exhausted
 from boxnet.kernel import conntrack
+from boxnet.kernel.port_reservations import PortInUse
 from boxnet.model.container import Container, Endpoint
 from boxnet.model.names import new_id
 from boxnet.model.network import Network
@@ -137,6 +138,8 @@ class Attacher:
         endpoint = container.endpoints.get(container.port_network)
         if not container.published_ports or endpoint is None:
             return
+        undo.push("host ports", lambda: self.ctx.reservations.release(container.id))
+        self.reserve(container, bool(endpoint.ipv6))
         rules = port_rules(container, endpoint)
         self.ctx.firewall.add_ports(rules)
         undo.push("published ports", lambda: self.ctx.firewall.remove_ports(rules))
@@ -145,7 +148,26 @@ class Attacher:
         for port in {(m.protocol, m.host_port) for m in container.published_ports if m.protocol != "tcp"}:
             conntrack.forget_port(*port)
 
+    def reserve(self, container: Container, ipv6: bool) -> None:
+        """Binds each host port (kernel/port_reservations.py): a port a host process uses is an error when it
+        was asked for, and another free port when boxnet chose it."""
+        taken = self.published_elsewhere(container)
+        for index, mapping in enumerate(container.published_ports):
+            for _ in range(100):
+                try:
+                    self.ctx.reservations.hold(container.id, mapping.protocol, mapping.host_ip, mapping.host_port,
+                                               ipv6)  # fmt: skip
+                    break
+                except PortInUse:
+                    if container.ports[index].host_port:
+                        raise
+                    mapping = self._free_port(mapping, [*taken, *container.published_ports])
+                    container.published_ports[index] = mapping
+            else:
+                raise Exhausted(f"no free host port left for {mapping.protocol}")
+
     def unpublish(self, container: Container, errors: ErrorList) -> None:
+        errors.attempt("host ports", self.ctx.reservations.release, container.id)
         endpoint = container.endpoints.get(container.port_network)
         if container.published_ports and endpoint is not None:
             errors.attempt("remove published ports", self.ctx.firewall.remove_ports,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from boxnet.drivers.bridge import BridgeDriver
 from boxnet.engine.firewall import Firewall
 from boxnet.engine.registry import Registry
+from boxnet.kernel.port_reservations import PortReservations
 from boxnet.runtime.cgroups import Cgroups
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ class EngineContext:
     firewall: Firewall = field(default_factory=Firewall)
     bridge: BridgeDriver = field(default_factory=BridgeDriver)
     cgroups: Cgroups = field(default_factory=Cgroups)
+    reservations: PortReservations = field(default_factory=PortReservations)
     # One lock over every change of state: twenty concurrent runs must never share an address.
     lock: threading.RLock = field(default_factory=threading.RLock)
     dns: DnsService = field(init=False)

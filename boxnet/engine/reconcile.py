@@ -17,6 +17,7 @@ from boxnet.engine.context import EngineContext
 from boxnet.engine.networks import NetworkService
 from boxnet.engine.restarts import RAN_LONG_ENOUGH
 from boxnet.kernel import links, netns
+from boxnet.kernel.port_reservations import PortInUse
 from boxnet.model.container import Container, ContainerState
 from boxnet.runtime.launcher import read_shim_record
 from boxnet.runtime.procs import proc_start_time, wait_gone
@@ -47,6 +48,7 @@ class Reconciler:
                 if status == "running":
                     if shim_alive(container):
                         report["adopted"].append(container.name)
+                        self._reserve_ports(container)
                         continue
                     self.containers.mark_exited(container)
                     report["exited"].append(container.name)
@@ -71,6 +73,20 @@ class Reconciler:
             elif container.state.status == "exited" and _starts_with_the_daemon(container):
                 self.containers.restarts.schedule(container.id, 0, RAN_LONG_ENOUGH)
         return report
+
+    def _reserve_ports(self, container: Container) -> None:
+        """The host ports of an adopted container, bound again; one a host process took meanwhile stays
+        published (its container is running) and is named in the log."""
+        endpoint = container.endpoints.get(container.port_network)
+        for mapping in container.published_ports:
+            try:
+                self.ctx.reservations.hold(container.id, mapping.protocol, mapping.host_ip, mapping.host_port,
+                                           bool(endpoint and endpoint.ipv6))  # fmt: skip
+            except OSError as exc:
+                log.warning("%s: host port %s/%d of %s is not held: %s", container.name, mapping.host_ip or "*",
+                            mapping.host_port, mapping.protocol, exc)  # fmt: skip
+            except PortInUse as exc:
+                log.warning("%s: %s", container.name, exc.message)
 
     def _end_interrupted_start(self, container: Container) -> None:
         """A start the daemon died in the middle of: its shim (and with it the container, which dies with

@@ -164,3 +164,39 @@ def test_without_the_connect_redirect_host_connections_go_through_nat(sandbox: S
     assert host_probe(sandbox, HOST_ADDR, 8080) == (f"{HOST_ADDR}:8080", HOST_ADDR)
     assert host_probe(sandbox, "127.0.0.1", 8080) is not None
 
+
+
+HOLD_PORT = ("python3", "-c", "import socket, sys, time\n"
+             "s = socket.socket(); s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen(1)\n"
+             "print('listening', flush=True); time.sleep(60)")  # fmt: skip
+TRY_BIND = ("python3", "-c", "import socket, sys\n"
+            "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            "try: s.bind(('0.0.0.0', int(sys.argv[1]))); print('bound')\n"
+            "except OSError as e: print(e.strerror)")  # fmt: skip
+
+
+def test_a_port_the_host_uses_is_not_published_over_it(sandbox: Sandbox) -> None:
+    import subprocess
+
+    holder = subprocess.Popen(["ip", "netns", "exec", sandbox.host, *HOLD_PORT, "9999"], stdout=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "listening"
+        result = sandbox.cli("run", "-d", "--name", "over", "-p", "9999:80", "sleep", "300", check=False)
+        assert result.returncode != 0 and "a process of the host already uses the port" in result.stderr
+        assert sandbox.inspect("over")["State"]["Status"] == "created"
+        # a port boxnet chooses steers clear of it by itself
+        sandbox.cli("run", "-d", "--name", "anyport", "-p", "80", "sleep", "300")
+    finally:
+        holder.kill()
+        holder.wait()
+    # the other way round: a published port cannot be taken by a host process afterwards
+    sandbox.cli("run", "-d", "--name", "first", "-p", "9998:80", "sleep", "300")
+    assert sandbox.in_host(*TRY_BIND, "9998").stdout.strip() == "Address already in use"
+    sandbox.cli("rm", "-f", "first")
+    assert sandbox.in_host(*TRY_BIND, "9998").stdout.strip() == "bound"
+    # a daemon restarted with the container still running takes its port again
+    sandbox.cli("run", "-d", "--name", "second", "-p", "9997:80", "sleep", "300")
+    sandbox.kill_daemon()
+    sandbox.start_daemon()
+    assert sandbox.in_host(*TRY_BIND, "9997").stdout.strip() == "Address already in use"
