@@ -119,6 +119,7 @@ class ContainerService:
             if not netns.register(container.name, container.sandbox_key, config.netns_registry):
                 container.netns_name = ""
                 log.warning("/run/netns/%s exists and is not boxnet's: not registering", container.name)
+            faults.check("start:after-register")
         state.status, state.pid, state.shim_pid, state.shim_start_time = "running", pid, shim_pid, shim_start
         state.exit_code, state.error, state.started_at = 0, "", now()
         self.registry.save_container(container)
@@ -230,6 +231,7 @@ class ContainerService:
         faults.check("remove:after-intent")
         self.ctx.dns.forget(container)
         shutil.rmtree(self.ctx.config.container_dir(container.id), ignore_errors=True)
+        faults.check("remove:after-files")
         self.registry.drop_container(container)
         self.exits.pop(container.id, None)
 

@@ -158,6 +158,8 @@ class NetworkService:
         with UndoStack() as undo:
             self.registry.save_network(network)
             undo.push("record", lambda: self.registry.drop_network(network))
+            if fault_points:
+                faults.check("network:after-record")
             undo.push("bridge", lambda: self.ctx.bridge.delete(network))  # before: a half-made bridge goes too
             self.ctx.bridge.create(network)
             if fault_points:

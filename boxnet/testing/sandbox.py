@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 
 from boxnet.cli.client import Client
+from boxnet.runtime import cgroups
 
 OUTSIDE_GW = "198.51.100.1"
 HOST_ADDR = "198.51.100.2"
@@ -236,6 +237,7 @@ class Sandbox:
                 for link in json.loads(self.in_host("ip", "-j", "addr", check=True).stdout)
                 for a in link.get("addr_info", [])
             ),
+            "cgroups": cgroups.listing(),
         }
 
     def nft_objects(self, family: str) -> list[str]:

@@ -126,3 +126,77 @@ def test_members_of_the_configured_group_may_use_the_socket_and_are_logged(sandb
     assert connect_as_nobody(sandbox, 0) == "EACCES"  # outside the group the file's mode keeps it out
     os.chmod(sandbox.socket, 0o666)
     assert connect_as_nobody(sandbox, 0).endswith("403 Forbidden")  # and the daemon too (gid 0 is not uid 0)
+
+
+def post_json(sandbox: Sandbox, path: str, body: object) -> tuple[int, dict]:
+    raw = json.dumps(body).encode()
+    return raw_request(sandbox, post(path, raw, f"Content-Length: {len(raw)}\n"), raw)
+
+
+@pytest.mark.parametrize(("path", "body", "words"), [
+    ("/containers/create", {"Image": 5}, "Image must be a string"),
+    ("/containers/create", {"Cmd": [1, 2]}, "Cmd[0] must be a string"),
+    ("/containers/create", {"Env": "A=1"}, "Env must be a list"),
+    ("/containers/create", {"HostConfig": []}, "HostConfig must be an object"),
+    ("/containers/create", {"HostConfig": {"Memory": "64m"}}, "HostConfig.Memory must be an integer"),
+    ("/containers/create", {"HostConfig": {"AutoRemove": "yes"}}, "HostConfig.AutoRemove must be a boolean"),
+    ("/containers/create", {"HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": 8080}]}}},
+     "HostPort must be a string"),
+    ("/containers/create", {"Labels": {"a": 1}}, "Labels.a must be a string"),
+    ("/containers/create", {"HostConfig": {"Binds": ["/etc:/x"]}}, "HostConfig.Binds is not supported"),
+    ("/containers/create", {"HostConfig": {"Privileged": True}}, "HostConfig.Privileged is not supported"),
+    ("/containers/create", {"HostConfig": {"Frobnicate": 1}}, "unknown field HostConfig.Frobnicate"),
+    ("/containers/create", {"Healthcheck": {"Test": ["CMD", "true"]}}, "Healthcheck is not supported"),
+    ("/containers/create", {"HostConfig": {"SecurityOpt": ["seccomp=/x.json"]}}, "security option"),
+    ("/containers/create", {"HostConfig": {"Sysctls": {"kernel.panic": "1"}}}, "not allowed"),
+    ("/containers/create", {"HostConfig": {"Ulimits": [{"Name": "nofile", "Soft": 10, "Hard": 5}]}},
+     "soft limit 10 above the hard 5"),
+    ("/containers/create", {"HostConfig": {"RestartPolicy": {"Name": "sometimes"}}}, "invalid restart policy"),
+    ("/containers/create", {"HostConfig": {"RestartPolicy": {"Name": "always"}, "AutoRemove": True}},
+     "--restart and --rm"),
+    ("/containers/create", {"HostConfig": {"Memory": 1000}}, "below the minimum"),
+    ("/containers/create", {"HostConfig": {"Devices": [{"PathOnHost": "/etc/passwd", "PathInContainer": "/dev/x"}]}},
+     "not a device node"),
+    ("/containers/create", {"HostConfig": {"ExtraHosts": ["db:not-an-ip"]}}, "not an IP address"),
+    ("/containers/create", {"Hostname": "bad\nname"}, "invalid hostname"),
+    ("/containers/create", {"Labels": {"bad\x01key": "v"}}, "label key"),
+    ("/containers/create", {"Env": ["NOEQUALS"]}, "invalid environment variable"),
+    ("/containers/create", {"User": "a:b:c"}, "invalid user"),
+    ("/containers/create", {"WorkingDir": "relative"}, "absolute path"),
+    ("/containers/create", {"MacAddress": "01:00:5e:00:00:01"}, "multicast"),
+    ("/containers/create", {"NetworkingConfig": {"EndpointsConfig": {"bridge": {"Aliases": ["x y"]}}}},
+     "network alias"),
+    ("/containers/create", {"Rootfs": "/"}, "host's own root"),
+    ("/containers/create", {"HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "::1", "HostPort": "80"}]}}},
+     "[::1] is not supported"),
+    ("/networks/create", {"Name": "x", "Internal": "yes"}, "Internal must be a boolean"),
+    ("/networks/create", {"Name": "x", "Ingress": True}, "Ingress is not supported"),
+    ("/networks/create", {"Name": "x", "ConfigOnly": True}, "ConfigOnly is not supported"),
+    ("/networks/create", {"Name": "x", "ConfigFrom": {"Network": "y"}}, "ConfigFrom is not supported"),
+    ("/networks/create", {"Name": "x", "Scope": "swarm"}, "Scope 'swarm' is not supported"),
+    ("/networks/create", {"Name": "x", "EnableIPv4": False, "EnableIPv6": True}, "EnableIPv4=false"),
+    ("/networks/create", {"Name": "x", "IPAM": {"Options": {"a": "b"}}}, "IPAM.Options is not supported"),
+    ("/networks/create", {"Name": "x", "Surprise": 1}, "unknown field Surprise"),
+    ("/networks/create", {"Name": "x\x07"}, "invalid network name"),
+])  # fmt: skip
+def test_wrong_or_unsupported_fields_are_named(sandbox: Sandbox, path: str, body: dict, words: str) -> None:
+    before = state_of(sandbox)
+    status, answer = post_json(sandbox, path, body)
+    assert 400 <= status < 500 and words in answer["message"], (status, answer)
+    assert state_of(sandbox) == before
+
+
+@pytest.mark.parametrize("subnet", ["127.1.0.0/16", "0.0.0.0/24", "224.1.0.0/16", "240.0.0.0/24",
+                                    "169.254.0.0/16", "fe80::/64", "ff00::/64"])  # fmt: skip
+def test_reserved_subnets_are_refused(sandbox: Sandbox, subnet: str) -> None:
+    ipv6 = ["--ipv6"] if ":" in subnet else []
+    result = sandbox.cli("network", "create", *ipv6, "--subnet", subnet, "reserved", check=False)
+    assert result.returncode != 0 and "reserved" in result.stderr, result.stderr
+
+
+def test_ipv6_with_a_small_mtu_is_refused_before_any_bridge_is_made(sandbox: Sandbox) -> None:
+    before = sandbox.kernel_state()
+    result = sandbox.cli("network", "create", "--ipv6", "-o", "com.docker.network.driver.mtu=1000", "tiny",
+                         check=False)  # fmt: skip
+    assert result.returncode == 2 and "at least 1280" in result.stderr
+    assert sandbox.kernel_state() == before
