@@ -187,10 +187,12 @@ class ContainerService:
                 self.restarts.schedule(container.id, container.restart_count, ran)
             self.changed.notify_all()
 
-    def _restart_by_policy(self, container_id: str) -> None:
+    def _restart_by_policy(self, container_id: str, with_the_daemon: bool = False) -> None:
         with self.ctx.lock:
             container = self.registry.containers.get(container_id)
-            if container is None or container.state.status != "exited" or container.state.stopped_by_user:
+            if container is None or container.state.status != "exited":
+                return
+            if container.state.stopped_by_user and not with_the_daemon:
                 return
             container.restart_count += 1
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import secrets
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import termios
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from boxnet.engine.container_spec import DEFAULT_PATH
 from boxnet.engine.context import EngineContext
@@ -96,6 +97,8 @@ class ExecService:
         options = [f"--debug={'pid' if 'pid' in session.debug else 'net'}"] if session.debug else [
             f"--cgroups={','.join(container.cgroups)}", f"--user={session.user or process.user}",
             f"--group-add={','.join(process.group_add)}",
+            "--limits=" + json.dumps({"ulimits": [asdict(u) for u in process.ulimits],
+                                      "oom_score_adj": process.oom_score_adj}),
             *(["--no-new-privileges"] if process.no_new_privileges else [])]  # fmt: skip
         workdir = session.working_dir or ("/" if session.debug else container.working_dir or "/")
         argv = [sys.executable, "-m", "boxnet.runtime.enter", str(container.state.pid), caps, workdir, *options,

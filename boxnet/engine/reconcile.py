@@ -71,7 +71,7 @@ class Reconciler:
             ):
                 self.containers._on_shim_exit(container.id)
             elif container.state.status == "exited" and _starts_with_the_daemon(container):
-                self.containers.restarts.schedule(container.id, 0, RAN_LONG_ENOUGH)
+                self.containers.restarts.schedule(container.id, 0, RAN_LONG_ENOUGH, with_the_daemon=True)
         return report
 
     def _reserve_ports(self, container: Container) -> None:

@@ -19,13 +19,15 @@ def backoff(restarts: int, ran_seconds: float) -> float:
 
 
 class RestartScheduler:
-    def __init__(self, restart: Callable[[str], None]) -> None:
+    def __init__(self, restart: Callable[[str, bool], None]) -> None:
         self._restart = restart
         self._timers: dict[str, threading.Timer] = {}
         self._lock = threading.Lock()
 
-    def schedule(self, container_id: str, restarts: int, ran_seconds: float) -> None:
-        timer = threading.Timer(backoff(restarts, ran_seconds), self._fire, args=(container_id,))
+    def schedule(self, container_id: str, restarts: int, ran_seconds: float, with_the_daemon: bool = False) -> None:
+        """with_the_daemon: started as the daemon starts (policy `always` brings back even what was stopped
+        by hand)."""
+        timer = threading.Timer(backoff(restarts, ran_seconds), self._fire, args=(container_id, with_the_daemon))
         timer.daemon = True
         with self._lock:
             previous = self._timers.pop(container_id, None)
@@ -34,10 +36,10 @@ class RestartScheduler:
             previous.cancel()
         timer.start()
 
-    def _fire(self, container_id: str) -> None:
+    def _fire(self, container_id: str, with_the_daemon: bool) -> None:
         with self._lock:
             self._timers.pop(container_id, None)
-        self._restart(container_id)
+        self._restart(container_id, with_the_daemon)
 
     def cancel(self, container_id: str) -> None:
         with self._lock:

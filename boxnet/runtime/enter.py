@@ -1,6 +1,6 @@
 """Runs a command inside a running container: `python -m boxnet.runtime.enter PID CAPS CWD [OPTIONS] --
 ARGV...`, OPTIONS being --debug[=pid], --cgroups=DIR,..., --user=SPEC, --group-add=G,...,
---no-new-privileges.
+--limits=JSON ({"ulimits": [...], "oom_score_adj": N}, the container's own), --no-new-privileges.
 
 Joins the container's cgroups and the namespaces of PID (ipc, uts, net, pid, mnt), then forks so that the
 command lands inside the PID namespace; the child becomes the container's user (or --user) with only the
@@ -14,6 +14,7 @@ against the container's network with the host's capabilities; `--debug=pid` adds
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -43,6 +44,8 @@ def main() -> int:
     if child == 0:
         try:
             if not debug:
+                limits = json.loads(values.get("--limits", "{}"))
+                identity.apply_limits(limits.get("ulimits", []), limits.get("oom_score_adj", 0))
                 who = identity.resolve(values.get("--user", ""), [g for g in values.get("--group-add", "").split(",")
                                                                  if g])  # fmt: skip
                 os.environ.setdefault("HOME", who.home or "/")
