@@ -39,8 +39,9 @@ def test_read_only_root_and_the_working_directory(sandbox: Sandbox) -> None:
 
 def test_namespaced_sysctls_only(sandbox: Sandbox) -> None:
     sandbox.cli("network", "create", "tuned")
-    values = run(sandbox, "--network", "tuned", "--sysctl", "net.ipv4.ip_forward=1", "--sysctl", "kernel.shmmax=1048576",
-                 "cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/shmmax")  # fmt: skip
+    values = run(sandbox, "--network", "tuned", "--sysctl", "net.ipv4.ip_forward=1", "--sysctl",
+                 "kernel.shmmax=1048576", "cat", "/proc/sys/net/ipv4/ip_forward",
+                 "/proc/sys/kernel/shmmax")  # fmt: skip
     assert values == "1\n1048576"
     # set at start only: /proc/sys is read-only inside, as in Docker
     assert "Read-only" in run(sandbox, "--network", "tuned", "sh", "-c",
