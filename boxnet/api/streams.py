@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import select
 import socket
-import struct
-import termios
 import threading
 import time
 from typing import Any
@@ -19,6 +16,7 @@ from boxnet.engine.controller import Engine
 from boxnet.engine.execs import ExecSession
 from boxnet.errors import InvalidArgument
 from boxnet.model.container import Container
+from boxnet.runtime import tty
 from boxnet.runtime.shim import short_unix_path
 
 RAW = "application/vnd.docker.raw-stream"
@@ -264,8 +262,10 @@ def resize(session: ExecSession, height: str, width: str) -> None:
     try:
         rows, cols = int(height or 0), int(width or 0)
     except ValueError:
-        raise InvalidArgument("invalid terminal size") from None
-    fcntl.ioctl(session.pty_master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        rows = cols = -1
+    if not (0 <= rows <= 65535 and 0 <= cols <= 65535):
+        raise InvalidArgument(f"invalid terminal size h={height!r} w={width!r}: numbers from 0 to 65535")
+    tty.set_size(session.pty_master, rows, cols)
 
 
 PCAPNG = "application/x-pcapng"

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import secrets
-import struct
 import subprocess
 import sys
-import termios
 import threading
 from dataclasses import asdict, dataclass, field
 
@@ -19,6 +15,7 @@ from boxnet.engine.context import EngineContext
 from boxnet.errors import Conflict, InvalidArgument, NotFound
 from boxnet.model.container import CAPABILITY_NUMBERS, effective_capabilities
 from boxnet.model.process import check_user
+from boxnet.runtime import tty
 
 
 @dataclass
@@ -104,10 +101,9 @@ class ExecService:
         argv = [sys.executable, "-m", "boxnet.runtime.enter", str(container.state.pid), caps, workdir, *options,
                 "--", *session.cmd]  # fmt: skip
         if session.tty:
-            master, slave = pty.openpty()
-            if session.console_size:
-                rows, columns = session.console_size
-                fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+            # From the container's own devpts (through its init's root), so that it is a terminal in there too.
+            root = "/" if session.debug else f"/proc/{container.state.pid}/root"
+            master, slave = tty.open_pty(os.path.join(root, "dev/pts/ptmx"), session.console_size)
             session.process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
                                                start_new_session=True, close_fds=True)  # fmt: skip
             os.close(slave)

@@ -14,9 +14,11 @@ against the container's network with the host's capabilities; `--debug=pid` adds
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
+import termios
 
 from boxnet.kernel import libc
 from boxnet.runtime import cgroups, identity
@@ -40,6 +42,8 @@ def main() -> int:
     for fd, flag in fds:
         libc.setns(fd, flag)
         os.close(fd)
+    if os.isatty(0):  # a session leader (the daemon started it so): the terminal becomes its controlling one
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     child = os.fork()
     if child == 0:
         try:

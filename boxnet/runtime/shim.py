@@ -18,14 +18,13 @@ import os
 import select
 import signal
 import socket
-import struct
 import sys
 import termios
 import time
 
 from boxnet.kernel import libc
 from boxnet.model.process import MASKED_PATHS, READONLY_PATHS
-from boxnet.runtime import cgroups, identity, rootfs
+from boxnet.runtime import cgroups, identity, rootfs, tty
 from boxnet.runtime.procs import proc_start_time
 
 LOG_CHUNK = 65536
@@ -100,18 +99,10 @@ def _close_all_but(keep: set[int]) -> None:
     os.closerange(previous + 1, 1 << 16)
 
 
-TIOCGPTN = 0x80045430
-TIOCSPTLCK = 0x40045431
-
-
 def _open_console(console_socket: int, size: list[int]) -> None:
-    """The container's TTY, from its own devpts instance (so that ttyname works inside and no host terminal
-    is visible); its master goes to the shim over the console socket, as runc does."""
-    master = os.open("/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
-    number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, struct.pack("I", 0)))[0]
-    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
-    slave = os.open(f"/dev/pts/{number}", os.O_RDWR)
+    """The container's TTY, from its own devpts instance; its master goes to the shim over the console
+    socket, as runc does."""
+    master, slave = tty.open_pty("/dev/pts/ptmx", size)
     for target in (0, 1, 2):
         os.dup2(slave, target)
     os.close(slave)

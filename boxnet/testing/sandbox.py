@@ -82,6 +82,9 @@ class Sandbox:
     host_routes: list[tuple[str, str]] = field(default_factory=list)
     # Where container namespaces are registered: a private directory, or /run/netns as on a default install.
     netns_registry: str = ""
+    # Start boxnetd with `ip netns exec` (a mount namespace of its own, with a sysfs of the host namespace's)
+    # rather than nsenter, as users often do.
+    via_ip_netns: bool = False
 
     def __post_init__(self) -> None:
         self.host = f"{self.tag}-host"
@@ -159,7 +162,9 @@ class Sandbox:
                                 stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
 
     def daemon_argv(self) -> list[str]:
-        return ["nsenter", f"--net=/run/netns/{self.host}", sys.executable, "-m", "boxnet.daemon.main",
+        enter = ["ip", "netns", "exec", self.host] if self.via_ip_netns else [
+            "nsenter", f"--net=/run/netns/{self.host}"]
+        return [*enter, sys.executable, "-m", "boxnet.daemon.main",
                 "--root", self.root, "--netns-registry", self.registry, "--resolv-conf", self.resolv_conf,
                 *self.extra_daemon_args]  # fmt: skip
 

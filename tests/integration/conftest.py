@@ -31,8 +31,9 @@ def sandbox(request):
     routes = param.pop("host_routes", [])
     registry = param.pop("netns_registry", "")
     daemon_args = param.pop("daemon_args", [])
+    via_ip_netns = param.pop("via_ip_netns", False)
     box = Sandbox(extra_daemon_env=param, extra_daemon_args=daemon_args, host_routes=routes,
-                  netns_registry=registry).start()  # fmt: skip
+                  netns_registry=registry, via_ip_netns=via_ip_netns).start()  # fmt: skip
     failed = False
     try:
         yield box

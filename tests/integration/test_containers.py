@@ -227,3 +227,23 @@ def test_attach_to_a_running_container_with_stdin(sandbox: Sandbox) -> None:
         received += chunk
     assert b"echo:one" in received and b"echo:two" in received
     sock.close()
+
+
+HANDLES_INT_AND_TERM = ("python3", "-c", "import signal, sys, time\n"
+                        "signal.signal(signal.SIGINT, lambda *a: sys.exit(11))\n"
+                        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(12))\n"
+                        "print('ready', flush=True); time.sleep(300)")  # fmt: skip
+
+
+def test_run_without_a_tty_passes_ctrl_c_and_sigterm_to_the_container(sandbox: Sandbox) -> None:
+    import signal as signals
+    import subprocess
+    import sys
+
+    for name, sig, code in (("int", signals.SIGINT, 11), ("term", signals.SIGTERM, 12)):
+        cli = subprocess.Popen([sys.executable, "-m", "boxnet.cli.main", "run", "--name", name, *HANDLES_INT_AND_TERM],
+                               stdout=subprocess.PIPE, text=True, env=sandbox.env())  # fmt: skip
+        assert cli.stdout is not None and cli.stdout.readline().strip() == "ready"
+        cli.send_signal(sig)
+        assert cli.wait(timeout=30) == code  # the container decided, and the CLI returned its exit code
+        assert sandbox.inspect(name)["State"]["ExitCode"] == code

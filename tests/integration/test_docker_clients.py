@@ -63,3 +63,55 @@ def test_docker_python_sdk(sandbox: Sandbox) -> None:
             client.networks.get("sdknet")
     finally:
         client.close()
+
+
+def docker_on_a_terminal(sandbox: Sandbox, command: str, rows: int = 40, columns: int = 100) -> bytes:
+    """The docker CLI on a terminal of the given size (script's), with its input held open, as a user's is."""
+    env = {**os.environ, "DOCKER_HOST": f"unix://{sandbox.socket}", "DOCKER_CONFIG": os.path.join(sandbox.root, "dk")}
+    process = subprocess.Popen(["script", "-qc", f"stty rows {rows} cols {columns}; {command}", "/dev/null"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)  # fmt: skip
+    try:
+        process.wait(timeout=60)
+        assert process.stdout is not None
+        return process.stdout.read()
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+
+
+@pytest.mark.skipif(not shutil.which("docker"), reason="the docker CLI is not on this machine")
+def test_docker_cli_run_path(sandbox: Sandbox) -> None:
+    # no --network: the CLI asks for the "default" network and endpoint
+    result = docker_cli(sandbox, "run", "host", "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert (result.returncode, result.stdout, result.stderr) == (7, "out\n", "err\n")
+    # a short --rm run never loses its output, and leaves nothing
+    for _ in range(5):
+        result = docker_cli(sandbox, "run", "--rm", "host", "echo", "hi")
+        assert (result.returncode, result.stdout) == (0, "hi\n")
+    names = [c["Names"][0] for c in sandbox.client.get("/containers/json", all=1)]
+    assert len(names) == 1  # only the first run's container: the --rm ones are gone
+    # start -a returns the container's output and exit code
+    assert docker_cli(sandbox, "create", "--name", "later", "host", "sh", "-c", "echo later; exit 4").returncode == 0
+    result = docker_cli(sandbox, "start", "-a", "later")
+    assert (result.returncode, result.stdout) == (4, "later\n")
+    # a real terminal of the client's size, in run -it and exec -it, with nothing stray in it
+    out = docker_on_a_terminal(sandbox, "docker run -it --rm host sh -c 'stty size; tty'")
+    assert out == b"40 100\r\n/dev/pts/0\r\n", out
+    assert docker_cli(sandbox, "run", "-d", "--name", "x", "host", "sleep", "300").returncode == 0
+    out = docker_on_a_terminal(sandbox, "docker exec -it x sh -c 'stty size; tty'", rows=33, columns=77)
+    assert out.startswith(b"33 77\r\n/dev/pts/") and b"\x00" not in out and b"^@" not in out, out
+    # --network container:x shares x's hostname, as Docker does
+    assert docker_cli(sandbox, "run", "--rm", "--network", "container:x", "host", "hostname").stdout.strip() == \
+        docker_cli(sandbox, "inspect", "-f", "{{.Config.Hostname}}", "x").stdout.strip()
+
+
+def test_docker_sdk_foreground_run(sandbox: Sandbox) -> None:
+    client = docker.DockerClient(base_url=f"unix://{sandbox.socket}")
+    try:
+        assert client.containers.run("host", ["echo", "from the sdk"], remove=True) == b"from the sdk\n"
+        with pytest.raises(docker.errors.ContainerError) as failed:
+            client.containers.run("host", ["sh", "-c", "echo oops >&2; exit 3"], remove=True)
+        assert failed.value.exit_status == 3 and b"oops" in failed.value.stderr
+        assert client.containers.list(all=True) == []
+    finally:
+        client.close()

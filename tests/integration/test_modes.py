@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from test_connectivity import probe_from_container, run_server
 
 from boxnet.testing.sandbox import HOST_ADDR, WEB_ADDR, Sandbox
@@ -18,6 +19,16 @@ def test_host_mode_uses_the_hosts_network(sandbox: Sandbox) -> None:
     # a server in host mode listens on the host's own address
     run_server(sandbox, "hostweb", "--network", "host", port=8088)
     assert probe_from_container(sandbox, "hosty", HOST_ADDR, 8088) == HOST_ADDR
+
+
+@pytest.mark.parametrize("sandbox", [{"via_ip_netns": True}], indirect=True)
+def test_host_mode_with_a_daemon_started_by_ip_netns_exec(sandbox: Sandbox) -> None:
+    """`ip netns exec` gives the daemon a mount namespace with the host namespace's sysfs already on /sys: a
+    container on the host's network sees that one (a second sysfs for the namespace would be EBUSY)."""
+    links = sandbox.cli("run", "--rm", "--network", "host", "ls", "/sys/class/net").stdout.split()
+    assert "uplink0" in links, links
+    sandbox.cli("run", "-d", "--name", "bridged", "sleep", "300")  # the others keep a sysfs of their own
+    assert sandbox.in_container("bridged", "ls", "/sys/class/net").stdout.split() == ["eth0", "lo"]
 
 
 def test_none_mode_has_only_loopback(sandbox: Sandbox) -> None:
