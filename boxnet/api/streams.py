@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import socket
 import threading
 import time
@@ -15,6 +14,7 @@ from boxnet.api.server import STDERR, STDOUT, Request, Stream, frame
 from boxnet.engine.controller import Engine
 from boxnet.engine.execs import ExecSession
 from boxnet.errors import InvalidArgument
+from boxnet.kernel.readiness import readable
 from boxnet.model.container import Container
 from boxnet.runtime import tty
 from boxnet.runtime.shim import short_unix_path
@@ -152,7 +152,7 @@ def wait_stream(engine: Engine, container: Container, condition: str) -> Stream:
 
     def run(sock: socket.socket, rfile: Any) -> None:
         def hung_up() -> bool:
-            ready, _, _ = select.select([sock], [], [], 0)
+            ready = readable([sock], 0)
             return bool(ready) and not sock.recv(1, socket.MSG_PEEK)
 
         code = engine.containers.wait(container.id, condition, abandoned=hung_up)
@@ -208,7 +208,7 @@ def exec_stream(engine: Engine, session: ExecSession) -> Stream:
         if session.attach_stdin and (session.tty or process.stdin):
             threading.Thread(target=_pump_input, args=(rfile, session), daemon=True).start()
         while outputs:
-            ready, _, _ = select.select(list(outputs), [], [], 0.5)
+            ready = readable(outputs, 0.5)
             for fd in ready:
                 try:
                     data = os.read(fd, 65536)

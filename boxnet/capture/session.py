@@ -16,7 +16,6 @@ import fcntl
 import heapq
 import os
 import re
-import select
 import signal
 import struct
 import subprocess
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 
 from boxnet.capture import pcapng
 from boxnet.errors import InvalidArgument
+from boxnet.kernel.readiness import readable
 
 SNAPLEN = 262144
 REORDER_SECONDS = 0.2
@@ -69,7 +69,7 @@ class Source:
     def read_header(self, deadline: float) -> None:
         while len(self.buffer) < 24:
             remaining = deadline - time.monotonic()
-            ready, _, _ = select.select([self.fd], [], [], max(remaining, 0))
+            ready = readable([self.fd], remaining)
             if not ready:
                 raise InvalidArgument(f"tcpdump for {self.point.name} did not start within {START_SECONDS}s")
             chunk = os.read(self.fd, READ_CHUNK)
@@ -188,7 +188,7 @@ class Capture:
         try:
             while by_fd and not self.stopping.is_set() and not self._enough():
                 timeout = 0.1 if deadline is None else max(min(0.1, deadline - time.monotonic()), 0)
-                ready, _, _ = select.select(list(by_fd), [], [], timeout)
+                ready = readable(by_fd, timeout)
                 for fd in ready:
                     source = by_fd[fd]
                     chunk = os.read(fd, READ_CHUNK)
@@ -284,7 +284,7 @@ class DirectCapture:
                         blocks.append((kind, bytes(buffer[:length])))
                         del buffer[:length]
                         continue
-                ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+                ready = readable([fd], deadline - time.monotonic())
                 if not ready:
                     raise InvalidArgument(f"dumpcap for {self.point.name} did not start within {START_SECONDS}s")
                 chunk = os.read(fd, 65536)
@@ -313,7 +313,7 @@ class DirectCapture:
                 if not interrupted and (self.stopping.is_set() or (deadline and time.monotonic() >= deadline)):
                     self._interrupt()
                     interrupted = True
-                ready, _, _ = select.select([fd], [], [], 0.1)
+                ready = readable([fd], 0.1)
                 if not ready:
                     continue
                 if splicing:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import select
 import socket
 import tempfile
 import threading
@@ -22,6 +21,7 @@ from collections.abc import Iterable
 from boxnet.firewall import ruleset
 from boxnet.firewall import socket_redirect as layout
 from boxnet.kernel import bpf, libc
+from boxnet.kernel.readiness import readable
 from boxnet.kernel.rtnl import RTMGRP_IPV4_IFADDR, Rtnl
 
 log = logging.getLogger(__name__)
@@ -253,7 +253,7 @@ class ConnectRedirect:
         daemon's namespace; what it reads does not matter, only that something changed."""
         with events:
             while True:
-                ready, _, _ = select.select([events, stop_read], [], [])
+                ready = readable([events, stop_read])
                 if stop_read in ready:
                     break
                 try:

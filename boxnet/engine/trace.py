@@ -14,7 +14,6 @@ import contextlib
 import ipaddress
 import random
 import re
-import select
 import socket
 import struct
 import subprocess
@@ -27,6 +26,7 @@ from pyroute2 import IPRoute
 from boxnet.engine.context import EngineContext
 from boxnet.errors import InvalidArgument
 from boxnet.kernel import netns, nft
+from boxnet.kernel.readiness import readable
 from boxnet.model.container import Container
 
 PROBE_SECONDS = 1.5
@@ -358,7 +358,7 @@ def _send_probe(destination: str, port: int, protocol: str, marker: int) -> tupl
         sock.sendto(struct.pack("!BBHHH", kind, 0, checksum, marker, 1) + payload, (destination, 0))
         deadline = time.monotonic() + PROBE_SECONDS
         while (remaining := deadline - time.monotonic()) > 0:
-            ready, _, _ = select.select([sock], [], [], remaining)
+            ready = readable([sock], remaining)
             if not ready:
                 break
             data = sock.recv(2048)

@@ -8,7 +8,6 @@ thread id (NFTA_GEN_PROC_PID), so that a daemon can tell its own changes from so
 from __future__ import annotations
 
 import errno
-import select
 import socket
 import struct
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 
 from boxnet.kernel.netlink import HEADER, NLMSG_ERROR, parse_attrs
 from boxnet.kernel.nfnl import NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES
+from boxnet.kernel.readiness import readable
 
 NFNLGRP_NFTABLES = 7
 NFT_MSG_NEWGEN = 15
@@ -55,7 +55,7 @@ class NftEvents:
     def read(self, stop_fd: int, timeout: float | None = None) -> list[Transaction] | None:
         """The transactions completed in what arrives next (waiting up to timeout; [] when nothing came),
         or None once stop_fd is readable. Raises LostEvents when the kernel dropped messages."""
-        ready, _, _ = select.select([self.sock, stop_fd], [], [], timeout)
+        ready = readable([self.sock, stop_fd], timeout)
         if stop_fd in ready:
             return None
         if not ready:

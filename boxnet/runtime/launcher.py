@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import subprocess
 import sys
 
 from boxnet.errors import Internal, InvalidArgument
+from boxnet.kernel.readiness import readable
 from boxnet.runtime.forkserver import ForkServerClient
 from boxnet.runtime.procs import proc_start_time
 
@@ -68,7 +68,7 @@ def read_shim_record(state_dir: str) -> dict | None:
 def _read_ready(fd: int) -> dict:
     data = b""
     while True:
-        ready, _, _ = select.select([fd], [], [], START_TIMEOUT)
+        ready = readable([fd], START_TIMEOUT)
         if not ready:
             return {"error": f"the shim sent nothing within {START_TIMEOUT:.0f}s"}
         chunk = os.read(fd, 4096)
