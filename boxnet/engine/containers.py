@@ -97,7 +97,7 @@ class ContainerService:
         # Intent first: a daemon that dies from here on leaves a record the next one settles.
         state = container.state
         state.status, state.stopped_by_user = "starting", False
-        container.cgroups = self.ctx.cgroups.paths(container.id)
+        container.cgroups = self.ctx.cgroups.paths(container.id, container.resources, container.process.devices)
         self.registry.save_container(container)
         faults.check("start:after-intent")
         self.ctx.cgroups.create(container.id, container.resources, container.process.devices)

@@ -40,7 +40,8 @@ def _bind_files(root: str, files: dict[str, str]) -> None:
 def _populate_dev(dev: str, devices: list[dict]) -> list[str]:
     """A tmpfs at dev with the allowed device nodes bound in from the host's /dev; returns their paths
     relative to dev's parent root (for clearing nodev later)."""
-    libc.mount("tmpfs", dev, "tmpfs", libc.MS_NOSUID | libc.MS_NOEXEC, "mode=755,size=65536k")
+    # nodev: a node a container makes there opens nothing; the binds below keep their source's flags.
+    libc.mount("tmpfs", dev, "tmpfs", libc.MS_NOSUID | libc.MS_NOEXEC | libc.MS_NODEV, "mode=755,size=65536k")
     nodes = [(f"/dev/{name}", f"{dev}/{name}") for name in DEVICES]
     nodes += [(d["path_on_host"], dev + d["path_in_container"].removeprefix("/dev")) for d in devices]
     for source, target in nodes:

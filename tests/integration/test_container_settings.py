@@ -53,10 +53,11 @@ def test_namespaced_sysctls_only(sandbox: Sandbox) -> None:
 
 
 def cgroup_file(sandbox: Sandbox, name: str, controller: str, file: str) -> str:
-    from boxnet.runtime.cgroups import Cgroups
+    from boxnet.runtime.cgroups import find_hierarchies
 
     container_id = sandbox.inspect(name)["Id"]
-    directory = next(p for p in Cgroups().paths(container_id) if f"/{controller}/" in p)
+    hierarchy = next(h for h in find_hierarchies() if h.controller == controller)
+    directory = os.path.join(hierarchy.mountpoint, hierarchy.own, "boxnet", container_id)
     with open(os.path.join(directory, file)) as handle:
         return handle.read().strip()
 

@@ -162,13 +162,17 @@ def test_rootfs_directory(sandbox: Sandbox, tmp_path) -> None:
     root = tmp_path / "rootfs"
     (root / "bin").mkdir(parents=True)
     shutil.copy(shutil.which("busybox"), root / "bin" / "busybox")
-    for applet in ("sh", "ls", "cat", "hostname", "ip", "sleep", "wget"):
+    for applet in ("sh", "ls", "cat", "hostname", "ip", "sleep", "wget", "mknod", "head"):
         (root / "bin" / applet).symlink_to("busybox")
     (root / "marker").write_text("inside the rootfs\n")
     sandbox.cli("run", "-d", "--name", "rooted", "--rootfs", str(root), "/bin/sleep", "300")
     out = sandbox.in_container("rooted", "sh", "-c", "cat /marker; ls /; hostname").stdout
     assert out.startswith("inside the rootfs") and "etc" in out
     assert sandbox.in_container("rooted", "cat", "/etc/hosts").stdout.count(sandbox.ip_of("rooted")) == 1
+    # every writable place is nodev: a disk's node made there (CAP_MKNOD is Docker's default) opens nothing
+    for place in ("/dev/disk", "/disk", "/tmp/disk"):
+        made = sandbox.in_container("rooted", "sh", "-c", f"mknod {place} b 8 0 && head -c1 {place} 2>&1; echo")
+        assert "Permission denied" in made.stdout, (place, made.stdout, made.stderr)
 
 
 def test_bad_container_input_changes_nothing(sandbox: Sandbox) -> None:
