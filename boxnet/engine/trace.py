@@ -23,6 +23,7 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
+from boxnet.checksum import internet_checksum
 from boxnet.engine.context import EngineContext
 from boxnet.errors import InvalidArgument
 from boxnet.kernel import netns, nft
@@ -354,7 +355,7 @@ def _send_probe(destination: str, port: int, protocol: str, marker: int) -> tupl
         kind = 128 if family == socket.AF_INET6 else 8
         header = struct.pack("!BBHHH", kind, 0, 0, marker, 1)
         payload = b"boxnet trace"
-        checksum = 0 if family == socket.AF_INET6 else _checksum(header + payload)
+        checksum = 0 if family == socket.AF_INET6 else internet_checksum(header + payload)
         sock.sendto(struct.pack("!BBHHH", kind, 0, checksum, marker, 1) + payload, (destination, 0))
         deadline = time.monotonic() + PROBE_SECONDS
         while (remaining := deadline - time.monotonic()) > 0:
@@ -369,12 +370,4 @@ def _send_probe(destination: str, port: int, protocol: str, marker: int) -> tupl
                 return f"ICMP echo answered by {destination}", True
         return f"no answer to an ICMP echo within {PROBE_SECONDS}s", False
 
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 

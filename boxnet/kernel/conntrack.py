@@ -21,16 +21,16 @@ import ipaddress
 import os
 import socket
 import struct
-from collections.abc import Iterator
 
 from boxnet.kernel.netlink import (
-    HEADER,
     NLM_F_ACK,
     NLM_F_DUMP,
     NLMSG_DONE,
     NLMSG_ERROR,
     NetlinkError,
+    answers,
     attr,
+    error_code,
     message,
     nested,
     parse_attrs,
@@ -54,25 +54,6 @@ def _request(kind: int, flags: int, seq: int, family: int, body: bytes) -> bytes
     return message((NFNL_SUBSYS_CTNETLINK << 8) | kind, flags, seq, struct.pack("=BBH", family, 0, 0) + body)
 
 
-def _answers(sock: socket.socket, pending: set[int]) -> Iterator[tuple[int, bytes]]:
-    """(type, payload) of the messages answering the requests in pending, until each is done."""
-    while pending:
-        data = sock.recv(65536)
-        offset = 0
-        while offset < len(data):
-            length, msg_type, _, msg_seq, _ = HEADER.unpack_from(data, offset)
-            payload = data[offset + HEADER.size : offset + length]
-            offset += (length + 3) & ~3
-            if msg_seq in pending:
-                if msg_type in (NLMSG_ERROR, NLMSG_DONE):
-                    pending.discard(msg_seq)
-                yield msg_type, payload
-
-
-def _error(payload: bytes) -> int:
-    return -struct.unpack_from("=i", payload)[0] if len(payload) >= 4 else 0
-
-
 def _socket() -> socket.socket:
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER)
     sock.bind((0, 0))
@@ -85,8 +66,8 @@ def _flush(sock: socket.socket, family: int, filters: list[bytes]) -> None:
         raise ValueError("a conntrack delete without a filter would flush the whole table")
     sock.send(b"".join(_request(IPCTNL_MSG_CT_DELETE, NLM_F_ACK, seq, family, body)
                        for seq, body in enumerate(filters, 1)))  # fmt: skip
-    for _, payload in _answers(sock, set(range(1, len(filters) + 1))):
-        code = _error(payload)
+    for _, payload in answers(sock, set(range(1, len(filters) + 1))):
+        code = error_code(payload)
         if code and code != errno.ENOENT:
             raise NetlinkError(code, f"conntrack flush: {os.strerror(code)}")
 
@@ -131,9 +112,9 @@ def _matching_ipv6(sock: socket.socket, packed: bytes) -> list[bytes]:
     found: dict[bytes, bytes] = {}
     seq = 1
     sock.send(_request(IPCTNL_MSG_CT_GET, NLM_F_DUMP, seq, socket.AF_INET6, b""))
-    for msg_type, payload in _answers(sock, {seq}):
+    for msg_type, payload in answers(sock, {seq}):
         if msg_type in (NLMSG_ERROR, NLMSG_DONE):
-            if code := _error(payload):
+            if code := error_code(payload):
                 raise NetlinkError(code, f"conntrack dump: {os.strerror(code)}")
         elif packed in payload:  # most entries stop here, unparsed
             attrs = parse_attrs(payload, 4)  # past the nfgenmsg
@@ -152,7 +133,7 @@ def original_addresses(family: int = socket.AF_INET) -> list[tuple[str, str]]:
     found = []
     with _socket() as sock:
         sock.send(_request(IPCTNL_MSG_CT_GET, NLM_F_DUMP, 1, family, b""))
-        for msg_type, payload in _answers(sock, {1}):
+        for msg_type, payload in answers(sock, {1}):
             if msg_type not in (NLMSG_ERROR, NLMSG_DONE):
                 tuple_ip = parse_attrs(parse_attrs(parse_attrs(payload, 4).get(CTA_TUPLE_ORIG, b""))
                                        .get(CTA_TUPLE_IP, b""))  # fmt: skip
@@ -172,7 +153,7 @@ def _delete(sock: socket.socket, family: int, requests: list[bytes]) -> None:
             pending.add(seq)
             seq += 1
         sock.send(batch)
-        for _, payload in _answers(sock, pending):
-            code = _error(payload)
+        for _, payload in answers(sock, pending):
+            code = error_code(payload)
             if code and code != errno.ENOENT:  # ENOENT: it expired, or was deleted, since the dump
                 raise NetlinkError(code, f"conntrack delete: {os.strerror(code)}")

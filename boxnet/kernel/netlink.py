@@ -6,6 +6,7 @@ import os
 import socket
 import struct
 import threading
+from collections.abc import Iterator
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
@@ -71,23 +72,35 @@ def message(kind: int, flags: int, seq: int, body: bytes) -> bytes:
     return HEADER.pack(HEADER.size + len(body), kind, flags | NLM_F_REQUEST, seq, 0) + body
 
 
-def read_answer(sock: socket.socket, seq: int, what: str = "") -> list[tuple[int, bytes]]:
-    """The replies to request seq, up to its acknowledgement; an error code from the kernel is raised."""
-    replies: list[tuple[int, bytes]] = []
-    while True:
+def answers(sock: socket.socket, pending: set[int]) -> Iterator[tuple[int, bytes]]:
+    """(type, payload) of the messages answering the requests whose sequence numbers are in pending, up to
+    each one's acknowledgement or end of dump (yielded too); pending empties as they end."""
+    while pending:
         data = sock.recv(65536)
         offset = 0
         while offset < len(data):
             length, msg_type, _, msg_seq, _ = HEADER.unpack_from(data, offset)
             payload = data[offset + HEADER.size : offset + length]
             offset += (length + 3) & ~3
-            if msg_seq != seq:
-                continue
-            if msg_type == NLMSG_ERROR:
-                code = -struct.unpack_from("=i", payload)[0]
-                if code:
-                    raise NetlinkError(code, f"{what}: {os.strerror(code)}" if what else os.strerror(code))
-                return replies
-            if msg_type == NLMSG_DONE:
-                return replies
+            if msg_seq in pending:
+                if msg_type in (NLMSG_ERROR, NLMSG_DONE):
+                    pending.discard(msg_seq)
+                yield msg_type, payload
+
+
+def error_code(payload: bytes) -> int:
+    """The errno of an NLMSG_ERROR payload (0: an acknowledgement)."""
+    return -struct.unpack_from("=i", payload)[0] if len(payload) >= 4 else 0
+
+
+def read_answer(sock: socket.socket, seq: int, what: str = "") -> list[tuple[int, bytes]]:
+    """The replies to request seq, up to its acknowledgement; an error code from the kernel is raised."""
+    replies: list[tuple[int, bytes]] = []
+    for msg_type, payload in answers(sock, {seq}):
+        if msg_type == NLMSG_ERROR:
+            code = error_code(payload)
+            if code:
+                raise NetlinkError(code, f"{what}: {os.strerror(code)}" if what else os.strerror(code))
+        elif msg_type != NLMSG_DONE:
             replies.append((msg_type, payload))
+    return replies

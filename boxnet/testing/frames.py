@@ -15,20 +15,13 @@ import struct
 import sys
 import time
 
+from boxnet.checksum import internet_checksum
+
 ETH_P_ALL, ETH_P_IP, ETH_P_ARP, ETH_P_IPV6 = 0x0003, 0x0800, 0x0806, 0x86DD
 
 
 def mac_bytes(mac: str) -> bytes:
     return bytes(int(part, 16) for part in mac.split(":"))
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def ethernet(dst: str, src: str, ethertype: int, payload: bytes) -> bytes:
@@ -43,14 +36,14 @@ def arp(operation: int, sender_mac: str, sender_ip: str, target_mac: str, target
 def ipv4(src: str, dst: str, protocol: int, payload: bytes) -> bytes:
     header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0x4242, 0, 64, protocol, 0,
                          ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)  # fmt: skip
-    return header[:10] + struct.pack("!H", _checksum(header)) + header[12:] + payload
+    return header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:] + payload
 
 
 def udp4(src: str, dst: str, sport: int, dport: int, data: bytes) -> bytes:
     segment = struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
     pseudo = ipaddress.IPv4Address(src).packed + ipaddress.IPv4Address(dst).packed + struct.pack("!BBH", 0, 17,
                                                                                                  len(segment))
-    segment = segment[:6] + struct.pack("!H", _checksum(pseudo + segment) or 0xFFFF) + segment[8:]
+    segment = segment[:6] + struct.pack("!H", internet_checksum(pseudo + segment) or 0xFFFF) + segment[8:]
     return ipv4(src, dst, 17, segment)
 
 
@@ -58,7 +51,7 @@ def tcp_syn4(src: str, dst: str, sport: int, dport: int) -> bytes:
     segment = struct.pack("!HHIIBBHHH", sport, dport, 0x1000, 0, 5 << 4, 0x02, 64240, 0, 0)
     pseudo = ipaddress.IPv4Address(src).packed + ipaddress.IPv4Address(dst).packed + struct.pack("!BBH", 0, 6,
                                                                                                  len(segment))
-    segment = segment[:16] + struct.pack("!H", _checksum(pseudo + segment)) + segment[18:]
+    segment = segment[:16] + struct.pack("!H", internet_checksum(pseudo + segment)) + segment[18:]
     return ipv4(src, dst, 6, segment)
 
 
@@ -71,7 +64,7 @@ def icmpv6(src: str, dst: str, kind: int, code: int, body: bytes) -> bytes:
     message = struct.pack("!BBH", kind, code, 0) + body
     pseudo = ipaddress.IPv6Address(src).packed + ipaddress.IPv6Address(dst).packed + \
         struct.pack("!I3xB", len(message), 58)
-    message = message[:2] + struct.pack("!H", _checksum(pseudo + message)) + message[4:]
+    message = message[:2] + struct.pack("!H", internet_checksum(pseudo + message)) + message[4:]
     return ipv6(src, dst, 58, message, hop_limit=255)
 
 
@@ -79,7 +72,7 @@ def udp6(src: str, dst: str, sport: int, dport: int, data: bytes) -> bytes:
     segment = struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
     pseudo = ipaddress.IPv6Address(src).packed + ipaddress.IPv6Address(dst).packed + \
         struct.pack("!I3xB", len(segment), 17)
-    segment = segment[:6] + struct.pack("!H", _checksum(pseudo + segment) or 0xFFFF) + segment[8:]
+    segment = segment[:6] + struct.pack("!H", internet_checksum(pseudo + segment) or 0xFFFF) + segment[8:]
     return ipv6(src, dst, 17, segment)
 
 
