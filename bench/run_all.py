@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""`make bench`: prints the numbers issues #2, #3 and #4 ask for. Each part runs in its own sandbox host namespace.
+"""`make bench`: prints the numbers issues #2, #3, #4 and #9 ask for. Each part runs in its own sandbox host namespace.
 
 Medians (p50) and p95 over repeated runs; ratios are measured within one run, since the machine is shared.
-Usage: bench/run_all.py [--only run,connect,attach,iperf,ports,dns,capture] [--attach-count 500]
+Usage: bench/run_all.py [--only run,connect,attach,iperf,ports,ports-removal,dns,capture] [--attach-count 500]
 """
 
 from __future__ import annotations
