@@ -8,7 +8,6 @@ import os
 import secrets
 import signal
 import socket
-import stat
 from dataclasses import dataclass, field
 
 from boxnet.engine.networks import now
@@ -192,13 +191,6 @@ def _check_process(request: ContainerRequest, mode: str) -> None:
     names = [u.name for u in process.ulimits]
     if len(names) != len(set(names)):
         raise InvalidArgument(f"a ulimit is given twice: {sorted(names)}")
-    for device in process.devices:
-        try:
-            info = os.stat(device.path_on_host)
-        except OSError as exc:
-            raise InvalidArgument(f"device {device.path_on_host}: {exc.strerror}") from None
-        if not (stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)):
-            raise InvalidArgument(f"{device.path_on_host} is not a device node")
     if request.working_dir and not request.working_dir.startswith("/"):
         raise InvalidArgument(f"the working directory {request.working_dir!r} is invalid: it needs to be an "
                               "absolute path")  # fmt: skip
