@@ -204,13 +204,19 @@ def parse_subnet(raw: str) -> IPNetwork:
     return network
 
 
-def check_gateway(subnet: IPNetwork, raw: str) -> None:
+def _address_in(subnet: IPNetwork, raw: str, what: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """raw as an address of subnet; `what` names it in errors ("gateway 10.0.0.1")."""
     try:
-        gateway = ipaddress.ip_address(raw)
+        address = ipaddress.ip_address(raw)
     except ValueError:
-        raise InvalidArgument(f"invalid gateway {raw!r}: not an IP address") from None
-    if gateway not in subnet:
-        raise InvalidArgument(f"gateway {raw} is outside the subnet {subnet}")
+        raise InvalidArgument(f"invalid {what}: not an IP address") from None
+    if address not in subnet:
+        raise InvalidArgument(f"{what} is outside the subnet {subnet}")
+    return address
+
+
+def check_gateway(subnet: IPNetwork, raw: str) -> None:
+    gateway = _address_in(subnet, raw, f"gateway {raw}")
     if subnet.version == 4 and gateway in (subnet.network_address, subnet.broadcast_address):
         raise InvalidArgument(f"gateway {raw} is the network or broadcast address of {subnet}")
 
@@ -218,13 +224,8 @@ def check_gateway(subnet: IPNetwork, raw: str) -> None:
 def check_auxiliary(subnet: IPNetwork, auxiliary: dict[str, str], gateway: str) -> None:
     for name, raw in auxiliary.items():
         check_object_name("auxiliary address", name)
-        try:
-            address = ipaddress.ip_address(raw)
-        except ValueError:
-            raise InvalidArgument(f"invalid auxiliary address {name}={raw!r}: not an IP address") from None
-        if address not in subnet:
-            raise InvalidArgument(f"auxiliary address {name}={raw} is outside the subnet {subnet}")
-        if raw == gateway:
+        address = _address_in(subnet, raw, f"auxiliary address {name}={raw}")
+        if gateway and address == ipaddress.ip_address(gateway):
             raise InvalidArgument(f"auxiliary address {name}={raw} is the gateway")
 
 
