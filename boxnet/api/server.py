@@ -13,6 +13,7 @@ import re
 import socket
 import socketserver
 import struct
+import sys
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -287,8 +288,6 @@ class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hung up is no error of the daemon's; anything else is logged with its traceback."""
-        import sys
-
         if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
             log.debug("a client hung up before its answer was sent")
             return

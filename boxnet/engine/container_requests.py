@@ -84,7 +84,7 @@ def build_container(request: ContainerRequest, registry: Registry, cgroups: Cgro
     container_id = new_id()
     return Container(
         id=container_id, name=name, created=now(), image=rootfs if rootfs else request.image,
-        rootfs=rootfs, cmd=_command(request.cmd), env=_environment(request.env),
+        rootfs=rootfs, cmd=_command(request.cmd), env=check_environment(request.env),
         hostname=hostname or (socket.gethostname() if mode == "host" else container_id[:12]),
         network_mode=mode, ports=ports, cap_add=list(request.cap_add), cap_drop=list(request.cap_drop),
         pid_mode=pid_mode, labels=_labels(request.labels), auto_remove=request.auto_remove, tty=request.tty,
@@ -191,10 +191,13 @@ def _check_process(request: ContainerRequest, mode: str) -> None:
     names = [u.name for u in process.ulimits]
     if len(names) != len(set(names)):
         raise InvalidArgument(f"a ulimit is given twice: {sorted(names)}")
-    if request.working_dir and not request.working_dir.startswith("/"):
-        raise InvalidArgument(f"the working directory {request.working_dir!r} is invalid: it needs to be an "
-                              "absolute path")  # fmt: skip
-    check_text("working directory", request.working_dir)
+    check_working_dir(request.working_dir)
+
+
+def check_working_dir(path: str) -> str:
+    if path and not path.startswith("/"):
+        raise InvalidArgument(f"the working directory {path!r} is invalid: it needs to be an absolute path")
+    return check_text("working directory", path)
 
 
 def _command(cmd: list[str]) -> list[str]:
@@ -204,7 +207,7 @@ def _command(cmd: list[str]) -> list[str]:
     return list(cmd) or ["/bin/sh"]
 
 
-def _environment(env: list[str]) -> list[str]:
+def check_environment(env: list[str]) -> list[str]:
     for item in env:
         key, sep, _ = item.partition("=")
         if not sep or not key or "\0" in item:

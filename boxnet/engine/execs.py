@@ -10,6 +10,7 @@ import sys
 import threading
 from dataclasses import asdict, dataclass, field
 
+from boxnet.engine.container_requests import check_environment, check_working_dir
 from boxnet.engine.container_spec import DEFAULT_PATH
 from boxnet.engine.context import EngineContext
 from boxnet.errors import Conflict, InvalidArgument, NotFound
@@ -52,11 +53,8 @@ class ExecService:
             raise InvalidArgument("no command specified")
         if user:
             check_user(user)
-        for item in env or []:
-            if "=" not in item or item.startswith("=") or "\0" in item:
-                raise InvalidArgument(f"invalid environment variable {item!r}: expected NAME=VALUE")
-        if working_dir and not working_dir.startswith("/"):
-            raise InvalidArgument(f"the working directory {working_dir!r} is invalid: it needs to be an absolute path")
+        check_environment(env or [])
+        check_working_dir(working_dir)
         if debug not in ("", "net", "net,pid"):
             raise InvalidArgument(f"debug namespaces must be net or net,pid, not {debug!r}")
         container = self.ctx.registry.find_container(container_ref)
