@@ -21,6 +21,10 @@ class InvalidArgument(BoxnetError):
     exit_code = 2
 
 
+class Unsupported(InvalidArgument):
+    """The request needs something this host's kernel lacks (802.1q, WireGuard...): refused by name."""
+
+
 class TooLarge(BoxnetError):
     http_status = 413
     exit_code = 2

@@ -9,7 +9,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from boxnet.engine.registry import Registry
+from boxnet.drivers import registry as drivers
+from boxnet.engine.view import EngineView
 from boxnet.model.container import Container, Endpoint
 from boxnet.model.network import Network
 from boxnet.model.process import MASKED_PATHS, READONLY_PATHS
@@ -30,7 +31,7 @@ def _prefix(cidr: str) -> int:
     return ipaddress.ip_interface(cidr).network.prefixlen if cidr else 0
 
 
-def network_json(network: Network, registry: Registry, verbose: bool = True) -> dict[str, Any]:
+def network_json(network: Network, registry: EngineView, verbose: bool = True) -> dict[str, Any]:
     containers: dict[str, Any] = {}
     if verbose:
         for container in registry.containers_on(network.id):
@@ -52,9 +53,9 @@ def network_json(network: Network, registry: Registry, verbose: bool = True) -> 
         "Name": network.name,
         "Id": network.id,
         "Created": network.created,
-        "Scope": "local",
+        "Scope": drivers.of(network).capabilities.scope,
         "Driver": network.driver,
-        "EnableIPv4": network.driver == "bridge",
+        "EnableIPv4": bool(network.ipv4_subnets),
         "EnableIPv6": network.enable_ipv6,
         "IPAM": {"Driver": "default", "Options": {}, "Config": config},
         "Internal": network.internal,
@@ -103,7 +104,7 @@ def _endpoint_json(network: Network | None, endpoint: Endpoint | None, settings:
     }
 
 
-def _networks_json(container: Container, registry: Registry) -> dict[str, Any]:
+def _networks_json(container: Container, registry: EngineView) -> dict[str, Any]:
     networks: dict[str, Any] = {}
     if container.network_mode in ("host", "none"):
         network = registry.network_by_name(container.network_mode)
@@ -135,7 +136,7 @@ def _state_json(container: Container, restarting: bool = False) -> dict[str, Any
     }
 
 
-def container_json(container: Container, registry: Registry, state_dir: str, restarting: bool = False,
+def container_json(container: Container, registry: EngineView, state_dir: str, restarting: bool = False,
                    ) -> dict[str, Any]:  # fmt: skip
     networks = _networks_json(container, registry)
     default = networks.get("bridge") or {}
@@ -258,7 +259,7 @@ def _human_duration(seconds: float) -> str:
     return f"{hours} hour{'s' if hours != 1 else ''}"
 
 
-def container_summary(container: Container, registry: Registry) -> dict[str, Any]:
+def container_summary(container: Container, registry: EngineView) -> dict[str, Any]:
     ports = []
     published = container.published_ports if container.state.status == "running" else []
     for mapping in published:

@@ -10,6 +10,7 @@ from boxnet import __version__
 from boxnet.api import bodies, docker_json, streams
 from boxnet.api.fields import Fields
 from boxnet.api.server import API_VERSION, MIN_API_VERSION, Request, Response, Router, Stream
+from boxnet.drivers import registry as drivers
 from boxnet.engine.controller import Engine
 from boxnet.errors import InvalidArgument
 from boxnet.model.container import Container
@@ -47,7 +48,7 @@ def _matches(container: Container, filters: dict[str, list[str]], engine: Engine
                 return False
         elif key == "network":
             joined = set(container.requested_networks)
-            joined |= {n.id for n in (engine.registry.network_by_name(x) for x in joined) if n}
+            joined |= {n.id for n in (engine.view.network_by_name(x) for x in joined) if n}
             if container.network_mode in ("host", "none"):
                 joined.add(container.network_mode)
             if not any(v in joined or any(j.startswith(v) for j in joined if len(v) >= 12) for v in values):
@@ -59,7 +60,7 @@ def _matches(container: Container, filters: dict[str, list[str]], engine: Engine
 
 def build_router(engine: Engine) -> Router:
     router = Router()
-    registry = engine.registry
+    registry = engine.view
 
     # ---- system ------------------------------------------------------------------------------------
     def ping(request: Request) -> Response:
@@ -86,7 +87,7 @@ def build_router(engine: Engine) -> Router:
             "Driver": "boxnet", "Name": socket.gethostname(), "ServerVersion": __version__,
             "OperatingSystem": "boxnet", "OSType": "linux", "KernelVersion": platform.release(),
             "Architecture": platform.machine(), "NCPU": os.cpu_count(), "DockerRootDir": engine.config.root,
-            "Plugins": {"Network": ["bridge", "host", "null"], "Volume": [], "Log": ["json-file"]},
+            "Plugins": {"Network": drivers.names(), "Volume": [], "Log": ["json-file"]},
             "SecurityOptions": [], "Warnings": [],
         })  # fmt: skip
 
@@ -279,22 +280,22 @@ def build_router(engine: Engine) -> Router:
     router.add("POST", "/boxnet/capture", capture)
 
     def topology(request: Request) -> Response:
-        from boxnet.engine.topology import Topology
+        from boxnet.diag.topology import Topology
 
-        return Response(200, Topology(engine.ctx).build())
+        return Response(200, Topology(engine.view).build())
 
     router.add("GET", "/boxnet/topology", topology)
 
     def trace(request: Request) -> Response:
-        from boxnet.engine.trace import Tracer
+        from boxnet.diag.trace import Tracer
 
         body = request.json() or {}
         source, target = body.get("Source"), body.get("Destination")
         if not isinstance(source, str) or not isinstance(target, str) or not source or not target:
             raise InvalidArgument("trace needs Source and Destination")
-        return Response(200, Tracer(engine.ctx).trace(source, target).to_json())
+        return Response(200, Tracer(engine.view).trace(source, target).to_json())
 
     router.add("POST", "/boxnet/trace", trace)
     router.add("GET", "/boxnet/containers/(?P<ref>[^/]+)/dns-log", dns_log)
-    router.add("GET", "/boxnet/dns", lambda request: Response(200, engine.ctx.dns.status()))
+    router.add("GET", "/boxnet/dns", lambda request: Response(200, engine.view.dns_status()))
     return router

@@ -96,7 +96,7 @@ def _follow(engine: Engine, container: Container, log: Any, offset: int, emit: A
     container not started yet is waited for first, as `run` attaches before it starts)."""
     started = container.state.status == "running"
     while True:
-        alive = container.id in engine.registry.containers
+        alive = container.id in engine.view.containers
         status = container.state.status
         started = started or status == "running"
         entries, offset = _read_log_lines(log, offset)
@@ -283,7 +283,7 @@ def capture_stream(engine: Engine, body: dict[str, Any]) -> Stream:
     or when the client closes its side (Ctrl-C), always with a statistics block per interface."""
     from boxnet.capture.filters import substitute_names
     from boxnet.capture.session import SNAPLEN, Capture, DirectCapture
-    from boxnet.engine.capture import CaptureTargets
+    from boxnet.diag.capture_targets import CaptureTargets
 
     targets = body.get("Targets") or []
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
@@ -291,7 +291,7 @@ def capture_stream(engine: Engine, body: dict[str, Any]) -> Stream:
     bpf = body.get("Filter") or ""
     if not isinstance(bpf, str):
         raise InvalidArgument("Filter must be a string")
-    resolver = CaptureTargets(engine.ctx)
+    resolver = CaptureTargets(engine.view)
     points = resolver.points(targets, str(body.get("Interface") or ""))
     # One point: dumpcap's pcapng passed through untouched; several: tcpdumps merged on one timeline.
     kind = DirectCapture if len(points) == 1 else Capture

@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 import random
 
-from boxnet.drivers.bridge import mac_for, new_veth_name, random_mac
+from boxnet.drivers import registry as drivers
 from boxnet.engine.context import EngineContext
-from boxnet.engine.firewall import address_of, port_guard, port_rules
+from boxnet.engine.firewall import address_of, port_rules
 from boxnet.engine.undo import UndoStack
 from boxnet.errors import Conflict, ErrorList, Exhausted
 from boxnet.kernel import conntrack
 from boxnet.kernel.port_reservations import PortInUse
 from boxnet.model.container import Container, Endpoint
+from boxnet.model.macs import mac_for, random_mac
 from boxnet.model.names import new_id
 from boxnet.model.network import Network
 from boxnet.model.ports import PortMapping
@@ -38,10 +39,11 @@ class Attacher:
     def attach(
         self, container: Container, network: Network, settings: dict, default_route: bool, undo: UndoStack
     ) -> Endpoint:
-        """Leases addresses, records the endpoint, then makes the veth; each step registered on undo."""
+        """Leases addresses, records the endpoint, then has the driver make it; each step registered on undo."""
+        driver = drivers.of(network)
         endpoint = Endpoint(
             network_id=network.id, endpoint_id=new_id(), ifname=next_ifname(container),
-            host_veth=new_veth_name(), aliases=list(settings.get("aliases", [])),
+            host_veth=driver.host_link_name(), aliases=list(settings.get("aliases", [])),
             requested_ipv4=settings.get("ipv4", ""),
         )  # fmt: skip
         if network.ipv4_subnets:
@@ -58,12 +60,14 @@ class Attacher:
         container.endpoints[network.id] = endpoint
         self.registry.save_container(container)
         undo.push("endpoint record", lambda: self._forget(container, network.id))
-        # The port is pinned to its MAC and addresses before it exists: not one frame leaves it unchecked.
-        guard = port_guard(endpoint, network)
-        self.ctx.firewall.guard_port(guard)
-        undo.push("port guard", lambda: self.ctx.firewall.unguard_port(guard))
-        undo.push("veth", lambda: self.ctx.bridge.leave(endpoint))
-        self.ctx.bridge.join(network, endpoint, container.sandbox_key, default_route)
+        # A host-side port is pinned to its MAC and addresses before it exists: not one frame leaves it unchecked.
+        guard = driver.port_guard(network, endpoint)
+        if guard is not None:
+            self.ctx.firewall.guard_port(guard)
+            undo.push("port guard", lambda: self.ctx.firewall.unguard_port(guard))
+        sandbox = container.sandbox_key
+        undo.push("interface", lambda: driver.leave(network, endpoint, sandbox))
+        driver.join(network, endpoint, sandbox, default_route)
         self.ctx.dns.endpoint_added(container, network, endpoint)
         undo.push("DNS names", lambda: self.ctx.dns.endpoint_removed(container, network.id))
         return endpoint
@@ -87,9 +91,12 @@ class Attacher:
             return
         network = self.registry.networks.get(network_id)
         errors.attempt("DNS names", self.ctx.dns.endpoint_removed, container, network_id)
-        errors.attempt(f"delete {endpoint.host_veth}", self.ctx.bridge.leave, endpoint)
         if network is not None:
-            errors.attempt("port guard", self.ctx.firewall.unguard_port, port_guard(endpoint, network))
+            driver = drivers.of(network)
+            errors.attempt(f"remove {endpoint.ifname}", driver.leave, network, endpoint, container.sandbox_key)
+            guard = driver.port_guard(network, endpoint)
+            if guard is not None:
+                errors.attempt("port guard", self.ctx.firewall.unguard_port, guard)
         for cidr in (endpoint.ipv4, endpoint.ipv6):
             if cidr:
                 # No flow meant for this container may reach the next one given its address.

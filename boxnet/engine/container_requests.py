@@ -10,6 +10,7 @@ import signal
 import socket
 from dataclasses import dataclass, field
 
+from boxnet.drivers import registry as drivers
 from boxnet.engine.networks import now
 from boxnet.engine.registry import Registry
 from boxnet.errors import Conflict, InvalidArgument, NotFound
@@ -149,10 +150,13 @@ def _network_mode(request: ContainerRequest, registry: Registry) -> tuple[str, d
     networks.setdefault(primary.name, networks.pop(mode, {}))
     if request.mac_address and not networks[primary.name].get("mac"):
         networks[primary.name] = {**networks[primary.name], "mac": request.mac_address}
+    if request.ports and not drivers.of(primary).capabilities.publishes_ports:
+        raise InvalidArgument(f"network {primary.name} ({primary.driver}) does not publish ports: reach the "
+                              "container at its own address")  # fmt: skip
     checked = {}
     for net_name, settings in networks.items():
         network = registry.find_network(net_name)
-        if network.driver != "bridge":
+        if not drivers.of(network).capabilities.endpoints:
             raise InvalidArgument(f"container cannot be attached to {network.name} and {primary.name} at once")
         checked[network.name] = check_endpoint_settings(settings, network.is_default_bridge)
     # The primary network first: it holds the default route.

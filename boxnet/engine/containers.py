@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from boxnet.drivers import registry as drivers
 from boxnet.engine import faults
 from boxnet.engine.attach import Attacher
 from boxnet.engine.container_requests import NETNS_MODES, ContainerRequest, build_container, parse_signal
@@ -353,7 +354,7 @@ class ContainerService:
         if container.network_mode in NETNS_MODES or container.shares_netns_with:
             raise Forbidden(f"container {container.name} uses network mode {container.network_mode}: it cannot "
                             "be connected to other networks")  # fmt: skip
-        if network.driver != "bridge":
+        if not drivers.of(network).capabilities.endpoints:
             raise Forbidden(f"container cannot be connected to the {network.name} network")
 
     def disconnect(self, network_ref: str, container_ref: str, force: bool = False) -> None:

@@ -7,7 +7,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from boxnet.drivers.bridge import BridgeDriver
 from boxnet.engine.firewall import Firewall
 from boxnet.engine.registry import Registry
 from boxnet.kernel.port_reservations import PortReservations
@@ -45,7 +44,6 @@ class EngineContext:
     config: EngineConfig
     registry: Registry
     firewall: Firewall = field(default_factory=Firewall)
-    bridge: BridgeDriver = field(default_factory=BridgeDriver)
     cgroups: Cgroups = field(default_factory=Cgroups)
     reservations: PortReservations = field(default_factory=PortReservations)
     # One lock over every change of state: twenty concurrent runs must never share an address.

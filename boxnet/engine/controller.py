@@ -12,6 +12,7 @@ from boxnet.engine.firewall_watch import FirewallWatch
 from boxnet.engine.networks import NetworkService
 from boxnet.engine.reconcile import Reconciler
 from boxnet.engine.registry import Registry
+from boxnet.engine.view import EngineView
 from boxnet.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,8 @@ class Engine:
         self.store = SqliteStore(os.path.join(config.root, "boxnet.db"))
         self.ctx = EngineContext(config=config, registry=Registry(self.store))
         self.registry = self.ctx.registry
+        # What the API and the tools read; changes go through the services below.
+        self.view = EngineView(self.ctx)
         self.networks = NetworkService(self.ctx)
         self.containers = ContainerService(self.ctx)
         self.execs = ExecService(self.ctx)

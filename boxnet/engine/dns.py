@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from boxnet.dns import redirect
 from boxnet.dns.control import ResolverGone, ResolverProcess
+from boxnet.drivers import registry as drivers
 from boxnet.errors import Internal
 from boxnet.kernel import netns
 from boxnet.model.container import Container, Endpoint
@@ -96,7 +97,8 @@ class DnsService:
         if mode in ("host", "none") or mode.startswith("container:"):
             return False
         network = self.registry.network_by_name(mode)
-        return network is not None and network.driver == "bridge" and not network.is_default_bridge
+        return (network is not None and drivers.of(network).capabilities.embedded_dns
+                and not network.is_default_bridge)  # fmt: skip
 
     def upstreams(self, container: Container) -> list[str]:
         if container.dns:
@@ -122,7 +124,7 @@ class DnsService:
 
     # ---- changes -------------------------------------------------------------------------------------
     def network_added(self, network: Network) -> None:
-        if network.driver != "bridge":
+        if not drivers.of(network).capabilities.endpoints:
             return
         self._send({"op": "network", "id": network.id, "name": network.name, "internal": network.internal,
                     "subnets": [s.subnet for s in network.subnets],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 
+from boxnet.drivers import registry as drivers
 from boxnet.engine.connect_redirect import ConnectRedirect
 from boxnet.engine.registry import Registry
 from boxnet.firewall import bridge_rules, ruleset
@@ -15,17 +16,8 @@ from boxnet.model.network import Network
 log = logging.getLogger(__name__)
 
 
-def network_rules(network: Network) -> ruleset.NetworkRules:
-    assert network.bridge
-    return ruleset.NetworkRules(
-        network_id=network.id,
-        bridge=network.bridge,
-        subnets4=tuple(s.subnet for s in network.ipv4_subnets),
-        subnets6=tuple(s.subnet for s in network.ipv6_subnets),
-        internal=network.internal,
-        icc=network.icc,
-        masquerade=network.masquerade,
-    )
+def network_rules(network: Network) -> ruleset.NetworkRules | None:
+    return drivers.of(network).firewall_rules(network)
 
 
 def port_rules(container: Container, endpoint: Endpoint) -> list[ruleset.PortRule]:
@@ -71,19 +63,14 @@ def _by_map(ports: list[ruleset.PortRule]) -> dict[str, list[ruleset.PortRule]]:
     return grouped
 
 
-def port_guard(endpoint: Endpoint, network: Network) -> bridge_rules.PortGuard:
-    """What the endpoint's port on its bridge is held to: its own MAC and addresses (and icc off)."""
-    return bridge_rules.PortGuard(endpoint.host_veth, endpoint.mac, address_of(endpoint.ipv4),
-                                  address_of(endpoint.ipv6), icc_off=not network.icc)  # fmt: skip
-
-
 def desired_port_guards(registry: Registry) -> list[bridge_rules.PortGuard]:
     """The ports of every container that has endpoints (running, or starting)."""
     return [
-        port_guard(endpoint, network)
+        guard
         for container in registry.containers.values()
         for endpoint in container.endpoints.values()
-        if (network := registry.networks.get(endpoint.network_id)) is not None and network.bridge
+        if (network := registry.networks.get(endpoint.network_id)) is not None
+        and (guard := drivers.of(network).port_guard(network, endpoint)) is not None
     ]
 
 
@@ -99,10 +86,10 @@ class Firewall:
     def rebuild(self, registry: Registry, without: Network | None = None) -> None:
         """Replaces both tables with what the ledger says, in one transaction (optionally less one network);
         the administrator's chain stays as it is."""
-        networks = [n for n in registry.networks.values() if n.bridge and (without is None or n.id != without.id)]
+        rules = [r for n in registry.networks.values() if (without is None or n.id != without.id)
+                 and (r := network_rules(n)) is not None]  # fmt: skip
         ports = desired_port_rules(registry)
-        nft.run(ruleset.full([network_rules(n) for n in networks], ports, desired_port_guards(registry),
-                             present_objects()))  # fmt: skip
+        nft.run(ruleset.full(rules, ports, desired_port_guards(registry), present_objects()))
         self.connect_redirect.sync(ports)
         self.follow_user_chain()
 
@@ -121,10 +108,14 @@ class Firewall:
         nfnl.delete_present(bridge_rules.TABLE, guard.register_elements(), nfnl.NFPROTO_BRIDGE)
 
     def add_network(self, network: Network) -> None:
-        nft.run(ruleset.add_network(network_rules(network)))
+        rules = network_rules(network)
+        if rules is not None:
+            nft.run(ruleset.add_network(rules))
 
     def remove_network(self, network: Network) -> None:
-        nft.run(ruleset.remove_network(network_rules(network)))
+        rules = network_rules(network)
+        if rules is not None:
+            nft.run(ruleset.remove_network(rules))
 
     def add_ports(self, ports: list[ruleset.PortRule]) -> None:
         """Straight over nfnetlink: O(1) however many ports are published (see kernel/nfnl.py)."""

@@ -6,6 +6,8 @@ import ipaddress
 import logging
 from datetime import UTC, datetime
 
+from boxnet.drivers import registry as drivers
+from boxnet.drivers.api import NetworkDriver
 from boxnet.engine import faults
 from boxnet.engine.context import EngineContext
 from boxnet.engine.undo import UndoStack
@@ -36,14 +38,17 @@ class NetworkService:
         self.ctx = ctx
         self.registry = ctx.registry
 
-    def _subnets_in_use(self) -> list[pools.IPNetwork]:
+    def _subnets_in_use(self, with_host_routes: bool = True) -> list[pools.IPNetwork]:
+        """Subnets of boxnet's networks, and the host's routes unless the new subnet is not routed on the host
+        (a macvlan network's subnet is the parent's LAN, whose route the host has)."""
         taken = [s.network for n in self.registry.networks.values() for s in n.subnets]
-        ours = {s.network for n in self.registry.networks.values() for s in n.subnets}
-        taken += [route for route in links.route_networks() if route not in ours]
+        if with_host_routes:
+            ours = {s.network for n in self.registry.networks.values() for s in n.subnets}
+            taken += [route for route in links.route_networks() if route not in ours]
         return taken
 
-    def _build(self, request: NetworkRequest, network_id: str) -> Network:
-        in_use = self._subnets_in_use()
+    def _build(self, request: NetworkRequest, network_id: str, driver: NetworkDriver) -> Network:
+        in_use = self._subnets_in_use(driver.capabilities.subnet_on_host)
         subnets: list[SubnetConfig] = []
         for index, raw in enumerate(request.subnets):
             subnet = parse_subnet(raw)
@@ -61,25 +66,25 @@ class NetworkService:
         if request.enable_ipv6 and not any(s.network.version == 6 for s in subnets):
             subnet6 = pools.ula_subnet(network_id)
             subnets.append(SubnetConfig(str(subnet6), str(pools.first_host(subnet6))))
-        bridge = request.options.get(OPT_BRIDGE_NAME) or f"br-{network_id[:12]}"
-        if bridge in self.registry.used_bridges():
-            raise Conflict(f"bridge name {bridge} is already used by another network")
-        if links.link_exists(bridge):
-            raise Conflict(f"an interface named {bridge} already exists and does not belong to boxnet")
-        return Network(
+        network = Network(
             id=network_id, name=request.name, driver=request.driver, created=now(), subnets=subnets,
             enable_ipv6=request.enable_ipv6, internal=request.internal, attachable=request.attachable,
-            options=dict(request.options), labels=dict(request.labels), bridge=bridge,
+            options=dict(request.options), labels=dict(request.labels),
         )  # fmt: skip
+        driver.prepare(network, list(self.registry.networks.values()))
+        return network
 
     def create(self, request: NetworkRequest) -> Network:
         request.validate()
+        driver = drivers.for_creation(request.driver)
+        driver.validate(request)
         with self.ctx.lock:
             if self.registry.network_by_name(request.name):
                 raise Conflict(f"network with name {request.name} already exists")
-            network = self._build(request, new_id())
+            network = self._build(request, new_id(), driver)
             self._make(network, fault_points=True)
-            log.info("created network %s (%s) on %s", network.name, network.subnets[0].subnet, network.bridge)
+            log.info("created network %s (%s, %s) on %s", network.name, network.driver, network.subnets[0].subnet,
+                     driver.devices(network))  # fmt: skip
             return network
 
     def remove(self, ref: str) -> None:
@@ -107,14 +112,13 @@ class NetworkService:
 
     def _teardown(self, network: Network) -> None:
         self.ctx.dns.network_removed(network)
-        if network.bridge:
-            try:
-                self.ctx.firewall.remove_network(network)
-            except NftError as exc:
-                # Part of it was already gone (a flushed ruleset, say): rebuild from what remains.
-                log.warning("incremental removal of %s's rules failed (%s); rebuilding the table", network.name, exc)
-                self.ctx.firewall.rebuild(self.registry, without=network)
-            self.ctx.bridge.delete(network)
+        try:
+            self.ctx.firewall.remove_network(network)
+        except NftError as exc:
+            # Part of it was already gone (a flushed ruleset, say): rebuild from what remains.
+            log.warning("incremental removal of %s's rules failed (%s); rebuilding the table", network.name, exc)
+            self.ctx.firewall.rebuild(self.registry, without=network)
+        drivers.of(network).delete(network)
 
     def prune(self) -> list[str]:
         removed = []
@@ -155,13 +159,14 @@ class NetworkService:
 
         Fault points only for networks users create: the default bridge is made while the daemon starts,
         where an injected fault would keep the daemon from starting at all."""
+        driver = drivers.of(network)
         with UndoStack() as undo:
             self.registry.save_network(network)
             undo.push("record", lambda: self.registry.drop_network(network))
             if fault_points:
                 faults.check("network:after-record")
-            undo.push("bridge", lambda: self.ctx.bridge.delete(network))  # before: a half-made bridge goes too
-            self.ctx.bridge.create(network)
+            undo.push("devices", lambda: driver.delete(network))  # before: a half-made device goes too
+            driver.create(network)
             if fault_points:
                 faults.check("network:after-bridge")
             self.ctx.firewall.add_network(network)

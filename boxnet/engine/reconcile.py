@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 
+from boxnet.drivers import registry as drivers
 from boxnet.engine.containers import ContainerService
 from boxnet.engine.context import EngineContext
 from boxnet.engine.networks import NetworkService
@@ -113,25 +114,26 @@ class Reconciler:
         repaired: list[str] = []
         with self.ctx.lock:
             for network in self.registry.networks.values():
-                if network.bridge:
-                    if not links.link_exists(network.bridge):
-                        repaired.append(f"bridge {network.bridge}")
-                    self.ctx.bridge.create(network)
+                driver = drivers.of(network)
+                repaired += driver.missing(network)
+                driver.create(network)
             for container in self.registry.containers.values():
                 if container.state.status != "running":
                     continue
                 for endpoint in container.endpoints.values():
                     network = self.registry.networks.get(endpoint.network_id)
-                    if network is None or network.bridge is None:
+                    if network is None:
                         continue
-                    if links.ensure_master(endpoint.host_veth, network.bridge):
+                    driver = drivers.of(network)
+                    if driver.endpoint_present(network, endpoint, container.sandbox_key):
                         continue
                     if container.sandbox_key and os.path.exists(container.sandbox_key):
-                        # Both ends went together; the addresses come back from the ledger.
+                        # Half of it may be left; the addresses come back from the ledger.
+                        driver.leave(network, endpoint, container.sandbox_key)
                         netns.run_in(container.sandbox_key, _delete_if_present, endpoint.ifname)
                         first = next(iter(container.endpoints)) == endpoint.network_id
-                        self.ctx.bridge.join(network, endpoint, container.sandbox_key, first)
-                        repaired.append(f"veth {endpoint.host_veth} of {container.name}")
+                        driver.join(network, endpoint, container.sandbox_key, first)
+                        repaired.append(f"{endpoint.ifname} of {container.name} ({network.driver})")
             self.ctx.firewall.rebuild(self.registry)
         return repaired
 

@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from boxnet.errors import Unsupported
 from boxnet.kernel import rtnl
 
 ENODEV = 19
 EEXIST = 17
 ESRCH = 3
 EADDRNOTAVAIL = 99
+EOPNOTSUPP = 95
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,44 @@ def create_veth(host_name: str, peer_name: str, peer_netns_path: str, bridge: st
             nl.set_up(index)
     finally:
         os.close(fd)
+
+
+def create_macvlan(name: str, parent: str, netns_path: str, mode: str, mac: str | None) -> None:
+    """A macvlan device on the parent, born inside the container's namespace with its final name."""
+    fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with rtnl.Rtnl() as nl:
+            index = nl.link_index(parent)
+            if index is None:
+                raise rtnl.NetlinkError(ENODEV, f"parent interface {parent} does not exist")
+            nl.add_macvlan(name, index, fd, mode, mac)
+    finally:
+        os.close(fd)
+
+
+def ensure_vlan(name: str, base: str, vlan_id: int) -> None:
+    """An 802.1q sub-interface `name` of `base`, up (made if missing)."""
+    with IPRoute() as ipr:
+        index = link_index(name)
+        if index is None:
+            base_index = link_index(base)
+            if base_index is None:
+                raise rtnl.NetlinkError(ENODEV, f"interface {base} does not exist")
+            try:
+                ipr.link("add", ifname=name, kind="vlan", link=base_index, vlan_id=vlan_id)
+            except NetlinkError as exc:
+                if exc.code == EOPNOTSUPP:
+                    raise Unsupported(f"cannot make {name}: this kernel has no 802.1q VLAN support (8021q)") from None
+                raise
+            index = link_index(name)
+            assert index is not None
+        ipr.link("set", index=index, state="up")
+
+
+def is_up(name: str) -> bool:
+    with IPRoute() as ipr:
+        index = link_index(name)
+        return index is not None and bool(ipr.get_links(index)[0]["flags"] & rtnl.IFF_UP)
 
 
 def ensure_master(name: str, bridge: str) -> bool:
@@ -174,8 +214,8 @@ def route_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
 
 
 def interfaces() -> list[dict]:
-    """Every link in this namespace: name, index, MAC, state, master index, peer index (a veth's other end,
-    as IFLA_LINK gives it) and addresses (CIDR)."""
+    """Every link in this namespace: name, index, kind, MAC, state, master index, peer index (a veth's other
+    end, or a macvlan's parent, as IFLA_LINK gives it) and addresses (CIDR)."""
     with IPRoute() as ipr:
         addresses: dict[int, list[str]] = {}
         for addr in ipr.get_addr():
@@ -184,6 +224,8 @@ def interfaces() -> list[dict]:
         for link in ipr.get_links():
             found.append({
                 "name": link.get_attr("IFLA_IFNAME"), "index": link["index"], "mac": link.get_attr("IFLA_ADDRESS"),
+                "kind": (link.get_attr("IFLA_LINKINFO") or {}).get_attr("IFLA_INFO_KIND") if link.get_attr(
+                    "IFLA_LINKINFO") else "",
                 "state": link.get_attr("IFLA_OPERSTATE"), "master": link.get_attr("IFLA_MASTER") or 0,
                 "peer": link.get_attr("IFLA_LINK") or 0, "addresses": addresses.get(link["index"], []),
             })  # fmt: skip

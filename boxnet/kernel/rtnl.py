@@ -29,10 +29,12 @@ RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE = 20, 22, 24
 RTMGRP_IPV4_IFADDR = 0x10
 
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_PROTINFO = 1, 3, 4, 10, 12
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_PROTINFO = 1, 3, 4, 5, 10, 12
 IFLA_LINKINFO, IFLA_NET_NS_FD = 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
+IFLA_MACVLAN_MODE = 1
+MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8}
 IFLA_BRPORT_MODE = 4  # hairpin
 IFF_UP = 0x1
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
@@ -94,6 +96,15 @@ class Rtnl:
         attrs = string(IFLA_IFNAME, name) + u32(IFLA_MASTER, master) + attr(IFLA_LINKINFO | NLA_F_NESTED, linkinfo)
         if mtu:
             attrs += u32(IFLA_MTU, mtu)
+        self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, _IFINFO.pack(0, 0, 0, 0, 0) + attrs)
+
+    def add_macvlan(self, name: str, parent: int, netns_fd: int, mode: str, mac: str | None = None) -> None:
+        """A macvlan device on `parent` (an index in this namespace), born inside another namespace."""
+        data = attr(IFLA_INFO_DATA | NLA_F_NESTED, u32(IFLA_MACVLAN_MODE, MACVLAN_MODES[mode]))
+        linkinfo = attr(IFLA_LINKINFO | NLA_F_NESTED, string(IFLA_INFO_KIND, "macvlan") + data)
+        attrs = string(IFLA_IFNAME, name) + u32(IFLA_LINK, parent) + u32(IFLA_NET_NS_FD, netns_fd) + linkinfo
+        if mac:
+            attrs += attr(IFLA_ADDRESS, _mac(mac))
         self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, _IFINFO.pack(0, 0, 0, 0, 0) + attrs)
 
     def set_hairpin(self, index: int) -> None:

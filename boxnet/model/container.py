@@ -65,6 +65,19 @@ class Endpoint:
     aliases: list[str] = field(default_factory=list)
     requested_ipv4: str = ""
 
+    @property
+    def addresses(self) -> list[str]:
+        return [a for a in (self.ipv4, self.ipv6) if a]
+
+    @property
+    def gateways(self) -> list[str]:
+        return [g for g in (self.gateway4, self.gateway6) if g]
+
+    def address(self, version: int) -> str:
+        """The IPv4 or IPv6 address without its prefix length ("" if none)."""
+        cidr = self.ipv4 if version == 4 else self.ipv6
+        return cidr.split("/", 1)[0]
+
 
 @dataclass
 class ContainerState:

@@ -7,11 +7,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from boxnet.errors import InvalidArgument
-from boxnet.model.names import check_ifname, check_object_name, parse_key_values
+from boxnet.model.names import check_object_name, parse_key_values
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-DRIVERS = ("bridge", "host", "null")
 # Networks that exist on every daemon and cannot be removed.
 PREDEFINED = ("bridge", "host", "none")
 
@@ -20,7 +19,6 @@ OPT_ENABLE_ICC = "com.docker.network.bridge.enable_icc"
 OPT_MASQUERADE = "com.docker.network.bridge.enable_ip_masquerade"
 OPT_MTU = "com.docker.network.driver.mtu"
 OPT_DEFAULT_BRIDGE = "com.docker.network.bridge.default_bridge"
-BRIDGE_OPTIONS = (OPT_BRIDGE_NAME, OPT_ENABLE_ICC, OPT_MASQUERADE, OPT_MTU, OPT_DEFAULT_BRIDGE)
 
 
 @dataclass
@@ -58,16 +56,18 @@ class Network:
     labels: dict[str, str] = field(default_factory=dict)
     # The bridge device: Docker's names, boxnet0 for the default network, br-<12 hex> otherwise.
     bridge: str | None = None
+    # What the driver must find again (a device it made), recorded before it makes it (drivers/api.py).
+    driver_data: dict[str, str] = field(default_factory=dict)
     # Set before a removal starts, so that a daemon killed half-way finishes it (engine/reconcile.py).
     removing: bool = False
 
     @property
     def icc(self) -> bool:
-        return _parse_bool(OPT_ENABLE_ICC, self.options.get(OPT_ENABLE_ICC, "true"))
+        return parse_bool(OPT_ENABLE_ICC, self.options.get(OPT_ENABLE_ICC, "true"))
 
     @property
     def masquerade(self) -> bool:
-        return not self.internal and _parse_bool(OPT_MASQUERADE, self.options.get(OPT_MASQUERADE, "true"))
+        return not self.internal and parse_bool(OPT_MASQUERADE, self.options.get(OPT_MASQUERADE, "true"))
 
     @property
     def mtu(self) -> int | None:
@@ -116,25 +116,14 @@ class NetworkRequest:
         check_object_name("network", self.name)
         if self.name in PREDEFINED:
             raise InvalidArgument(f"network name {self.name!r} is reserved for a predefined network")
-        if self.driver not in ("bridge",):
-            if self.driver in DRIVERS:
-                raise InvalidArgument(
-                    f"only one instance of the {self.driver!r} network is allowed; use --driver bridge"
-                )
-            raise InvalidArgument(f"unknown network driver {self.driver!r}; known: bridge")
         self.labels = parse_key_values("label", self.labels)
         self.options = parse_key_values("option", self.options)
-        validate_bridge_options(self.options)
         if len(self.gateways) > len(self.subnets):
             raise InvalidArgument("--gateway given without a matching --subnet")
         if len(self.ip_ranges) > len(self.subnets):
             raise InvalidArgument("--ip-range given without a matching --subnet")
         if len(self.auxiliary_addresses) > len(self.subnets):
             raise InvalidArgument("--aux-address given without a matching --subnet")
-        mtu = self.options.get(OPT_MTU)
-        if self.enable_ipv6 and mtu and int(mtu) < IPV6_MIN_MTU:
-            raise InvalidArgument(f"option {OPT_MTU}: MTU {mtu} is too small for IPv6, which needs at least "
-                                  f"{IPV6_MIN_MTU}")  # fmt: skip
         seen: list[IPNetwork] = []
         for index, raw in enumerate(self.subnets):
             subnet = parse_subnet(raw)
@@ -153,7 +142,7 @@ class NetworkRequest:
                                 if index < len(self.gateways) else "")  # fmt: skip
 
 
-def _parse_bool(key: str, raw: str) -> bool:
+def parse_bool(key: str, raw: str) -> bool:
     lowered = str(raw).strip().lower()
     if lowered in ("true", "1", "yes", "on"):
         return True
@@ -162,18 +151,12 @@ def _parse_bool(key: str, raw: str) -> bool:
     raise InvalidArgument(f"option {key}: {raw!r} is not a boolean")
 
 
-def validate_bridge_options(options: dict[str, str]) -> None:
-    for key, value in options.items():
-        if key not in BRIDGE_OPTIONS:
-            raise InvalidArgument(
-                f"unknown option {key!r} for the bridge driver; known: {', '.join(BRIDGE_OPTIONS[:4])}"
-            )
-        if key in (OPT_ENABLE_ICC, OPT_MASQUERADE, OPT_DEFAULT_BRIDGE):
-            _parse_bool(key, value)
-        elif key == OPT_BRIDGE_NAME:
-            check_ifname(value, "bridge name")
-        elif key == OPT_MTU and (not value.isdigit() or not 68 <= int(value) <= 65535):
-            raise InvalidArgument(f"option {key}: MTU {value!r} is not a number from 68 to 65535")
+def check_mtu(value: str, ipv6: bool) -> None:
+    if not value.isdigit() or not 68 <= int(value) <= 65535:
+        raise InvalidArgument(f"option {OPT_MTU}: MTU {value!r} is not a number from 68 to 65535")
+    if ipv6 and int(value) < IPV6_MIN_MTU:
+        raise InvalidArgument(f"option {OPT_MTU}: MTU {value} is too small for IPv6, which needs at least "
+                              f"{IPV6_MIN_MTU}")  # fmt: skip
 
 
 IPV6_MIN_MTU = 1280

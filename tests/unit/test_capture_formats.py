@@ -56,7 +56,7 @@ def test_container_names_become_addresses_in_filters() -> None:
 
 
 def test_nft_listing_parsed_into_rules_with_counters() -> None:
-    from boxnet.engine.topology import parse_rules
+    from boxnet.diag.topology import parse_rules
 
     listing = """table inet boxnet { # handle 7
 \tset bridges { # handle 2
@@ -101,7 +101,7 @@ def test_topology_renders_text_and_dot() -> None:
 def test_trace_targets_and_monitor_output() -> None:
     import pytest
 
-    from boxnet.engine.trace import parse_target, parse_trace
+    from boxnet.diag.trace import parse_target, parse_trace
     from boxnet.errors import InvalidArgument
 
     assert parse_target("web:80") == ("web", 80, "tcp")

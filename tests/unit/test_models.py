@@ -1,5 +1,7 @@
 import pytest
 
+from boxnet.drivers import registry as drivers
+from boxnet.drivers.macvlan.driver import split_vlan
 from boxnet.errors import InvalidArgument
 from boxnet.model.container import DEFAULT_CAPABILITIES, effective_capabilities
 from boxnet.model.names import check_ifname, parse_key_values
@@ -47,12 +49,30 @@ def test_network_request_validation() -> None:
         (NetworkRequest("x", options={"com.docker.network.driver.mtu": "9"}), "MTU"),
         (NetworkRequest("bridge"), "reserved"),
         (NetworkRequest("-x"), "invalid network name"),
-        (NetworkRequest("x", driver="macvlan"), "unknown network driver"),
+        (NetworkRequest("x", driver="vlan"), "unknown network driver 'vlan'; known: bridge, macvlan"),
+        (NetworkRequest("x", driver="host"), "only one instance of the 'host' network"),
         (NetworkRequest("x", subnets=["10.0.0.0/24"], ip_ranges=["10.1.0.0/25"]), "not inside"),
+        (NetworkRequest("x", driver="macvlan"), "needs -o parent=IFACE"),
+        (NetworkRequest("x", driver="macvlan", options={"parent": "eth0", "macvlan_mode": "hub"}), "not one of"),
+        (NetworkRequest("x", driver="macvlan", options={"parent": "eth0.4095"}), "VLAN id 4095"),
+        (NetworkRequest("x", driver="macvlan", options={"parent": "eth0", "mtu": "9000"}), "unknown option 'mtu'"),
+        (NetworkRequest("x", driver="macvlan", options={"parent": "a b"}), "option parent"),
     ]
     for request, message in bad:
         with pytest.raises(InvalidArgument, match=message):
             request.validate()
+            drivers.for_creation(request.driver).validate(request)
+    good = NetworkRequest("mv", driver="macvlan", options={"parent": "eth0.10", "macvlan_mode": "private"})
+    good.validate()
+    drivers.for_creation("macvlan").validate(good)
+
+
+def test_drivers_declare_what_they_do() -> None:
+    assert drivers.get("bridge").capabilities.publishes_ports
+    macvlan = drivers.get("macvlan").capabilities
+    assert not macvlan.publishes_ports and not macvlan.subnet_on_host and macvlan.endpoints
+    assert not drivers.get("host").capabilities.endpoints and not drivers.get("null").capabilities.user_created
+    assert split_vlan("eth0.10") == ("eth0", 10) and split_vlan("eth0") is None and split_vlan("br.x") is None
 
 
 def test_network_roundtrip_and_flags() -> None:

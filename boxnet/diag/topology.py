@@ -13,8 +13,8 @@ import re
 from typing import Any
 
 from boxnet.dns import redirect
-from boxnet.engine.context import EngineContext
-from boxnet.engine.firewall import network_rules
+from boxnet.drivers import registry as drivers
+from boxnet.engine.view import EngineView
 from boxnet.kernel import links, netns, nft
 from boxnet.model.container import Container
 from boxnet.model.network import Network
@@ -48,12 +48,12 @@ def parse_rules(listing: str, table: str) -> list[dict[str, Any]]:
 
 
 class Topology:
-    def __init__(self, ctx: EngineContext) -> None:
-        self.ctx = ctx
-        self.registry = ctx.registry
+    def __init__(self, view: EngineView) -> None:
+        self.view = view
+        self.registry = view
 
     def build(self) -> dict[str, Any]:
-        with self.ctx.lock:
+        with self.view.lock:
             host_links = {link["index"]: link for link in links.interfaces()}
             by_name = {link["name"]: link for link in host_links.values()}
             host_rules = parse_rules(nft.list_text("table inet boxnet"), "inet boxnet")
@@ -69,7 +69,7 @@ class Topology:
         uplinks = [{"Name": link["name"], "Ifindex": link["index"], "Addresses": link["addresses"]}
                    for link in host_links.values() if link["name"] != "lo" and link["addresses"]
                    and not link["name"].startswith(("br-", "veth", "boxnet"))]  # fmt: skip
-        redirect = self.ctx.firewall.connect_redirect
+        redirect = self.view.connect_redirect
         redirected = [{"HostIp": host[0], "HostPort": host[1], "To": f"{to[0]}:{to[1]}"}
                       for host, to in sorted(redirect.published().items())]  # fmt: skip
         return {"Uplinks": uplinks,
@@ -79,8 +79,11 @@ class Topology:
     def _network(self, network: Network, by_name: dict[str, dict]) -> dict[str, Any]:
         bridge = by_name.get(network.bridge or "")
         members = [c.name for c in self.registry.containers_on(network.id) if c.state.status == "running"]
+        devices = drivers.of(network).devices(network)
         return {
             "Name": network.name, "Id": network.id, "Driver": network.driver, "Bridge": network.bridge or "",
+            "Devices": {role: {"Name": name, "Ifindex": by_name[name]["index"] if name in by_name else 0}
+                        for role, name in devices.items()},
             "BridgeIfindex": bridge["index"] if bridge else 0, "Subnets": [s.subnet for s in network.subnets],
             "Gateways": [s.gateway for s in network.subnets], "Internal": network.internal, "Icc": network.icc,
             "Containers": members,
@@ -108,13 +111,16 @@ class Topology:
     def _interface(self, container: Container, link: dict, host_links: dict[int, dict]) -> dict[str, Any]:
         endpoint = next((e for e in container.endpoints.values() if e.ifname == link["name"]), None)
         network = self.registry.networks.get(endpoint.network_id) if endpoint else None
-        peer = host_links.get(link["peer"]) if link["peer"] else None
-        bridge = host_links.get(peer["master"]) if peer and peer["master"] else None
+        # A veth's IFLA_LINK is its host end; a macvlan's, its parent on the host.
+        other = host_links.get(link["peer"]) if link["peer"] else None
+        veth = other if link["kind"] == "veth" else None
+        bridge = host_links.get(veth["master"]) if veth and veth["master"] else None
         return {
-            "Name": link["name"], "Ifindex": link["index"], "Mac": link["mac"], "Addresses": link["addresses"],
-            "Network": network.name if network else "", "HostVeth": peer["name"] if peer else "",
-            "HostVethIfindex": peer["index"] if peer else 0, "Bridge": bridge["name"] if bridge else "",
-            "LedgerHostVeth": endpoint.host_veth if endpoint else "",
+            "Name": link["name"], "Ifindex": link["index"], "Kind": link["kind"], "Mac": link["mac"],
+            "Addresses": link["addresses"], "Network": network.name if network else "",
+            "HostVeth": veth["name"] if veth else "", "HostVethIfindex": veth["index"] if veth else 0,
+            "Bridge": bridge["name"] if bridge else "", "LedgerHostVeth": endpoint.host_veth if endpoint else "",
+            "Parent": other["name"] if other and link["kind"] == "macvlan" else "",
         }  # fmt: skip
 
     def _rules(self, container: Container, host_rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -122,9 +128,11 @@ class Topology:
         chains, needles = set(), set()
         for endpoint in container.endpoints.values():
             network = self.registry.networks.get(endpoint.network_id)
-            if network is not None and network.bridge:
-                chains.add(network_rules(network).chain)
-            needles.add(f'"{endpoint.host_veth}"')
+            rules = drivers.of(network).firewall_rules(network) if network is not None else None
+            if rules is not None:
+                chains.add(rules.chain)
+            if endpoint.host_veth:
+                needles.add(f'"{endpoint.host_veth}"')
             for cidr in (endpoint.ipv4, endpoint.ipv6):
                 if cidr:
                     needles.add(str(ipaddress.ip_interface(cidr).ip))

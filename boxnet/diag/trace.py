@@ -24,7 +24,8 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from boxnet.checksum import internet_checksum
-from boxnet.engine.context import EngineContext
+from boxnet.drivers import registry as drivers
+from boxnet.engine.view import EngineView
 from boxnet.errors import InvalidArgument
 from boxnet.kernel import netns, nft
 from boxnet.kernel.readiness import readable
@@ -126,20 +127,20 @@ def reason_for(dropper: str) -> str:
 
 
 class Tracer:
-    def __init__(self, ctx: EngineContext) -> None:
-        self.ctx = ctx
-        self.registry = ctx.registry
+    def __init__(self, view: EngineView) -> None:
+        self.view = view
+        self.registry = view
 
     def trace(self, source: str, target: str) -> TraceResult:
         destination, port, protocol = parse_target(target)
-        with self.ctx.lock:
+        with self.view.lock:
             src = self._source(source)
             dst_address = self._destination(destination, src)
         result = TraceResult()
         result.steps.append(f"from {src.label} ({src.address}) to {destination} ({dst_address})"
                             + (f" port {port}/{protocol}" if port else " (ICMP echo)"))  # fmt: skip
         if src.namespace is None and protocol == "tcp" and port:
-            redirected = self.ctx.firewall.connect_redirect.destination_for(dst_address, port)
+            redirected = self.view.connect_redirect.destination_for(dst_address, port)
             if redirected:
                 result.steps.append(f"connect() redirected by boxnet's connect4 program: {dst_address}:{port} -> "
                                     f"{redirected[0]}:{redirected[1]}, straight to the container (no NAT)")
@@ -236,9 +237,14 @@ class Tracer:
         if endpoint is None:
             return route["src"]
         network = self.registry.networks.get(endpoint.network_id)
-        bridge = network.bridge if network else "?"
-        result.steps.append(f"veth: {route['dev']} in {container.name} <-> {endpoint.host_veth} on the host, "
-                            f"port of bridge {bridge} (network {network.name if network else '?'})")  # fmt: skip
+        if network is None:
+            return route["src"]
+        driver = drivers.of(network)
+        result.steps.append(f"{driver.describe_endpoint(network, endpoint)} (container {container.name}, network "
+                            f"{network.name})")  # fmt: skip
+        if not driver.capabilities.subnet_on_host:
+            return route["src"]  # the host's routing table is not on this path
+        bridge = network.bridge
         onward = _route_get(dst)
         if onward is not None:
             if onward["dev"] == bridge:

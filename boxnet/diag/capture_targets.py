@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 from boxnet.capture.session import CapturePoint
-from boxnet.engine.context import EngineContext
+from boxnet.drivers import registry as drivers
+from boxnet.engine.view import EngineView
 from boxnet.errors import InvalidArgument, NotFound
 from boxnet.model.container import Container
 from boxnet.model.names import parse_key_values
 
 
 class CaptureTargets:
-    def __init__(self, ctx: EngineContext) -> None:
-        self.ctx = ctx
-        self.registry = ctx.registry
+    def __init__(self, view: EngineView) -> None:
+        self.view = view
+        self.registry = view
 
     def points(self, targets: list[str], interface: str = "") -> list[CapturePoint]:
         if not targets:
             raise InvalidArgument("name at least one target: a container, network:NAME or label:K=V")
         found: dict[tuple[str | None, str], CapturePoint] = {}
-        with self.ctx.lock:
+        with self.view.lock:
             for target in targets:
                 for point in self._resolve(target, interface):
                     found.setdefault((point.netns, point.interface), point)
@@ -29,8 +30,8 @@ class CaptureTargets:
             network = self.registry.find_network(target.split(":", 1)[1])
             members = [c for c in self.registry.containers_on(network.id) if c.state.status == "running"]
             points = [self._container_point(c, interface or c.endpoints[network.id].ifname) for c in members]
-            if network.bridge:
-                points.append(CapturePoint(network.bridge, f"bridge of network {network.name}", None, network.bridge))
+            for role, device in drivers.of(network).devices(network).items():
+                points.append(CapturePoint(device, f"{role} of network {network.name}", None, device))
             return points
         if target.startswith("label:"):
             wanted = parse_key_values("label", [target.split(":", 1)[1]])
