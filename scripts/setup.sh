@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(nftables libnftables1 iproute2 util-linux procps iputils-ping tcpdump iperf3 dnsutils dnsperf tshark graphviz curl
-          busybox-static python3-venv)
+          busybox-static python3-venv etcd-server openssl)
 missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -20,7 +20,7 @@ PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import boxnet, pyroute2, pytest, docker, hypothesis" 2>/dev/null \
+if ! .venv/bin/python -c "import boxnet, pyroute2, pytest, docker, hypothesis, cryptography" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   # compat mode: a plain path in a .pth file, not an import hook that every `boxnet` start would pay for
   .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat
