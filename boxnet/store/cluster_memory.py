@@ -158,7 +158,8 @@ class _MemoryWatch:
                     raise StoreUnavailable("the watch stream ended")
                 if self.next_revision < store._compacted:
                     raise Compacted(store._compacted)
-                batch = [e for e in store._history if e.revision >= self.next_revision and e.key.startswith(self.prefix)]
+                batch = [e for e in store._history
+                         if e.revision >= self.next_revision and e.key.startswith(self.prefix)]  # fmt: skip
                 if not batch:
                     self.next_revision = max(self.next_revision, store._revision + 1)
                     store._changed.wait(0.05)

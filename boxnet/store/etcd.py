@@ -12,9 +12,11 @@ newline-separated {"result": ...} objects, first `created`, and a watch from a c
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import logging
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -291,10 +293,6 @@ class EtcdWatch:
         self._closed = True
         connection = self._connection
         if connection is not None and connection.sock is not None:
-            import socket
-
-            try:
+            with contextlib.suppress(OSError):
                 connection.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             connection.close()

@@ -14,6 +14,7 @@ import pytest
 
 from boxnet.cluster import pki
 from boxnet.cluster.etcd_member import EtcdMember, MemberConfig
+from boxnet.runtime.procs import proc_start_time
 from boxnet.store.cluster import Put, StoreUnavailable, absent
 from boxnet.store.etcd import Credentials, EtcdStore
 from boxnet.store.watcher import PrefixWatcher
@@ -49,7 +50,7 @@ def member(tmp_path):
 
 
 def test_etcd_store_semantics_over_tls(member) -> None:
-    etcd, credentials, (ca, ca_key, tmp_path) = member
+    etcd, credentials, (_, _, tmp_path) = member
     store = EtcdStore([etcd.config.client_url], credentials)
     revision = store.put("/t/a", "1")
     assert store.get("/t/a").value == "1" and store.get("/t/a").mod_revision == revision
@@ -97,9 +98,10 @@ def test_a_watch_survives_the_member_being_killed_and_misses_nothing(member) -> 
 
 def test_stopping_the_member_ends_its_process(member) -> None:
     etcd, _, _ = member
-    pid = etcd.pid
+    pid, start_time = etcd.pid, proc_start_time(etcd.pid)
+    assert start_time
     etcd.stop()
-    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    assert proc_start_time(pid) != start_time  # reaped by stop(): no zombie either
     assert not os.path.exists(etcd.config.pid_file)
 
 
