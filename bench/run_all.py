@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""`make bench`: prints the numbers issues #2, #3, #4 and #9 ask for. Each part runs in its own sandbox host namespace.
+"""`make bench`: prints the numbers issues #2, #3, #4, #9 and #10 ask for. Each part runs in its own sandbox
+host namespace, or its own lab of hosts.
 
 Medians (p50) and p95 over repeated runs; ratios are measured within one run, since the machine is shared.
-Usage: bench/run_all.py [--only run,connect,attach,iperf,ports,ports-removal,dns,capture] [--attach-count 500]
+Usage: bench/run_all.py [--only run,connect,attach,iperf,ports,ports-removal,dns,capture,macvlan,overlay,reach,
+convergence] [--attach-count 500]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from boxnet.testing.sandbox import HOST_ADDR, Sandbox
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from capture_bench import bench_capture
+from cluster_bench import bench_convergence, bench_macvlan, bench_overlay_reach, bench_overlay_throughput
 from dns_bench import bench_dns
 
 
@@ -183,7 +186,8 @@ def bench_many_ports_removal(sandbox: Sandbox, runs: int = 5, count: int = 1000)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", default="run,connect,attach,iperf,ports,dns,capture")
+    parser.add_argument("--only", default="run,connect,attach,iperf,ports,dns,capture,macvlan,overlay,reach,"
+                                          "convergence")
     parser.add_argument("--attach-count", type=int, default=500)
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -193,8 +197,14 @@ def main() -> int:
         "run": bench_run, "connect": bench_connect,
         "attach": lambda s: bench_attach(s, args.attach_count), "iperf": bench_iperf, "ports": bench_ports,
         "ports-removal": bench_many_ports_removal, "dns": bench_dns, "capture": bench_capture,
+        "macvlan": bench_macvlan,
     }  # fmt: skip
+    # Parts on labs of several hosts: they make their own.
+    lab_parts = {"overlay": bench_overlay_throughput, "reach": bench_overlay_reach, "convergence": bench_convergence}
     for name in args.only.split(","):
+        if name in lab_parts:
+            lab_parts[name]()
+            continue
         sandbox = Sandbox().start()
         try:
             parts[name](sandbox)

@@ -45,6 +45,13 @@ class Exhausted(BoxnetError):
     exit_code = 5
 
 
+class Unavailable(BoxnetError):
+    """Not now, or not on this node (Docker's 503: not a swarm manager, already in a swarm, store down)."""
+
+    http_status = 503
+    exit_code = 8
+
+
 class Forbidden(BoxnetError):
     http_status = 403
     exit_code = 6

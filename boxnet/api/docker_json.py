@@ -43,6 +43,7 @@ def network_json(network: Network, registry: EngineView, verbose: bool = True) -
                 "IPv4Address": endpoint.ipv4,
                 "IPv6Address": endpoint.ipv6,
             }
+    driver = drivers.of(network)
     config = []
     for subnet in network.subnets:
         entry = {"Subnet": subnet.subnet, "Gateway": subnet.gateway}
@@ -53,7 +54,7 @@ def network_json(network: Network, registry: EngineView, verbose: bool = True) -
         "Name": network.name,
         "Id": network.id,
         "Created": network.created,
-        "Scope": drivers.of(network).capabilities.scope,
+        "Scope": "swarm" if driver.capabilities.scope == "global" else "local",
         "Driver": network.driver,
         "EnableIPv4": bool(network.ipv4_subnets),
         "EnableIPv6": network.enable_ipv6,
@@ -64,7 +65,7 @@ def network_json(network: Network, registry: EngineView, verbose: bool = True) -
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": False,
         "Containers": containers,
-        "Options": dict(network.options),
+        "Options": {**network.options, **driver.inspect_options(network)},
         "Labels": dict(network.labels),
     }
 

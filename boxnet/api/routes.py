@@ -7,9 +7,10 @@ import platform
 import socket
 
 from boxnet import __version__
-from boxnet.api import bodies, docker_json, streams
+from boxnet.api import bodies, docker_json, streams, swarm_json
 from boxnet.api.fields import Fields
 from boxnet.api.server import API_VERSION, MIN_API_VERSION, Request, Response, Router, Stream
+from boxnet.api.swarm_routes import add_swarm_routes
 from boxnet.drivers import registry as drivers
 from boxnet.engine.controller import Engine
 from boxnet.errors import InvalidArgument
@@ -64,7 +65,8 @@ def build_router(engine: Engine) -> Router:
 
     # ---- system ------------------------------------------------------------------------------------
     def ping(request: Request) -> Response:
-        return Response(200, raw=b"OK", content_type="text/plain; charset=utf-8")
+        return Response(200, raw=b"OK", content_type="text/plain; charset=utf-8",
+                        headers={"Swarm": swarm_json.ping_header(engine.swarm)})  # fmt: skip
 
     def version(request: Request) -> Response:
         details = {
@@ -88,12 +90,13 @@ def build_router(engine: Engine) -> Router:
             "OperatingSystem": "boxnet", "OSType": "linux", "KernelVersion": platform.release(),
             "Architecture": platform.machine(), "NCPU": os.cpu_count(), "DockerRootDir": engine.config.root,
             "Plugins": {"Network": drivers.names(), "Volume": [], "Log": ["json-file"]},
-            "SecurityOptions": [], "Warnings": [],
+            "SecurityOptions": [], "Warnings": [], "Swarm": swarm_json.info_json(engine.swarm),
         })  # fmt: skip
 
     router.add("GET", "/_ping", ping)
     router.add("GET", "/version", version)
     router.add("GET", "/info", info)
+    add_swarm_routes(router, engine)
 
     # ---- networks ----------------------------------------------------------------------------------
     def network_list(request: Request) -> Response:

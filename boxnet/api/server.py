@@ -136,11 +136,12 @@ class Request:
 
 class Response:
     def __init__(self, status: int = 200, body: Any = None, raw: bytes | None = None,
-                 content_type: str = "application/json") -> None:  # fmt: skip
+                 content_type: str = "application/json", headers: dict[str, str] | None = None) -> None:  # fmt: skip
         self.status = status
         self.body = body
         self.raw = raw
         self.content_type = content_type
+        self.headers = headers or {}
 
 
 class Stream:
@@ -247,6 +248,8 @@ def make_handler(router: Router, policy: AccessPolicy) -> type[BaseHTTPRequestHa
                 payload = json.dumps(response.body).encode() + b"\n"
             self.send_response(response.status)
             self._common_headers()
+            for name, value in response.headers.items():
+                self.send_header(name, value)
             if payload or response.status not in (204, 304):
                 self.send_header("Content-Type", response.content_type)
                 self.send_header("Content-Length", str(len(payload)))

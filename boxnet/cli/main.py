@@ -12,7 +12,7 @@ from boxnet.errors import BoxnetError
 
 # Commands outside containers.py, and the module that registers each.
 MODULES = {"network": "networks", "dns": "dns", "capture": "capture", "sniff": "capture", "debug": "debug",
-           "topology": "topology", "trace": "trace"}
+           "topology": "topology", "trace": "trace", "swarm": "swarm", "node": "swarm", "lab": "lab"}
 
 
 def requested_command(argv: list[str]) -> str | None:

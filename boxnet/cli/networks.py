@@ -71,7 +71,7 @@ def key_values(items: list[str], what: str) -> dict[str, str]:
     result = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not key or (not sep and what != "label"):
+        if not key or (not sep and what not in ("label", "option")):
             raise InvalidArgument(f"invalid {what} {item!r}: expected KEY=VALUE")
         result[key] = value
     return result

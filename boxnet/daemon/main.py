@@ -15,9 +15,11 @@ from boxnet import paths
 from boxnet.api.access import AccessPolicy
 from boxnet.api.routes import build_router
 from boxnet.api.server import UnixHTTPServer
+from boxnet.cluster.swarm import ExternalStore
 from boxnet.dns.upstream import parse_upstream
 from boxnet.engine.context import EngineConfig
 from boxnet.engine.controller import Engine
+from boxnet.store.etcd import Credentials
 
 log = logging.getLogger("boxnetd")
 
@@ -52,8 +54,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "-G", "--group", default=None, metavar="NAME",
         help="a group whose members may use the API socket besides root (as dockerd's -G)",
     )
+    parser.add_argument("--node-ttl", type=int, default=10, metavar="SECONDS",
+                        help="in a swarm, how long peers wait before a silent node counts as gone (at least 2)")
+    parser.add_argument("--cluster-store", default="", metavar="etcd://HOST:PORT[,HOST:PORT...]",
+                        help="an etcd cluster you run, instead of the members swarm managers run: every daemon "
+                             "pointed at it is a node of one swarm")  # fmt: skip
+    parser.add_argument("--cluster-advertise", default="", metavar="ADDR|IFACE",
+                        help="with --cluster-store: the address other nodes reach this one at")
+    parser.add_argument("--cluster-store-ca", default="", help="with --cluster-store over TLS: the etcd CA")
+    parser.add_argument("--cluster-store-cert", default="", help="with --cluster-store over TLS: a client cert")
+    parser.add_argument("--cluster-store-key", default="", help="with --cluster-store over TLS: its key")
     parser.add_argument("--log-level", default=os.environ.get("BOXNET_LOG", "info"))
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.external_store = _external_store(parser, args)
+    if args.node_ttl < 2:
+        parser.error("--node-ttl: at least 2 seconds (etcd's shortest lease)")
+    return args
+
+
+def _external_store(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ExternalStore | None:
+    tls = [args.cluster_store_ca, args.cluster_store_cert, args.cluster_store_key]
+    if not args.cluster_store:
+        if any(tls) or args.cluster_advertise:
+            parser.error("--cluster-advertise and --cluster-store-* go with --cluster-store")
+        return None
+    if any(tls) and not all(tls):
+        parser.error("--cluster-store over TLS needs all of --cluster-store-ca, -cert and -key")
+    scheme, _, hosts = args.cluster_store.partition("://")
+    if scheme != "etcd" or not hosts:
+        parser.error("--cluster-store: expected etcd://HOST:PORT[,HOST:PORT...]")
+    endpoints = [f"{'https' if any(tls) else 'http'}://{h}" for h in hosts.split(",") if h]
+    credentials = Credentials(*tls) if any(tls) else None
+    return ExternalStore(endpoints, credentials, args.cluster_advertise)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     config = EngineConfig(root=args.root, netns_registry=args.netns_registry, resolv_conf=args.resolv_conf,
                           default_bridge=args.bridge_name, dns_upstreams=args.dns_upstream,
-                          connect_redirect=args.connect_redirect)  # fmt: skip
+                          connect_redirect=args.connect_redirect, node_ttl=args.node_ttl,
+                          cluster_store=args.external_store)  # fmt: skip
     for upstream in args.dns_upstream:
         try:
             parse_upstream(upstream)

@@ -33,6 +33,8 @@ class Capabilities:
     subnet_on_host: bool = True
     # A user-defined network of this driver gives its containers the embedded DNS at 127.0.0.11.
     embedded_dns: bool = True
+    # Containers go out (and are published) through the node's gateway bridge, not through this network.
+    egress_via_gateway: bool = False
 
 
 class NetworkDriver:
@@ -85,6 +87,10 @@ class NetworkDriver:
 
     def devices(self, network: Network) -> dict[str, str]:
         """The network's host devices by role ({"bridge": "br-..."}, {"parent": "eth0.10"}) for the tools."""
+        return {}
+
+    def inspect_options(self, network: Network) -> dict[str, str]:
+        """Options Docker shows in `network inspect` that the driver chose (a VXLAN id), beside the user's."""
         return {}
 
     def describe_endpoint(self, network: Network, endpoint: Endpoint) -> str:

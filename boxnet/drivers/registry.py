@@ -7,10 +7,13 @@ from boxnet.drivers.bridge import BridgeDriver
 from boxnet.drivers.host import HostDriver
 from boxnet.drivers.macvlan import MacvlanDriver
 from boxnet.drivers.null import NullDriver
+from boxnet.drivers.overlay import OverlayDriver
 from boxnet.errors import InvalidArgument
 from boxnet.model.network import Network
 
-_DRIVERS: dict[str, NetworkDriver] = {d.name: d for d in (BridgeDriver(), HostDriver(), NullDriver(), MacvlanDriver())}
+_DRIVERS: dict[str, NetworkDriver] = {
+    d.name: d for d in (BridgeDriver(), HostDriver(), NullDriver(), MacvlanDriver(), OverlayDriver())
+}
 
 
 def names() -> list[str]:

@@ -46,13 +46,14 @@ class Attacher:
             host_veth=driver.host_link_name(), aliases=list(settings.get("aliases", [])),
             requested_ipv4=settings.get("ipv4", ""),
         )  # fmt: skip
+        cluster = self.ctx.require_cluster() if driver.capabilities.scope == "global" else None
         if network.ipv4_subnets:
-            endpoint.ipv4 = self.registry.allocate(network, 4, endpoint.requested_ipv4)
-            undo.push("ipv4 lease", lambda: self.registry.release(network.id, endpoint.ipv4))
+            endpoint.ipv4 = self._allocate(network, 4, endpoint.requested_ipv4, endpoint.endpoint_id)
+            undo.push("ipv4 lease", lambda: self._release(network, endpoint.ipv4))
             endpoint.gateway4 = network.ipv4_subnets[0].gateway
         if network.enable_ipv6 and network.ipv6_subnets:
-            endpoint.ipv6 = self.registry.allocate(network, 6, settings.get("ipv6", ""))
-            undo.push("ipv6 lease", lambda: self.registry.release(network.id, endpoint.ipv6))
+            endpoint.ipv6 = self._allocate(network, 6, settings.get("ipv6", ""), endpoint.endpoint_id)
+            undo.push("ipv6 lease", lambda: self._release(network, endpoint.ipv6))
             endpoint.gateway6 = network.ipv6_subnets[0].gateway
         endpoint.mac = settings.get("mac") or (mac_for(endpoint.ipv4) if endpoint.ipv4 else random_mac())
         self._check_mac_free(network, container, endpoint.mac)
@@ -70,7 +71,25 @@ class Attacher:
         driver.join(network, endpoint, sandbox, default_route)
         self.ctx.dns.endpoint_added(container, network, endpoint)
         undo.push("DNS names", lambda: self.ctx.dns.endpoint_removed(container, network.id))
+        if cluster is not None:
+            # The other nodes learn of it last, once it works: on this node's lease, gone if the node dies.
+            cluster.publish(container, network, endpoint)
+            undo.push("published endpoint", lambda: cluster.unpublish(network.id, endpoint.endpoint_id))
         return endpoint
+
+    def _allocate(self, network: Network, version: int, requested: str, owner: str) -> str:
+        """Swarm networks lease their addresses in the cluster store, the others in the local ledger."""
+        if drivers.of(network).capabilities.scope == "global":
+            return self.ctx.require_cluster().cluster_networks.allocate(network, version, requested, owner)
+        return self.registry.allocate(network, version, requested)
+
+    def _release(self, network: Network | None, cidr: str) -> None:
+        if network is not None and drivers.of(network).capabilities.scope == "global":
+            if self.ctx.cluster is not None:
+                self.ctx.cluster.cluster_networks.release(network.id, cidr)
+            return
+        if network is not None:
+            self.registry.release(network.id, cidr)
 
     def _check_mac_free(self, network: Network, container: Container, mac: str) -> None:
         """Two ports of one bridge with one MAC would steal each other's frames (and the anti-spoofing
@@ -91,6 +110,8 @@ class Attacher:
             return
         network = self.registry.networks.get(network_id)
         errors.attempt("DNS names", self.ctx.dns.endpoint_removed, container, network_id)
+        if network is not None and drivers.of(network).capabilities.scope == "global" and self.ctx.cluster:
+            errors.attempt("published endpoint", self.ctx.cluster.unpublish, network_id, endpoint.endpoint_id)
         if network is not None:
             driver = drivers.of(network)
             errors.attempt(f"remove {endpoint.ifname}", driver.leave, network, endpoint, container.sandbox_key)
@@ -101,7 +122,7 @@ class Attacher:
             if cidr:
                 # No flow meant for this container may reach the next one given its address.
                 errors.attempt("conntrack entries", conntrack.forget_address, address_of(cidr))
-                self.registry.release(network_id, cidr)
+                errors.attempt("address lease", self._release, network, cidr)
         container.endpoints.pop(network_id, None)
 
     # ---- published ports ---------------------------------------------------------------------------

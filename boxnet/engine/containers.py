@@ -23,7 +23,7 @@ from boxnet.engine.attach import Attacher
 from boxnet.engine.container_requests import NETNS_MODES, ContainerRequest, build_container, parse_signal
 from boxnet.engine.container_spec import shim_spec
 from boxnet.engine.context import EngineContext
-from boxnet.engine.networks import now
+from boxnet.engine.networks import NetworkService, now
 from boxnet.engine.restarts import RestartScheduler
 from boxnet.engine.undo import UndoStack
 from boxnet.errors import Conflict, ErrorList, Forbidden, InvalidArgument, NotFound
@@ -39,9 +39,10 @@ WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
 
 class ContainerService:
-    def __init__(self, ctx: EngineContext) -> None:
+    def __init__(self, ctx: EngineContext, networks: NetworkService) -> None:
         self.ctx = ctx
         self.registry = ctx.registry
+        self.networks = networks  # for the gateway bridge, made when the first container needs it
         self.attacher = Attacher(ctx)
         self.changed = threading.Condition(ctx.lock)
         self.monitor = Monitor(self._on_shim_exit)
@@ -146,12 +147,19 @@ class ContainerService:
 
     def _join_networks(self, container: Container, undo: UndoStack) -> None:
         self.attacher.assign_host_ports(container)
+        primary: Network | None = None
         for index, (net_name, settings) in enumerate(container.requested_networks.items()):
             network = self.registry.find_network(net_name)
             self.attacher.attach(container, network, settings, default_route=index == 0, undo=undo)
             faults.check("start:after-attach")
             if index == 0:
                 container.port_network = network.id
+                primary = network
+        if primary is not None and drivers.of(primary).capabilities.egress_via_gateway and not primary.internal:
+            # Docker's docker_gwbridge: the way out, and where its ports are published.
+            gateway = self.networks.ensure_gateway_bridge()
+            self.attacher.attach(container, gateway, {}, default_route=True, undo=undo)
+            container.port_network = gateway.id
         self.attacher.publish(container, undo)
         faults.check("start:after-publish")
         if self.ctx.dns.embedded(container):

@@ -13,6 +13,8 @@ from boxnet.kernel.port_reservations import PortReservations
 from boxnet.runtime.cgroups import Cgroups
 
 if TYPE_CHECKING:
+    from boxnet.cluster.swarm import ExternalStore
+    from boxnet.engine.cluster_sync import ClusterSync
     from boxnet.engine.dns import DnsService
 
 
@@ -30,6 +32,10 @@ class EngineConfig:
     # The host's own TCP connections to published IPv4 ports go straight to the container, redirected at
     # connect() by a cgroup program; off, they go through the nft DNAT like everybody else's.
     connect_redirect: bool = True
+    # Seconds a node's lease lives without renewal: how soon peers see a dead node's endpoints go.
+    node_ttl: int = 10
+    # `--cluster-store`: an etcd the user runs, instead of the members managers run (cluster/swarm.py).
+    cluster_store: ExternalStore | None = None
 
     @property
     def containers_dir(self) -> str:
@@ -49,6 +55,26 @@ class EngineContext:
     # One lock over every change of state: twenty concurrent runs must never share an address.
     lock: threading.RLock = field(default_factory=threading.RLock)
     dns: DnsService = field(init=False)
+    # In a swarm: what keeps this node in step with it (engine/cluster_sync.py), and this node's role.
+    cluster: ClusterSync | None = None
+    cluster_role: str = ""
+
+    def require_cluster(self) -> ClusterSync:
+        from boxnet.cluster.swarm import NOT_IN_SWARM
+        from boxnet.errors import Unavailable
+
+        if self.cluster is None:
+            raise Unavailable(NOT_IN_SWARM)
+        return self.cluster
+
+    def require_manager(self) -> ClusterSync:
+        from boxnet.cluster.swarm import NOT_A_MANAGER
+        from boxnet.errors import Unavailable
+
+        cluster = self.require_cluster()
+        if self.cluster_role != "manager":
+            raise Unavailable(NOT_A_MANAGER)
+        return cluster
 
     def __post_init__(self) -> None:
         from boxnet.engine.dns import DnsService  # it needs this class; this one needs an instance of it

@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import os
 
+from boxnet import __version__
+from boxnet.cluster.swarm import Swarm
+from boxnet.engine.cluster_sync import ClusterSync, is_swarm_network
 from boxnet.engine.containers import ContainerService
 from boxnet.engine.context import EngineConfig, EngineContext
 from boxnet.engine.execs import ExecService
@@ -13,6 +16,7 @@ from boxnet.engine.networks import NetworkService
 from boxnet.engine.reconcile import Reconciler
 from boxnet.engine.registry import Registry
 from boxnet.engine.view import EngineView
+from boxnet.errors import Conflict
 from boxnet.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -29,9 +33,11 @@ class Engine:
         # What the API and the tools read; changes go through the services below.
         self.view = EngineView(self.ctx)
         self.networks = NetworkService(self.ctx)
-        self.containers = ContainerService(self.ctx)
+        self.containers = ContainerService(self.ctx, self.networks)
         self.execs = ExecService(self.ctx)
         self.reconciler = Reconciler(self.ctx, self.containers, self.networks)
+        self.swarm = Swarm(config.root, __version__, config.node_ttl, self._own_links, config.cluster_store)
+        self.swarm.listeners.append(self)
         self.firewall_watch = FirewallWatch(self.ctx)
 
     def start(self) -> dict[str, list[str]]:
@@ -47,10 +53,51 @@ class Engine:
         report = self.reconciler.at_startup()
         # After the reconciler: the resolver gets the settled state (survivors only) in one go.
         self.ctx.dns.start()
+        self.swarm.resume()
         log.info("started: %s", {k: v for k, v in report.items() if v})
         return report
 
+    def _own_links(self) -> set[str]:
+        """boxnet's own devices, which are never the address a node advertises."""
+        own = set(self.registry.used_bridges())
+        own |= {e.host_veth for c in self.registry.containers.values() for e in c.endpoints.values() if e.host_veth}
+        return own
+
+    # ---- the swarm ---------------------------------------------------------------------------------
+    def swarm_init(self, advertise: str, port: int) -> str:
+        return self.swarm.init(advertise, port)
+
+    def swarm_join(self, remotes: list[str], token: str, advertise: str, availability: str) -> None:
+        self.swarm.join(remotes, token, advertise, availability)
+
+    def swarm_leave(self, force: bool) -> None:
+        with self.ctx.lock:
+            attached = sorted({c.name for c in self.registry.containers.values() for e in c.endpoints.values()
+                               if (n := self.registry.networks.get(e.network_id)) is not None
+                               and is_swarm_network(n)})  # fmt: skip
+        if attached:
+            raise Conflict(f"containers on swarm networks run here ({', '.join(attached)}): remove them or "
+                           "disconnect them first")  # fmt: skip
+        self.swarm.leave(force)
+
+    # The swarm's listener: this node in step with the swarm while it is connected.
+    def swarm_connected(self, swarm: Swarm) -> None:
+        assert swarm.store is not None and swarm.liveness is not None
+        sync = ClusterSync(self.ctx, self.networks, swarm.store, swarm.state.node_id, swarm.state.addr,
+                           swarm.liveness)  # fmt: skip
+        self.ctx.cluster, self.ctx.cluster_role = sync, swarm.state.role
+        sync.start()
+
+    def swarm_disconnecting(self, swarm: Swarm, leaving: bool) -> None:
+        sync, self.ctx.cluster, self.ctx.cluster_role = self.ctx.cluster, None, ""
+        if sync is not None:
+            if leaving:
+                sync.leave()
+            else:
+                sync.stop()  # the daemon stops; the data plane stays, as it is
+
     def close(self) -> None:
+        self.swarm.close()
         self.containers.restarts.close()
         self.firewall_watch.stop()
         self.ctx.dns.stop()

@@ -59,7 +59,13 @@ class DnsService:
 
     def _sync(self) -> None:
         """Hands a fresh resolver everything: networks, every running container's names, and new sockets
-        for the containers that use it (on the ports their redirect rules already name, where free)."""
+        for the containers that use it (on the ports their redirect rules already name, where free); in a
+        swarm, the names of the containers on other nodes too."""
+        self._sync_local()
+        if self.ctx.cluster is not None:
+            self.ctx.cluster.name_all()
+
+    def _sync_local(self) -> None:
         for network in self.registry.networks.values():
             self.network_added(network)
         for container in self.registry.containers.values():
@@ -128,7 +134,7 @@ class DnsService:
             return
         self._send({"op": "network", "id": network.id, "name": network.name, "internal": network.internal,
                     "subnets": [s.subnet for s in network.subnets],
-                    "discoverable": not network.is_default_bridge})  # fmt: skip
+                    "discoverable": network.serves_names})  # fmt: skip
 
     def network_removed(self, network: Network) -> None:
         self._send({"op": "drop-network", "id": network.id})
@@ -146,6 +152,18 @@ class DnsService:
             "name": container.name, "hostname": container.hostname, "aliases": endpoint.aliases,
             "ipv4": _address(endpoint.ipv4), "ipv6": _address(endpoint.ipv6),
         })  # fmt: skip
+
+    def remote_endpoint_added(self, network: Network, endpoint_id: str, name: str, hostname: str,
+                              aliases: list[str], ipv4: str) -> None:  # fmt: skip
+        """A container on another node of the swarm, on a network containers here share: its names."""
+        self._send({
+            "op": "register", "container": f"remote:{endpoint_id}", "network": network.id,
+            "network_name": network.name, "name": name, "hostname": hostname, "aliases": aliases, "ipv4": ipv4,
+            "ipv6": "",
+        })  # fmt: skip
+
+    def remote_endpoint_removed(self, network_id: str, endpoint_id: str) -> None:
+        self._send({"op": "unregister", "container": f"remote:{endpoint_id}", "network": network_id})
 
     def endpoint_removed(self, container: Container, network_id: str) -> None:
         if not self._tells_resolver(container, self.registry.networks.get(network_id)):

@@ -17,8 +17,10 @@ from boxnet.kernel import links
 from boxnet.kernel.nft import NftError
 from boxnet.model.names import new_id
 from boxnet.model.network import (
+    GATEWAY_BRIDGE,
     OPT_BRIDGE_NAME,
     OPT_DEFAULT_BRIDGE,
+    OPT_ENABLE_ICC,
     PREDEFINED,
     Network,
     NetworkRequest,
@@ -78,6 +80,10 @@ class NetworkService:
         request.validate()
         driver = drivers.for_creation(request.driver)
         driver.validate(request)
+        if request.name == GATEWAY_BRIDGE:
+            raise InvalidArgument(f"network name {GATEWAY_BRIDGE} is reserved for the nodes' gateway bridge")
+        if driver.capabilities.scope == "global":
+            return self._create_swarm_network(request)
         with self.ctx.lock:
             if self.registry.network_by_name(request.name):
                 raise Conflict(f"network with name {request.name} already exists")
@@ -87,17 +93,34 @@ class NetworkService:
                      driver.devices(network))  # fmt: skip
             return network
 
+    def _create_swarm_network(self, request: NetworkRequest) -> Network:
+        """A manager records it in the cluster store; every node (this one at once) realizes it."""
+        cluster = self.ctx.require_manager()
+        with self.ctx.lock:
+            if self.registry.network_by_name(request.name):
+                raise Conflict(f"network with name {request.name} already exists")
+            local = [s.network for n in self.registry.networks.values() for s in n.ipv4_subnets]
+        return cluster.adopt(cluster.cluster_networks.create(request, local))
+
     def remove(self, ref: str) -> None:
         with self.ctx.lock:
             network = self.registry.find_network(ref)
             if network.name in PREDEFINED:
                 raise Forbidden(f"{network.name} is a pre-defined network and cannot be removed")
+            if drivers.of(network).capabilities.scope == "global":
+                cluster = self.ctx.require_manager()
+                cluster.cluster_networks.remove(network)  # refused while any node has an endpoint on it
+                self.remove_local(network)
+                return
             users = self.registry.containers_on(network.id)
             if users:
                 names = ", ".join(c.name for c in users)
                 raise Conflict(f"error while removing network: network {network.name} has active endpoints "
                                f"({names})")  # fmt: skip
             self._remove(network)
+
+    def remove_local(self, network: Network) -> None:
+        self._remove(network)
 
     def _remove(self, network: Network) -> None:
         """Intent first: a daemon killed half-way finds the network marked and finishes the removal."""
@@ -126,6 +149,8 @@ class NetworkService:
             for network in list(self.registry.networks.values()):
                 if network.name in PREDEFINED or self.registry.containers_on(network.id):
                     continue
+                if drivers.of(network).capabilities.scope == "global":
+                    continue  # the swarm's, not this node's to prune
                 self._remove(network)
                 removed.append(network.name)
         return removed
@@ -153,6 +178,24 @@ class NetworkService:
                 options={OPT_DEFAULT_BRIDGE: "true", OPT_BRIDGE_NAME: bridge}, bridge=bridge,
             )  # fmt: skip
             self._make(network, fault_points=False)
+
+    def make(self, network: Network) -> None:
+        """Records and realizes a network whose record is complete (a swarm network this node adopts)."""
+        self._make(network, fault_points=False)
+
+    def ensure_gateway_bridge(self) -> Network:
+        """The node's way out for containers on swarm networks: Docker's docker_gwbridge, a bridge network
+        with icc off, made the first time a container needs it."""
+        with self.ctx.lock:
+            existing = self.registry.network_by_name(GATEWAY_BRIDGE)
+            if existing is not None:
+                return existing
+            request = NetworkRequest(GATEWAY_BRIDGE, options={OPT_BRIDGE_NAME: GATEWAY_BRIDGE, OPT_ENABLE_ICC: "false"})
+            driver = drivers.get("bridge")
+            driver.validate(request)
+            network = self._build(request, new_id(), driver)
+            self._make(network, fault_points=False)
+            return network
 
     def _make(self, network: Network, fault_points: bool) -> None:
         """Records the network, then makes its bridge and rules; a failure undoes them in reverse.

@@ -13,6 +13,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Networks that exist on every daemon and cannot be removed.
 PREDEFINED = ("bridge", "host", "none")
+# Each node's way out for containers on swarm networks (Docker's name, and its bridge's).
+GATEWAY_BRIDGE = "docker_gwbridge"
 
 OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
 OPT_ENABLE_ICC = "com.docker.network.bridge.enable_icc"
@@ -77,6 +79,11 @@ class Network:
     @property
     def is_default_bridge(self) -> bool:
         return self.options.get(OPT_DEFAULT_BRIDGE) == "true"
+
+    @property
+    def serves_names(self) -> bool:
+        """Whether the embedded DNS answers names on it: not on the default bridge nor the gateway bridge."""
+        return not self.is_default_bridge and self.name != GATEWAY_BRIDGE
 
     @property
     def ipv4_subnets(self) -> list[SubnetConfig]:

@@ -11,14 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from boxnet.errors import BoxnetError
+from boxnet.errors import Unavailable
 
 
-class StoreUnavailable(BoxnetError):
+class StoreUnavailable(Unavailable):
     """No member of the cluster store answered (or it has no quorum)."""
-
-    http_status = 503
-    exit_code = 5
 
 
 class Compacted(Exception):

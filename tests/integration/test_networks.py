@@ -87,10 +87,11 @@ def test_bad_input_is_rejected_and_changes_nothing(sandbox: Sandbox) -> None:
         (["--subnet", "10.40.0.1/24", "hostbits"], "host bits"),
         (["taken"], "already exists"),
         (["-o", "com.docker.network.bridge.enable_icc=maybe", "badbool"], "not a boolean"),
-        (["-o", "encrypted", "typo"], "expected KEY=VALUE"),
+        (["-o", "encrypted", "typo"], "unknown option 'encrypted' for the bridge driver"),
         (["-o", "com.docker.network.bridge.enable_ic=false", "typo2"], "unknown option"),
         (["-o", "com.docker.network.bridge.name=averyveryverylongname", "long"], "at most 15"),
-        (["-d", "overlay", "drv"], "unknown network driver"),
+        (["-d", "overlay", "drv"], "This node is not a swarm manager"),
+        (["-d", "ipvlan", "drv"], "unknown network driver 'ipvlan'; known: bridge, macvlan, overlay"),
         (["bad name"], "invalid network name"),
     ]
     for args, message in cases:

@@ -1,0 +1,107 @@
+"""An overlay network on one node: a bridge `ov-<id>` with no address (the host does not route the overlay;
+as in Docker's overlay namespace) and a VXLAN device `vx-<id>` on it, between the node's underlay address and
+the other nodes'. Containers join the bridge by a veth, as on a bridge network, and go out through the node's
+gateway bridge (their other interface); the remote endpoints are programmed on the VXLAN device from the
+cluster store (cluster/overlay_sync.py), not learnt by flooding.
+
+The network itself is a swarm object (cluster/networks.py); the node's record of it carries what is this
+node's (`driver_data`: the VNI, the device names, the local VTEP address and the MTU it chose).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from boxnet.drivers.api import Capabilities, NetworkDriver
+from boxnet.errors import Conflict, InvalidArgument
+from boxnet.firewall import bridge_rules
+from boxnet.kernel import links, netns, vxlan
+from boxnet.model.container import Endpoint
+from boxnet.model.network import OPT_MTU, Network, NetworkRequest, check_mtu
+
+OPT_ENCRYPTED = "encrypted"
+OPT_VNI = "com.docker.network.driver.overlay.vxlanid_list"
+VXLAN_OVERHEAD = 50
+# driver_data keys: written on each node as it realizes the network.
+VNI, VXLAN, LOCAL, MTU = "vni", "vxlan", "local", "mtu"
+
+
+def device_names(network_id: str) -> tuple[str, str]:
+    return f"ov-{network_id[:12]}", f"vx-{network_id[:12]}"
+
+
+class OverlayDriver(NetworkDriver):
+    name = "overlay"
+    # Ports are published through the node's gateway bridge, where the container's way out is.
+    capabilities = Capabilities(scope="global", subnet_on_host=False, egress_via_gateway=True)
+    options = (OPT_MTU,)
+
+    def validate(self, request: NetworkRequest) -> None:
+        for key, value in request.options.items():
+            if key == OPT_ENCRYPTED:
+                raise InvalidArgument("encrypted overlay networks are not supported yet (they come with WireGuard); "
+                                      "boxnet refuses rather than carry the traffic in clear")  # fmt: skip
+            if key == OPT_VNI:
+                raise InvalidArgument(f"option {OPT_VNI}: boxnet chooses the VXLAN id itself")
+            if key not in self.options:
+                known = ", ".join(self.options)
+                raise InvalidArgument(f"unknown option {key!r} for the overlay driver; known: {known}")
+            check_mtu(value, request.enable_ipv6)
+        if request.enable_ipv6:
+            raise InvalidArgument("IPv6 on overlay networks is not supported yet")
+
+    def prepare(self, network: Network, others: list[Network]) -> None:
+        """On each node that realizes the network: its device names, free on this host."""
+        bridge, device = device_names(network.id)
+        for name in (bridge, device):
+            if links.link_exists(name):
+                raise Conflict(f"an interface named {name} already exists and does not belong to boxnet")
+        network.bridge = bridge
+        network.driver_data[VXLAN] = device
+
+    def mtu(self, network: Network) -> int:
+        return int(network.options.get(OPT_MTU) or network.driver_data.get(MTU) or 1450)
+
+    def create(self, network: Network) -> None:
+        assert network.bridge
+        links.ensure_bridge(network.bridge, [], self.mtu(network), group_fwd_mask=bridge_rules.GROUP_FWD_MASK)
+        vxlan.ensure_vxlan(network.driver_data[VXLAN], int(network.driver_data[VNI]), network.driver_data[LOCAL],
+                           network.bridge, self.mtu(network))  # fmt: skip
+
+    def missing(self, network: Network) -> list[str]:
+        return [f"{kind} {name}" for kind, name in self.devices(network).items() if not links.link_exists(name)]
+
+    def delete(self, network: Network) -> None:
+        for name in (network.driver_data.get(VXLAN), network.bridge):
+            if name:
+                links.delete_link(name)
+
+    def host_link_name(self) -> str:
+        return "veth" + secrets.token_hex(4)[:7]
+
+    def join(self, network: Network, endpoint: Endpoint, netns_path: str, default_route: bool) -> None:
+        """No default route here: the container's way out is its gateway bridge interface."""
+        assert network.bridge
+        links.create_veth(endpoint.host_veth, endpoint.ifname, netns_path, network.bridge, self.mtu(network),
+                          endpoint.mac)  # fmt: skip
+        netns.run_in(netns_path, links.configure_container_interface, endpoint.ifname, endpoint.addresses, [], False)
+
+    def leave(self, network: Network, endpoint: Endpoint, netns_path: str) -> None:
+        links.delete_link(endpoint.host_veth)
+
+    def endpoint_present(self, network: Network, endpoint: Endpoint, netns_path: str) -> bool:
+        assert network.bridge
+        return links.ensure_master(endpoint.host_veth, network.bridge)
+
+    def port_guard(self, network: Network, endpoint: Endpoint) -> bridge_rules.PortGuard:
+        return bridge_rules.PortGuard(endpoint.host_veth, endpoint.mac, endpoint.address(4), endpoint.address(6))
+
+    def devices(self, network: Network) -> dict[str, str]:
+        return {"bridge": network.bridge or "", "vxlan": network.driver_data.get(VXLAN, "")}
+
+    def inspect_options(self, network: Network) -> dict[str, str]:
+        return {OPT_VNI: network.driver_data.get(VNI, "")}
+
+    def describe_endpoint(self, network: Network, endpoint: Endpoint) -> str:
+        return (f"veth: {endpoint.ifname} <-> {endpoint.host_veth} on the host, port of bridge {network.bridge}, "
+                f"VXLAN {network.driver_data.get(VXLAN)} (VNI {network.driver_data.get(VNI)}) to the other nodes")
