@@ -23,6 +23,7 @@ from typing import Any
 
 from boxnet.cli.client import Client
 from boxnet.errors import Conflict, InvalidArgument, NotFound
+from boxnet.runtime.leftovers import end_recorded_containers
 from boxnet.runtime.procs import proc_start_time, wait_gone
 
 UNDERLAY = "198.18.0"
@@ -351,6 +352,12 @@ class Lab:
             self.save()
         # Workers first: a worker that leaves while its managers still run is gone from the store at once.
         for host in sorted(self.hosts, key=lambda h: h.record.role == "manager"):
+            if not host.daemon_alive() and os.path.exists(os.path.join(host.root, "boxnet.db")) \
+                    and os.path.exists(f"/run/netns/{host.name}"):  # fmt: skip
+                # A daemon that died left its containers (their shims live in the containers' namespaces, not
+                # the host's): started again, it adopts them, and removes them as any other.
+                with contextlib.suppress(Exception):
+                    host.start_daemon(timeout=20)
             if host.daemon_alive():
                 with contextlib.suppress(Exception):
                     client = Client(host.socket, timeout=30)
@@ -358,6 +365,7 @@ class Lab:
                         client.delete(f"/containers/{container['Id']}", force=1)
                     client.close()
             host.stop_daemon()
+            end_recorded_containers(host.root)  # whatever a daemon that would not start left running
         self._stop_store()
         for ns in [*(h.name for h in self.hosts), self.underlay]:
             _end_processes_in(ns)

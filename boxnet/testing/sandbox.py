@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from boxnet.cli.client import Client
 from boxnet.runtime import cgroups
+from boxnet.runtime.leftovers import end_recorded_containers
 
 OUTSIDE_GW = "198.51.100.1"
 HOST_ADDR = "198.51.100.2"
@@ -284,26 +285,8 @@ class Sandbox:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _end_leftover_containers(self) -> None:
-        """After a failed test the daemon may be gone with containers still running: end them by PID, from
-        the daemon's own ledger, checking each shim's start time so that a reused PID is left alone."""
-        database = os.path.join(self.root, "boxnet.db")
-        if not os.path.exists(database):
-            return
-        from boxnet.runtime.procs import proc_start_time
-        from boxnet.store.sqlite import SqliteStore
-
-        store = SqliteStore(database)
-        try:
-            records = [json.loads(value) for _, value in store.list("containers/")]
-        finally:
-            store.close()
-        for record in records:
-            state = record.get("state", {})
-            shim_pid, pid = state.get("shim_pid", 0), state.get("pid", 0)
-            if shim_pid and proc_start_time(shim_pid) == state.get("shim_start_time"):
-                for victim in (pid, shim_pid):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(victim, signal.SIGKILL)
+        """After a failed test the daemon may be gone with containers still running: end them by PID."""
+        end_recorded_containers(self.root)
 
     def _others_named_namespaces(self) -> set[int]:
         found = set()

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from boxnet.lab import Lab, LabHost
+from boxnet.runtime import cgroups
 from boxnet.testing.sandbox import netns_inodes
 
 needs_docker = pytest.mark.skipif(not shutil.which("docker"), reason="the docker CLI is not on this machine")
@@ -34,31 +35,41 @@ def lab_namespaces(lab: Lab) -> dict[str, int]:
     return found
 
 
+def named_elsewhere(ours: set[str]) -> set[int]:
+    """Namespaces that something other than these labs made and named meanwhile."""
+    found = set()
+    for name in os.listdir("/run/netns") if os.path.isdir("/run/netns") else []:
+        if name not in ours:
+            with contextlib.suppress(OSError):
+                found.add(os.stat(f"/run/netns/{name}").st_ino)
+    return found
+
+
 @pytest.fixture
 def lab_factory():
-    """Labs made for a test, removed after it; then none of their namespaces, nor any process in one of
-    them (daemons, containers, etcd members), may be left."""
+    """Labs made for a test, removed after it; then none of their namespaces, no process in a namespace that
+    was not there before (daemons, etcd members, containers and their shims) and no cgroup may be left."""
     directory = tempfile.mkdtemp(prefix="boxnet-labs-")
-    made: list[tuple[Lab, dict[str, int]]] = []
+    made: list[Lab] = []
+    processes_before, cgroups_before = netns_inodes(), cgroups.listing()
 
     def make(name: str, **kwargs) -> Lab:
         lab = Lab(name, directory=os.path.join(directory, name), **kwargs)
-        try:
-            lab.up()
-        finally:
-            made.append((lab, lab_namespaces(lab)))
-        return lab
+        made.append(lab)
+        return lab.up()
 
     yield make
-    for lab, _ in made:
+    for lab in made:
         lab.down()
     shutil.rmtree(directory, ignore_errors=True)
-    for lab, namespaces in made:
+    ours = {ns for lab in made for ns in [lab.underlay, *(h.name for h in lab.hosts)]}
+    for lab in made:
         assert not lab_namespaces(lab), f"lab {lab.name} left namespaces"
-        deadline = time.monotonic() + 5
-        while netns_inodes() & set(namespaces.values()) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not netns_inodes() & set(namespaces.values()), f"lab {lab.name} left a process in a namespace"
+    deadline = time.monotonic() + 5
+    while (leaked := netns_inodes() - processes_before - named_elsewhere(ours)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not leaked, f"processes left running in {len(leaked)} network namespace(s) after the labs went"
+    assert cgroups.listing() == cgroups_before, "the labs left cgroups"
 
 
 def wait_for(condition, timeout: float, step: float = 0.1):

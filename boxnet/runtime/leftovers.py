@@ -1,0 +1,35 @@
+"""Ending what a dead daemon left running, from its own ledger: each container's shim and init, by PID,
+checked by the shim's start time so that a reused PID is left alone (the init dies with its shim anyway)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+
+from boxnet.runtime.procs import proc_start_time
+
+
+def end_recorded_containers(root: str) -> int:
+    """Kills the running containers recorded under a daemon's state directory; returns how many."""
+    database = os.path.join(root, "boxnet.db")
+    if not os.path.exists(database):
+        return 0
+    from boxnet.store.sqlite import SqliteStore
+
+    store = SqliteStore(database)
+    try:
+        records = [json.loads(value) for _, value in store.list("containers/")]
+    finally:
+        store.close()
+    ended = 0
+    for record in records:
+        state = record.get("state", {})
+        shim_pid, pid = state.get("shim_pid", 0), state.get("pid", 0)
+        if shim_pid and proc_start_time(shim_pid) == state.get("shim_start_time"):
+            for victim in (pid, shim_pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(victim, signal.SIGKILL)
+            ended += 1
+    return ended
