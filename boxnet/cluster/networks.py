@@ -13,7 +13,7 @@ from boxnet.cluster import keys
 from boxnet.errors import Conflict, Exhausted, InvalidArgument
 from boxnet.ipam.allocator import SubnetAllocator
 from boxnet.model.names import new_id
-from boxnet.model.network import Network, NetworkRequest, SubnetConfig, parse_subnet
+from boxnet.model.network import Network, NetworkRequest, SubnetConfig, requested_subnets
 from boxnet.store.cluster import ClusterStore, Delete, Put, absent
 
 log = logging.getLogger(__name__)
@@ -67,16 +67,7 @@ class ClusterNetworks:
     @staticmethod
     def _subnets(request: NetworkRequest, taken: list, local: list) -> list[SubnetConfig]:
         if request.subnets:
-            found = []
-            for index, raw in enumerate(request.subnets):
-                subnet = parse_subnet(raw)
-                for other in taken:
-                    if other.version == subnet.version and other.overlaps(subnet):
-                        raise Conflict(f"subnet {subnet} overlaps with {other}, which a swarm network uses")
-                gateway = request.gateways[index] if index < len(request.gateways) else ""
-                ip_range = request.ip_ranges[index] if index < len(request.ip_ranges) else None
-                found.append(SubnetConfig(str(subnet), gateway or str(next(subnet.hosts())), ip_range or None))
-            return found
+            return requested_subnets(request, taken, "a swarm network uses")
         avoid = [*taken, *local]
         for candidate in POOL.subnets(new_prefix=SUBNET_SIZE):
             if candidate.network_address == POOL.network_address:

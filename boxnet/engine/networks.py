@@ -25,7 +25,7 @@ from boxnet.model.network import (
     Network,
     NetworkRequest,
     SubnetConfig,
-    parse_subnet,
+    requested_subnets,
 )
 
 log = logging.getLogger(__name__)
@@ -51,17 +51,7 @@ class NetworkService:
 
     def _build(self, request: NetworkRequest, network_id: str, driver: NetworkDriver) -> Network:
         in_use = self._subnets_in_use(driver.capabilities.subnet_on_host)
-        subnets: list[SubnetConfig] = []
-        for index, raw in enumerate(request.subnets):
-            subnet = parse_subnet(raw)
-            for other in in_use:
-                if other.version == subnet.version and other.overlaps(subnet):
-                    raise Conflict(f"subnet {subnet} overlaps with {other}, which is already in use")
-            gateway = request.gateways[index] if index < len(request.gateways) else ""
-            ip_range = request.ip_ranges[index] if index < len(request.ip_ranges) else None
-            auxiliary = request.auxiliary_addresses[index] if index < len(request.auxiliary_addresses) else {}
-            subnets.append(SubnetConfig(str(subnet), gateway or str(pools.first_host(subnet)), ip_range or None,
-                                        dict(auxiliary)))  # fmt: skip
+        subnets = requested_subnets(request, in_use, "is already in use")
         if not any(s.network.version == 4 for s in subnets):
             subnet = pools.choose_subnet(in_use)
             subnets.insert(0, SubnetConfig(str(subnet), str(pools.first_host(subnet))))

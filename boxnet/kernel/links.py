@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pyroute2 import IPRoute
@@ -76,34 +78,35 @@ def create_veth(host_name: str, peer_name: str, peer_netns_path: str, bridge: st
     """Makes a veth pair whose peer is born inside the container's namespace, with its MAC; the host end comes
     up attached to the bridge, in hairpin mode (with br_netfilter, a container reaching its own published
     port is DNATed at the bridge and must leave by the port it came in by; Docker does the same)."""
-    fd = os.open(peer_netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    with _namespace_fd(peer_netns_path) as fd, rtnl.Rtnl() as nl:
+        master = nl.link_index(bridge)
+        if master is None:
+            raise rtnl.NetlinkError(ENODEV, f"bridge {bridge} does not exist")
+        nl.add_veth(host_name, peer_name, fd, master, mtu, peer_mac)
+        index = nl.link_index(host_name)
+        assert index is not None
+        # A bridge port needs no address of its own: no IPv6 link-local, no MLD, before it comes up.
+        _write_sysctl(f"net/ipv6/conf/{host_name}/disable_ipv6", "1")
+        nl.set_hairpin(index)
+        nl.set_up(index)
+
+
+@contextlib.contextmanager
+def _namespace_fd(path: str) -> Iterator[int]:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        with rtnl.Rtnl() as nl:
-            master = nl.link_index(bridge)
-            if master is None:
-                raise rtnl.NetlinkError(ENODEV, f"bridge {bridge} does not exist")
-            nl.add_veth(host_name, peer_name, fd, master, mtu, peer_mac)
-            index = nl.link_index(host_name)
-            assert index is not None
-            # A bridge port needs no address of its own: no IPv6 link-local, no MLD, before it comes up.
-            _write_sysctl(f"net/ipv6/conf/{host_name}/disable_ipv6", "1")
-            nl.set_hairpin(index)
-            nl.set_up(index)
+        yield fd
     finally:
         os.close(fd)
 
 
 def create_macvlan(name: str, parent: str, netns_path: str, mode: str, mac: str | None) -> None:
     """A macvlan device on the parent, born inside the container's namespace with its final name."""
-    fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        with rtnl.Rtnl() as nl:
-            index = nl.link_index(parent)
-            if index is None:
-                raise rtnl.NetlinkError(ENODEV, f"parent interface {parent} does not exist")
-            nl.add_macvlan(name, index, fd, mode, mac)
-    finally:
-        os.close(fd)
+    with _namespace_fd(netns_path) as fd, rtnl.Rtnl() as nl:
+        index = nl.link_index(parent)
+        if index is None:
+            raise rtnl.NetlinkError(ENODEV, f"parent interface {parent} does not exist")
+        nl.add_macvlan(name, index, fd, mode, mac)
 
 
 def ensure_vlan(name: str, base: str, vlan_id: int) -> None:

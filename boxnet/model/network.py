@@ -194,6 +194,25 @@ def parse_subnet(raw: str) -> IPNetwork:
     return network
 
 
+def requested_subnets(request: NetworkRequest, in_use: list[IPNetwork], in_use_by: str) -> list[SubnetConfig]:
+    """The subnets a create request names, with their gateways (the first host unless given), ranges and
+    auxiliary addresses; Conflict if one overlaps a subnet in use (`in_use_by` says whose, in the error)."""
+    from boxnet.errors import Conflict
+
+    found = []
+    for index, raw in enumerate(request.subnets):
+        subnet = parse_subnet(raw)
+        for other in in_use:
+            if other.version == subnet.version and other.overlaps(subnet):
+                raise Conflict(f"subnet {subnet} overlaps with {other}, which {in_use_by}")
+        gateway = request.gateways[index] if index < len(request.gateways) else ""
+        ip_range = request.ip_ranges[index] if index < len(request.ip_ranges) else None
+        auxiliary = request.auxiliary_addresses[index] if index < len(request.auxiliary_addresses) else {}
+        found.append(SubnetConfig(str(subnet), gateway or str(next(subnet.hosts())), ip_range or None,
+                                  dict(auxiliary)))  # fmt: skip
+    return found
+
+
 def _address_in(subnet: IPNetwork, raw: str, what: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     """raw as an address of subnet; `what` names it in errors ("gateway 10.0.0.1")."""
     try:
