@@ -119,33 +119,34 @@ def many_hosts(bin_dir: str) -> None:
     lab.up()
     print(f"lab up in {time.monotonic() - started:.1f} s: " + ", ".join(f"{h.name} at {h.address}" for h in lab.hosts))
     try:
-        h1, h2, h3 = lab.hosts
-        on = {h: {**os.environ, **h.env, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"} for h in (h1, h2, h3)}
-        show(["boxnet", "node", "ls"], on[h1])
+        h1, _, h3 = lab.hosts
+        path = f"{bin_dir}:{os.environ.get('PATH', '')}"
+        env1, env3 = ({**os.environ, **h.env, "PATH": path} for h in (h1, h3))
+        show(["boxnet", "node", "ls"], env1)
 
         step("An overlay network across the nodes (VXLAN, programmed from etcd: no flooding, no learning)")
-        show(["boxnet", "network", "create", "-d", "overlay", "--attachable", "mesh"], on[h1])
-        show(["boxnet", "network", "ls", "--filter", "driver=overlay"], on[h3])
+        show(["boxnet", "network", "create", "-d", "overlay", "--attachable", "mesh"], env1)
+        show(["boxnet", "network", "ls", "--filter", "driver=overlay"], env3)
         show(["boxnet", "run", "-d", "--name", "api", "--network", "mesh", "python3", "-m", "http.server", "80"],
-             on[h1])  # fmt: skip
-        show(["boxnet", "run", "-d", "--name", "worker", "--network", "mesh", "sleep", "600"], on[h3])
+             env1)  # fmt: skip
+        show(["boxnet", "run", "-d", "--name", "worker", "--network", "mesh", "sleep", "600"], env3)
         listening = ["boxnet", "exec", "api", "sh", "-c", "ss -ltn | grep -q ':80 '"]
         for _ in range(100):
-            if subprocess.run(listening, env=on[h1]).returncode == 0:
+            if subprocess.run(listening, env=env1).returncode == 0:
                 break
             time.sleep(0.05)
 
         step(f"worker on {h3.name} reaches api on {h1.name} by name, across the underlay")
         show(["boxnet", "exec", "worker", "curl", "-s", "-o", "/dev/null", "-w",
-              "HTTP %{http_code} from %{remote_ip} (api.mesh)\\n", "http://api.mesh/"], on[h3])  # fmt: skip
-        show(["boxnet", "exec", "worker", "ip", "route"], on[h3])
+              "HTTP %{http_code} from %{remote_ip} (api.mesh)\\n", "http://api.mesh/"], env3)  # fmt: skip
+        show(["boxnet", "exec", "worker", "ip", "route"], env3)
         step(f"What {h3.name}'s VXLAN device knows: one static entry per remote container")
-        show(["bridge", "fdb", "show", "dev", f"vx-{_network_id(h1, 'mesh')[:12]}"], on[h3], prefix=["ip", "netns",
+        show(["bridge", "fdb", "show", "dev", f"vx-{_network_id(h1, 'mesh')[:12]}"], env3, prefix=["ip", "netns",
              "exec", h3.name])  # fmt: skip
-        show(["boxnet", "trace", "worker", "api:80"], on[h3])
-        show(["boxnet", "rm", "-f", "api"], on[h1])
-        show(["boxnet", "rm", "-f", "worker"], on[h3])
-        show(["boxnet", "network", "rm", "mesh"], on[h1])
+        show(["boxnet", "trace", "worker", "api:80"], env3)
+        show(["boxnet", "rm", "-f", "api"], env1)
+        show(["boxnet", "rm", "-f", "worker"], env3)
+        show(["boxnet", "network", "rm", "mesh"], env1)
     finally:
         lab.down()
 

@@ -26,7 +26,7 @@ from pyroute2 import IPRoute
 from boxnet.checksum import internet_checksum
 from boxnet.drivers import registry as drivers
 from boxnet.engine.view import EngineView
-from boxnet.errors import InvalidArgument
+from boxnet.errors import InvalidArgument, NotFound
 from boxnet.kernel import netns, nft
 from boxnet.kernel.readiness import readable
 from boxnet.model.container import Container
@@ -215,7 +215,16 @@ class Tracer:
         try:
             return str(ipaddress.ip_address(text))
         except ValueError:
+            pass
+        try:
             return self._container_endpoint(self.registry.find_container(text), near).address
+        except NotFound:
+            # A container on another node of the swarm, on a network the source shares.
+            source = self._container_of(near.namespace) if near.namespace else None
+            remote = self.view.remote_address(text, set(source.endpoints) if source else set())
+            if remote:
+                return remote
+            raise
 
     # ---- the path, from the kernel's routing tables ----------------------------------------------------
     def _route_steps(self, result: TraceResult, src: Endpoint, dst: str) -> str:

@@ -201,6 +201,14 @@ class ClusterSync:
         for endpoint in endpoints:
             self._name(endpoint)
 
+    def remote_address(self, name: str, network_ids: set[str]) -> str:
+        with self._peers_lock:
+            for network_id in network_ids:
+                for endpoint in self.remote.get(network_id, {}).values():
+                    if name in (endpoint.name, endpoint.hostname, *endpoint.aliases) and endpoint.ipv4:
+                        return endpoint.ipv4
+        return ""
+
     # ---- this node's endpoints ---------------------------------------------------------------------
     def publish(self, container: Container, network: Network, endpoint: Endpoint) -> None:
         record = {"node": self.node_id, "vtep": self.addr, "mac": endpoint.mac, "ipv4": endpoint.address(4),

@@ -58,5 +58,10 @@ class EngineView:
         """Read only by convention: published(), destination_for(), enabled, reason, held."""
         return self._ctx.firewall.connect_redirect
 
+    def remote_address(self, name: str, network_ids: set[str]) -> str:
+        """The address of a container on another node of the swarm, by name, on one of these networks."""
+        cluster = self._ctx.cluster
+        return cluster.remote_address(name, network_ids) if cluster is not None else ""
+
     def dns_status(self) -> dict:
         return self._ctx.dns.status()

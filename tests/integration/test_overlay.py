@@ -64,6 +64,12 @@ def test_containers_on_two_nodes_talk_by_name_over_vxlan(lab_factory) -> None:  
                       "s.sendall(b'GET /' + b'x' * 60000 + b' HTTP/1.0\\r\\n\\r\\n'); "
                       "print(len(s.recv(100)))", check=False)  # fmt: skip
     assert transfer.returncode == 0, transfer.stderr
+    # The tools follow: a trace by the remote container's name, the overlay's devices in the topology.
+    trace = h2.cli("trace", "client", "web:80", check=False)
+    assert trace.returncode == 0 and "VXLAN vx-" in trace.stdout and "DELIVERED" in trace.stdout, trace.stdout
+    topology = json.loads(h2.cli("topology", "--format", "json").stdout)
+    devices = next(n for n in topology["Networks"] if n["Name"] == "appnet")["Devices"]
+    assert set(devices) == {"bridge", "vxlan"} and all(d["Ifindex"] for d in devices.values())
     # A container's removal takes its entry away on the other node.
     h1.cli("rm", "-f", "web")
     wait_for(lambda: peers(h2, "appnet") == set(), 3)
