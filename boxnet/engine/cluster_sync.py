@@ -68,8 +68,12 @@ class ClusterSync:
         self._peers_lock = threading.Lock()
         self.network_watch = PrefixWatcher(store, keys.NETWORKS, self._networks_listed, self._networks_changed)
         self.endpoint_watch = PrefixWatcher(store, keys.ENDPOINTS, self._endpoints_listed, self._endpoints_changed)
+        self.nodes: dict[str, str] = {}  # node id -> underlay address, of the nodes alive now
+        self.node_watch = PrefixWatcher(store, keys.ALIVE, self._nodes_listed, self._nodes_changed)
 
     def start(self) -> None:
+        self.node_watch.start()
+        self.node_watch.synced.wait(10)
         self.network_watch.start()
         self.network_watch.synced.wait(10)
         self.endpoint_watch.start()
@@ -82,6 +86,7 @@ class ClusterSync:
             self.liveness.on_new_lease.remove(self._publish_all)
         self.endpoint_watch.stop()
         self.network_watch.stop()
+        self.node_watch.stop()
 
     def leave(self) -> None:
         """This node leaves the swarm: its realization of the swarm networks goes."""
@@ -89,6 +94,25 @@ class ClusterSync:
         with self.ctx.lock:
             for network in [n for n in self.ctx.registry.networks.values() if is_swarm_network(n)]:
                 self._drop(network.id)
+            self.ctx.firewall.set_swarm(None)
+
+    # ---- the swarm's nodes: the only sources of VXLAN ----------------------------------------------
+    def _nodes_listed(self, entries: list[Entry]) -> None:
+        self.nodes = {e.key[len(keys.ALIVE):]: json.loads(e.value).get("addr", "") for e in entries}
+        self._allow_vteps()
+
+    def _nodes_changed(self, events: list[Event]) -> None:
+        for event in events:
+            node_id = event.key[len(keys.ALIVE):]
+            if event.kind == "put":
+                self.nodes[node_id] = json.loads(event.value).get("addr", "")
+            else:
+                self.nodes.pop(node_id, None)
+        self._allow_vteps()
+
+    def _allow_vteps(self) -> None:
+        with self.ctx.lock:
+            self.ctx.firewall.set_swarm({a for a in self.nodes.values() if a} | {self.addr})
 
     # ---- swarm networks ----------------------------------------------------------------------------
     def _networks_listed(self, entries: list[Entry]) -> None:

@@ -82,6 +82,8 @@ class Firewall:
     def __init__(self) -> None:
         # Host-local connections to published ports, redirected at connect(); started by the engine.
         self.connect_redirect = ConnectRedirect()
+        # In a swarm: the nodes' underlay addresses, the only sources of VXLAN (None: not in a swarm).
+        self.vteps: set[str] | None = None
 
     def rebuild(self, registry: Registry, without: Network | None = None) -> None:
         """Replaces both tables with what the ledger says, in one transaction (optionally less one network);
@@ -89,7 +91,8 @@ class Firewall:
         rules = [r for n in registry.networks.values() if (without is None or n.id != without.id)
                  and (r := network_rules(n)) is not None]  # fmt: skip
         ports = desired_port_rules(registry)
-        nft.run(ruleset.full(rules, ports, desired_port_guards(registry), present_objects()))
+        vteps = sorted(self.vteps) if self.vteps is not None else None
+        nft.run(ruleset.full(rules, ports, desired_port_guards(registry), present_objects(), vteps))
         self.connect_redirect.sync(ports)
         self.follow_user_chain()
 
@@ -99,6 +102,17 @@ class Firewall:
         chain like everybody's."""
         rules = sum("rule" in item for item in nft.list_objects(f"chain {ruleset.T} {ruleset.USER_CHAIN}"))
         self.connect_redirect.hold(f"the {ruleset.USER_CHAIN} chain has {rules} rule(s)" if rules else "")
+
+    def set_swarm(self, vteps: set[str] | None) -> None:
+        """The swarm's VXLAN rules with these node addresses, or (None) none at all; one transaction."""
+        if vteps is None:
+            if self.vteps is not None:
+                nft.run(ruleset.unswarm())
+        elif self.vteps is None:
+            nft.run(ruleset.swarm(sorted(vteps)))
+        elif vteps != self.vteps:
+            nft.run(ruleset.set_vteps(sorted(vteps)))
+        self.vteps = set(vteps) if vteps is not None else None
 
     def guard_port(self, guard: bridge_rules.PortGuard) -> None:
         """Pins a container port to its identity before the port exists (the sets match by name)."""

@@ -176,6 +176,40 @@ def skeleton() -> list[str]:
     ]
 
 
+VXLAN_PORT = 4789
+
+
+def swarm(vteps: Sequence[str]) -> list[str]:
+    """In a swarm: VXLAN reaches this node only from the swarm's nodes (a neighbour on the underlay cannot
+    inject frames into an overlay), and a container cannot send VXLAN to a node (after masquerade its packets
+    would come from a node's address, and land in any overlay, an internal one included)."""
+    commands = [
+        f"add set {T} vteps4 {{ type ipv4_addr; }}",
+        f"add chain {T} vxlan_in {{ type filter hook input priority -1; policy accept; }}",
+        f"add chain {T} vxlan_fwd {{ type filter hook forward priority -6; policy accept; }}",
+        f'add rule {T} vxlan_in udp dport {VXLAN_PORT} ip saddr != @vteps4 counter drop comment "VXLAN only '
+        'from the swarm\'s nodes"',
+        f'add rule {T} vxlan_fwd iifname @bridges udp dport {VXLAN_PORT} ip daddr @vteps4 counter drop comment '
+        '"no VXLAN from a container to the swarm\'s nodes"',
+    ]
+    return commands + set_vteps(vteps)
+
+
+def set_vteps(vteps: Sequence[str]) -> list[str]:
+    commands = [f"flush set {T} vteps4"]
+    if vteps:
+        commands.append(_elements("add", "vteps4", sorted(_addr(a) for a in vteps)))
+    return commands
+
+
+def unswarm() -> list[str]:
+    """The reverse of swarm() (each `add` first, so that every delete finds its object)."""
+    return [f"add chain {T} vxlan_in {{ type filter hook input priority -1; policy accept; }}",
+            f"add chain {T} vxlan_fwd {{ type filter hook forward priority -6; policy accept; }}",
+            f"add set {T} vteps4 {{ type ipv4_addr; }}",
+            f"delete chain {T} vxlan_in", f"delete chain {T} vxlan_fwd", f"delete set {T} vteps4"]  # fmt: skip
+
+
 def _elements(verb: str, name: str, elems: list[str]) -> str:
     return f"{verb} element {T} {name} {{ {', '.join(elems)} }}"
 
@@ -267,10 +301,12 @@ def _name(name: str) -> str:
 
 
 def full(networks: list[NetworkRules], ports: list[PortRule], guards: Sequence[bridge_rules.PortGuard] = (),
-         present: Present = Present()) -> list[str]:  # fmt: skip
+         present: Present = Present(), vteps: Sequence[str] | None = None) -> list[str]:  # fmt: skip
     """The whole desired ruleset, both tables, replacing what they hold (but the user chain), in one
-    transaction."""
+    transaction; with vteps (in a swarm), the VXLAN rules."""
     commands = clear_tables(present) + skeleton()
+    if vteps is not None:
+        commands += swarm(vteps)
     for net in networks:
         commands += add_network(net)
     if ports:

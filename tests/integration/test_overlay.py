@@ -160,3 +160,55 @@ def test_an_etcd_the_user_runs_serves_as_the_cluster_store(lab_factory) -> None:
     h2.cli("run", "-d", "--name", "c", "--network", "shared", "sleep", "300")
     assert reaches(h2, "c", "web")
     assert peers(h2, "shared") == {(address, h1.address)}
+
+
+SEND_UDP = "import socket,sys; s=socket.socket(2,2); s.sendto(bytes.fromhex(sys.argv[1]), (sys.argv[2], 4789))"
+
+
+def test_vxlan_reaches_a_node_only_from_the_swarms_nodes(lab_factory) -> None:  # noqa: F811
+    """A neighbour on the underlay, and a container (whose packets leave masqueraded behind its node's
+    address), both send a well-formed VXLAN frame for an internal overlay to a node: neither arrives. The same
+    frame from a node of the swarm does, which shows the frame would have been delivered."""
+    import struct
+    import subprocess
+    import sys
+
+    from boxnet.testing import frames
+
+    lab = lab_factory("vx", hosts=2)
+    h1, h2 = lab.hosts
+    h1.cli("network", "create", "-d", "overlay", "--internal", "vault")
+    h1.cli("network", "create", "-d", "overlay", "front")
+    h1.cli("run", "-d", "--name", "db", "--network", "vault", "sleep", "300")
+    h2.cli("run", "-d", "--name", "c", "--network", "front", "sleep", "300")
+    db = h1.client.get("/containers/db/json")
+    vault = h1.client.get("/networks/vault")
+    vni = int(vault["Options"]["com.docker.network.driver.overlay.vxlanid_list"])
+    settings = db["NetworkSettings"]["Networks"]["vault"]
+    inner = frames.ethernet(settings["MacAddress"], "02:42:0a:00:09:c8", 0x0800,
+                            frames.udp4("10.0.9.200", settings["IPAddress"], 40000, 9, b"VXLAN-PROBE-1234"))
+    packet = (struct.pack("!B3xI", 0x08, vni << 8) + inner).hex()
+    attacker = f"{lab.name}-atk"
+    subprocess.run(["ip", "netns", "add", attacker], check=True)
+    try:
+        subprocess.run(["ip", "-n", lab.underlay, "link", "add", "atk", "type", "veth", "peer", "name", "eth0",
+                        "netns", attacker], check=True)  # fmt: skip
+        subprocess.run(["ip", "-n", lab.underlay, "link", "set", "atk", "master", "ul0", "up"], check=True)
+        subprocess.run(["ip", "-n", attacker, "addr", "add", "198.18.0.66/24", "dev", "eth0"], check=True)
+        subprocess.run(["ip", "-n", attacker, "link", "set", "eth0", "up"], check=True)
+        listener = subprocess.Popen(["nsenter", f"--net=/proc/{db['State']['Pid']}/ns/net", sys.executable, "-m",
+                                     "boxnet.testing.frames", "listen", b"VXLAN-PROBE-1234".hex(), "4"],
+                                    stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert listener.stdout and listener.stdout.readline().strip() == "listening"
+        for _ in range(3):
+            subprocess.run(["ip", "netns", "exec", attacker, "python3", "-c", SEND_UDP, packet, h1.address],
+                           check=True)  # fmt: skip
+            h2.cli("exec", "c", "python3", "-c", SEND_UDP, packet, h1.address)
+        time.sleep(0.3)
+        h2.run("python3", "-c", SEND_UDP, packet, h1.address, check=True)  # the control, from a node
+        assert int(listener.stdout.readline()) == 1
+        listener.wait(5)
+        counters = h1.run("nft", "list", "chain", "inet", "boxnet", "vxlan_in", check=True).stdout
+        assert "packets 3" in counters, counters
+    finally:
+        subprocess.run(["ip", "netns", "del", attacker], check=False)
