@@ -21,6 +21,7 @@ from boxnet.cluster import addresses, keys, pki
 from boxnet.cluster.etcd_member import CLIENT_PORT, PEER_PORT, EtcdMember, MemberConfig, end_recorded
 from boxnet.cluster.join_service import JoinServer, fetch_ca, request_join
 from boxnet.cluster.liveness import Liveness
+from boxnet.cluster.networks import ClusterNetworks
 from boxnet.cluster.state import LocalState, StateFiles
 from boxnet.engine import faults
 from boxnet.errors import BoxnetError, Conflict, InvalidArgument, NotFound, Unavailable
@@ -146,6 +147,13 @@ class Swarm:
                 return
             try:
                 self._connect(start_member=self.state.managed_etcd)
+                assert self.store is not None
+                if self.store.get(keys.node(self.state.node_id)) is None:
+                    # `node rm` while this daemon was away: this node is no longer part of the swarm.
+                    log.warning("this node was removed from the swarm while its daemon was away; it leaves")
+                    self._disconnect(revoke=True, leaving=True)
+                    self.files.wipe()
+                    self.state = LocalState()
             except BoxnetError as exc:
                 self.error = exc.message
                 log.error("could not rejoin the swarm: %s", exc.message)
@@ -448,6 +456,10 @@ class Swarm:
                                   "it must leave the swarm first")  # fmt: skip
         store.delete(keys.node(status.node.id))
         store.delete(keys.alive(status.node.id))
+        # Its addresses were kept while it was away (a partitioned node keeps using them); now they are free.
+        released = ClusterNetworks(store, self.state.node_id).release_node(status.node.id)
+        log.info("removed node %s (%s); %d address(es) it held are free", status.node.hostname, status.node.id,
+                 released)  # fmt: skip
 
     # ---- what /info and /swarm say -----------------------------------------------------------------
     def cluster(self) -> tuple[dict[str, Any], int]:

@@ -135,7 +135,7 @@ def test_a_killed_daemon_keeps_its_containers_reachable_and_a_dead_node_is_forgo
     h2.start_daemon()
     time.sleep(3 + 2)  # past the old lease's TTL: the new lease carries the endpoint
     assert reaches(h1, "c", "s")
-    server(h3, "t", "n")
+    t_address = server(h3, "t", "n")
     wait_for(lambda: len(peers(h1, "n")) == 2, 3)
     # h3 dies for good (daemon gone, its containers with it): within the TTL, h1 forgets its endpoint.
     h3.stop_daemon(signal.SIGKILL)
@@ -144,6 +144,14 @@ def test_a_killed_daemon_keeps_its_containers_reachable_and_a_dead_node_is_forgo
     wait_for(lambda: peers(h1, "n") == {(p, a) for p, a in peers(h1, "n") if a == h2.address}, 3 + 3)
     print(f"h3's endpoint gone from h1 {time.monotonic() - started:.1f} s after its daemon died (TTL 3 s)")
     assert h1.cli("exec", "c", "getent", "hosts", "t", check=False).returncode != 0
+    # Its address stays taken while it is only down (it may be partitioned, still using it)...
+    taken = h1.cli("run", "-d", "--name", "u1", "--network", "n", "--ip", t_address, "sleep", "300", check=False)
+    assert taken.returncode != 0 and "already in use" in taken.stderr
+    # ...and is free once the node is removed; the removed node, back, is in no swarm.
+    h1.cli("node", "rm", "kd-h3")
+    h1.cli("run", "-d", "--name", "u2", "--network", "n", "--ip", t_address, "sleep", "300")
+    h3.start_daemon()
+    assert h3.client.get("/info")["Swarm"]["LocalNodeState"] == "inactive"
 
 
 def test_an_etcd_the_user_runs_serves_as_the_cluster_store(lab_factory) -> None:  # noqa: F811
