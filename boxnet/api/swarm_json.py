@@ -5,7 +5,8 @@ from __future__ import annotations
 import platform
 from typing import Any
 
-from boxnet.cluster.swarm import NodeStatus, Swarm
+from boxnet.cluster.nodes import NodeStatus
+from boxnet.cluster.swarm import Swarm
 from boxnet.drivers import registry as drivers
 
 SPEC_DEFAULTS = {

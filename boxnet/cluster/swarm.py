@@ -14,19 +14,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from boxnet.cluster import addresses, keys, pki
 from boxnet.cluster.etcd_member import CLIENT_PORT, PEER_PORT, EtcdMember, MemberConfig, end_recorded
 from boxnet.cluster.join_service import JoinServer, fetch_ca, request_join
 from boxnet.cluster.liveness import Liveness
-from boxnet.cluster.networks import ClusterNetworks
+from boxnet.cluster.nodes import NodeDirectory, NodeStatus, now
 from boxnet.cluster.state import LocalState, StateFiles
 from boxnet.engine import faults
-from boxnet.errors import BoxnetError, Conflict, InvalidArgument, NotFound, Unavailable
+from boxnet.errors import BoxnetError, InvalidArgument, Unavailable
 from boxnet.model.node import Node, check_availability, host_resources
-from boxnet.store.cluster import Put, absent, unchanged_since
+from boxnet.store.cluster import Put, absent
 from boxnet.store.etcd import Credentials, EtcdError, EtcdStore
 
 log = logging.getLogger(__name__)
@@ -41,10 +40,6 @@ ALREADY_IN_SWARM = ('This node is already part of a swarm. Use "docker swarm lea
 
 def _int(value: object) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)
@@ -66,17 +61,6 @@ class SwarmListener(Protocol):
 
     def swarm_disconnecting(self, swarm: Swarm, leaving: bool) -> None:
         """leaving: this node leaves the swarm (else the daemon only stops)."""
-
-
-@dataclass
-class NodeStatus:
-    """A node record with what the store says of it now."""
-
-    node: Node
-    version: int  # the record's mod revision: Docker's Version.Index
-    alive: bool
-    leader: bool = False
-    reachable: bool = False
 
 
 class Swarm:
@@ -398,68 +382,22 @@ class Swarm:
             finally:
                 remote.close()
 
-    # ---- nodes -------------------------------------------------------------------------------------
-    def nodes(self) -> list[NodeStatus]:
-        store = self.require_manager()
-        entries, _ = store.range(keys.NODES)
-        alive = {e.key[len(keys.ALIVE):] for e in store.range(keys.ALIVE)[0]}
-        leader, reachable = self._managers(store)
-        found = []
-        for entry in entries:
-            node = Node.from_json(entry.value)
-            found.append(NodeStatus(node, entry.mod_revision, node.id in alive, node.id == leader,
-                                    node.id in reachable))  # fmt: skip
-        return found
+    # ---- nodes (cluster/nodes.py) ------------------------------------------------------------------
+    def _directory(self) -> NodeDirectory:
+        return NodeDirectory(self.require_manager(), self.state.node_id)
 
-    def _managers(self, store: EtcdStore) -> tuple[str, set[str]]:
-        """The leader's node ID, and the managers whose etcd members are started."""
-        try:
-            members = store.members()
-            leader_id = store.status().get("leader", "")
-        except BoxnetError:
-            return "", set()
-        names = {m["ID"]: m.get("name", "") for m in members}
-        return names.get(leader_id, ""), {m.get("name", "") for m in members if m.get("clientURLs")}
+    def nodes(self) -> list[NodeStatus]:
+        return self._directory().list()
 
     def node(self, ref: str) -> NodeStatus:
-        nodes = self.nodes()
-        for match in (lambda s: s.node.id == ref, lambda s: s.node.hostname == ref,
-                      lambda s: s.node.id.startswith(ref)):  # fmt: skip
-            found = [s for s in nodes if match(s)]
-            if len(found) == 1:
-                return found[0]
-            if len(found) > 1:
-                raise Conflict(f"node {ref} is ambiguous ({len(found)} matches)")
-        raise NotFound(f"node {ref} not found")
+        return self._directory().find(ref)
 
     def update_node(self, ref: str, version: int, role: str, availability: str, labels: dict[str, str],
                     name: str) -> None:  # fmt: skip
-        store = self.require_manager()
-        status = self.node(ref)
-        node = status.node
-        if role != node.role:
-            raise InvalidArgument(f"changing the role of node {node.hostname} is not supported: it leaves and "
-                                  f"joins again with the {role} token")  # fmt: skip
-        node.availability, node.labels, node.name, node.updated = check_availability(availability), labels, name, now()
-        if not store.txn([unchanged_since(keys.node(node.id), version)], [Put(keys.node(node.id), node.to_json())]):
-            raise Conflict(f"update out of sequence: node {node.hostname} changed since version {version}")
+        self._directory().update(ref, version, role, availability, labels, name)
 
     def remove_node(self, ref: str, force: bool) -> None:
-        store = self.require_manager()
-        status = self.node(ref)
-        if status.node.id == self.state.node_id:
-            raise InvalidArgument("this node cannot remove itself: use `swarm leave`")
-        if status.alive and not force:
-            raise InvalidArgument(f"node {status.node.id} is not down and can't be removed")
-        if status.node.role == "manager" and status.reachable:
-            raise InvalidArgument(f"node {status.node.id} is a manager whose etcd member is still in the cluster: "
-                                  "it must leave the swarm first")  # fmt: skip
-        store.delete(keys.node(status.node.id))
-        store.delete(keys.alive(status.node.id))
-        # Its addresses were kept while it was away (a partitioned node keeps using them); now they are free.
-        released = ClusterNetworks(store, self.state.node_id).release_node(status.node.id)
-        log.info("removed node %s (%s); %d address(es) it held are free", status.node.hostname, status.node.id,
-                 released)  # fmt: skip
+        self._directory().remove(ref, force)
 
     # ---- what /info and /swarm say -----------------------------------------------------------------
     def cluster(self) -> tuple[dict[str, Any], int]:
