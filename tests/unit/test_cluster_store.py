@@ -116,3 +116,25 @@ def test_join_tokens_carry_the_ca_digest_and_a_role() -> None:
     assert "node7" in cert.subject.rfc4514_string()
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {"198.18.0.7", "127.0.0.1"}
+
+
+def test_one_leader_at_a_time_and_a_deposed_one_cannot_write() -> None:
+    from boxnet.cluster.election import Election
+
+    clock = Clock()
+    store = MemoryClusterStore(clock)
+    first, second = Election(store, "m1"), Election(store, "m2")
+    lease1, lease2 = store.grant(10), store.grant(10)
+    assert first.campaign(lease1) and not second.campaign(lease2)
+    assert store.txn([first.guard()], [Put("/boxnet/tasks/a", "by m1")])
+    guard_of_the_old_term = first.guard()
+    clock.now = 9  # m1 stops renewing (dead or cut off); m2 keeps its lease
+    assert store.keepalive(lease2) == 10
+    clock.now = 12
+    assert second.campaign(lease2) and second.current().node_id == "m2"
+    # m1 still thinks it leads until it looks: its writes fail all the same.
+    assert not store.txn([guard_of_the_old_term], [Put("/boxnet/tasks/a", "by a deposed m1")])
+    assert store.get("/boxnet/tasks/a").value == "by m1"
+    assert not first.campaign(store.grant(10)) and first.term is None
+    second.resign()
+    assert first.campaign(store.grant(10))

@@ -1,0 +1,2 @@
+"""Services across the swarm: the scheduler (the leader's: desired tasks), the tasks each node runs, and the
+virtual addresses that balance over them."""
