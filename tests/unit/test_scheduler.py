@@ -102,3 +102,16 @@ def test_service_spec_validation() -> None:
             spec.validate()
     again = ServiceSpec.from_dict(ServiceSpec("w", "i", constraints=["node.id==x"]).to_dict())
     assert again.constraints == ["node.id==x"]
+
+
+def test_vip_rules_are_rendered_from_validated_values() -> None:
+    from boxnet.services import vip
+
+    service = vip.VipService("a" * 25, "10.0.1.100", ("10.0.1.7", "10.0.1.5"))
+    commands = vip.set_backends(service)
+    assert "add element ip boxnet_vip be-aaaaaaaaaaaa { 0 : 10.0.1.5, 1 : 10.0.1.7 }" in commands
+    assert commands[-1] == "add element ip boxnet_vip vips { 10.0.1.100 : jump svc-aaaaaaaaaaaa }"
+    assert not any("dnat" in c for c in vip.set_backends(vip.VipService("a" * 25, "10.0.1.100", ())))
+    for bad in (("x; flush ruleset", "10.0.1.1", ()), ("a" * 25, "fd00::1", ()), ("a" * 25, "10.0.1.1", ("1.2.3",))):
+        with pytest.raises(ValueError):
+            vip.VipService(*bad)
