@@ -26,3 +26,7 @@ def ipam(network_id: str, address: str) -> str:
 
 def endpoint(network_id: str, endpoint_id: str) -> str:
     return f"{ENDPOINTS}{network_id}/{endpoint_id}"
+SERVICES = PREFIX + "services/"  # the Docker ServiceSpec and its VIPs; its mod revision is Docker's version
+SERVICE_NAMES = PREFIX + "names/services/"
+TASKS = PREFIX + "tasks/"  # desired tasks, written by the leader only (under its election guard)
+STATUS = PREFIX + "status/"  # observed tasks, written by the node that runs them only

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from boxnet import __version__
+from boxnet.cluster import keys
 from boxnet.cluster.swarm import Swarm
 from boxnet.engine.cluster_sync import ClusterSync, is_swarm_network
 from boxnet.engine.containers import ContainerService
@@ -16,8 +19,13 @@ from boxnet.engine.networks import NetworkService
 from boxnet.engine.reconcile import Reconciler
 from boxnet.engine.registry import Registry
 from boxnet.engine.view import EngineView
-from boxnet.errors import Conflict
+from boxnet.errors import Conflict, InvalidArgument
+from boxnet.model.service import ServiceSpec
+from boxnet.services.records import ServiceRecord, ServiceRecords
 from boxnet.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from boxnet.services.runtime import ServicesRuntime
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +46,7 @@ class Engine:
         self.reconciler = Reconciler(self.ctx, self.containers, self.networks)
         self.swarm = Swarm(config.root, __version__, config.node_ttl, self._own_links, config.cluster_store)
         self.swarm.listeners.append(self)
+        self.services_runtime: ServicesRuntime | None = None
         self.firewall_watch = FirewallWatch(self.ctx)
 
     def start(self) -> dict[str, list[str]]:
@@ -80,6 +89,47 @@ class Engine:
                            "disconnect them first")  # fmt: skip
         self.swarm.leave(force)
 
+    # ---- services (a manager's) ---------------------------------------------------------------------
+    def _service_records(self) -> ServiceRecords:
+        cluster = self.ctx.require_manager()
+        return ServiceRecords(cluster.store, cluster.cluster_networks)
+
+    def create_service(self, spec: ServiceSpec) -> ServiceRecord:
+        records = self._service_records()
+        networks = []
+        for ref in spec.networks:
+            network = self.registry.find_network(ref)
+            if not is_swarm_network(network):
+                raise InvalidArgument(f"network {network.name} is not a swarm network: services attach to "
+                                      "overlay networks")  # fmt: skip
+            networks.append(network)
+        spec.networks = [n.id for n in networks]
+        return records.create(spec, networks)
+
+    def services(self) -> list[ServiceRecord]:
+        return self._service_records().list()
+
+    def service(self, ref: str) -> ServiceRecord:
+        return self._service_records().get(ref)
+
+    def update_service(self, ref: str, version: int, spec: ServiceSpec) -> ServiceRecord:
+        current = self._service_records().get(ref)
+        spec.networks = [self.registry.find_network(n).id for n in spec.networks] or current.spec.networks
+        return self._service_records().update(ref, version, spec)
+
+    def remove_service(self, ref: str) -> None:
+        self._service_records().remove(ref)
+
+    def tasks(self) -> list[tuple[dict, dict]]:
+        """Every desired task with what its node reports of it."""
+        store = self.ctx.require_manager().store
+        status = {e.key[len(keys.STATUS):]: json.loads(e.value) for e in store.range(keys.STATUS)[0]}
+        return [(task, status.get(task["id"], {}))
+                for task in (json.loads(e.value) for e in store.range(keys.TASKS)[0])]  # fmt: skip
+
+    def subnet_sizes(self) -> dict[str, int]:
+        return {n.id: n.subnets[0].prefixlen for n in self.registry.networks.values() if n.subnets}
+
     # The swarm's listener: this node in step with the swarm while it is connected.
     def swarm_connected(self, swarm: Swarm) -> None:
         assert swarm.store is not None and swarm.liveness is not None
@@ -87,8 +137,15 @@ class Engine:
                            swarm.liveness)  # fmt: skip
         self.ctx.cluster, self.ctx.cluster_role = sync, swarm.state.role
         sync.start()
+        from boxnet.services.runtime import ServicesRuntime  # services come with the swarm
+
+        self.services_runtime = ServicesRuntime(self, swarm)
+        self.services_runtime.start()
 
     def swarm_disconnecting(self, swarm: Swarm, leaving: bool) -> None:
+        runtime, self.services_runtime = self.services_runtime, None
+        if runtime is not None:
+            runtime.stop()
         sync, self.ctx.cluster, self.ctx.cluster_role = self.ctx.cluster, None, ""
         if sync is not None:
             if leaving:

@@ -1,0 +1,169 @@
+"""The services part of the Docker Engine API: /services, /services/create, /services/{id}[/update], /tasks.
+
+A ServiceSpec's fields are applied or refused by name, as a container create's are."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from boxnet.api.fields import Fields
+from boxnet.api.server import Request, Response, Router
+from boxnet.errors import InvalidArgument
+from boxnet.model.service import ServiceSpec
+from boxnet.services.records import ServiceRecord
+
+if TYPE_CHECKING:
+    from boxnet.engine.controller import Engine
+
+
+def parse_spec(body: Any) -> ServiceSpec:
+    spec = Fields(body, "service spec")
+    template = spec.object("TaskTemplate")
+    container = template.object("ContainerSpec")
+    container.refuse_set({"Mounts": "volumes and mounts are not supported yet", "Secrets": "secrets are not "
+                          "supported", "Configs": "configs are not supported", "User": "a task's user is not "
+                          "supported yet", "Dir": "a task's working directory is not supported yet"})  # fmt: skip
+    resources = template.object("Resources")
+    if any(resources.object(kind).data for kind in ("Limits", "Reservations")):
+        raise InvalidArgument("TaskTemplate.Resources: task resources are not supported yet")
+    template.refuse_set({"LogDriver": "tasks log as json-file"})
+    mode = spec.object("Mode")
+    if "Global" in mode.data:
+        kind, replicas = "global", 0
+    else:
+        kind, replicas = "replicated", mode.object("Replicated").int("Replicas", 1, low=0, high=1000)
+    networks = [n.str("Target") for n in template.objects("Networks")] or [n.str("Target")
+                                                                            for n in spec.objects("Networks")]
+    endpoint = spec.object("EndpointSpec")
+    if endpoint.objects("Ports"):
+        raise InvalidArgument("EndpointSpec.Ports: publishing a service's ports (the routing mesh) is not "
+                              "supported yet")  # fmt: skip
+    return ServiceSpec(
+        name=spec.str("Name"), image=container.str("Image"),
+        args=container.strings("Command") + container.strings("Args"), env=container.strings("Env"),
+        labels=spec.string_map("Labels"), container_labels=container.string_map("Labels"), mode=kind,
+        replicas=replicas, networks=networks, endpoint_mode=endpoint.str("Mode") or "vip",
+        constraints=template.object("Placement").strings("Constraints"),
+    )  # fmt: skip
+
+
+def spec_json(spec: ServiceSpec, networks: dict[str, str]) -> dict[str, Any]:
+    mode: dict[str, Any] = {"Global": {}} if spec.mode == "global" else {"Replicated": {"Replicas": spec.replicas}}
+    return {
+        "Name": spec.name, "Labels": spec.labels,
+        "TaskTemplate": {
+            "ContainerSpec": {"Image": spec.image, "Args": spec.args, "Env": spec.env, "Labels": spec.container_labels},
+            "Placement": {"Constraints": spec.constraints} if spec.constraints else {},
+            "Networks": [{"Target": n} for n in networks], "ForceUpdate": 0,
+        },
+        "Mode": mode, "EndpointSpec": {"Mode": spec.endpoint_mode},
+    }  # fmt: skip
+
+
+def service_json(record: ServiceRecord, prefixes: dict[str, int], running: int, desired: int) -> dict[str, Any]:
+    return {
+        "ID": record.id, "Version": {"Index": record.version}, "CreatedAt": record.created,
+        "UpdatedAt": record.updated, "Spec": spec_json(record.spec, record.networks),
+        "Endpoint": {"Spec": {"Mode": record.spec.endpoint_mode},
+                     "VirtualIPs": [{"NetworkID": n, "Addr": f"{a}/{prefixes.get(n, 24)}"}
+                                    for n, a in record.networks.items() if a]},
+        "ServiceStatus": {"RunningTasks": running, "DesiredTasks": desired, "CompletedTasks": 0},
+    }  # fmt: skip
+
+
+def task_json(task: dict[str, Any], status: dict[str, Any], record: ServiceRecord | None) -> dict[str, Any]:
+    state = status.get("state", "assigned")
+    answer: dict[str, Any] = {
+        "ID": task["id"], "Version": {"Index": 1}, "CreatedAt": task["created"],
+        "UpdatedAt": status.get("timestamp", task["created"]), "Labels": {},
+        "Spec": spec_json(record.spec, record.networks)["TaskTemplate"] if record else {},
+        "ServiceID": task["service_id"], "NodeID": task["node_id"], "DesiredState": "running",
+        "Status": {"Timestamp": status.get("timestamp", task["created"]), "State": state,
+                   "Message": status.get("message", state), "Err": status.get("message", "") if state in
+                   ("failed", "rejected") else "",
+                   "ContainerStatus": {"ContainerID": status.get("container", ""),
+                                       "ExitCode": status.get("exit_code", 0)}},
+        "NetworksAttachments": [{"Network": {"ID": n}, "Addresses": [a]}
+                                for n, a in status.get("addresses", {}).items()],
+    }  # fmt: skip
+    if task["slot"]:
+        answer["Slot"] = task["slot"]
+    return answer
+
+
+def add_service_routes(router: Router, engine: Engine) -> None:
+    def create(request: Request) -> Response:
+        record = engine.create_service(parse_spec(request.json() or {}))
+        return Response(201, {"ID": record.id, "Warnings": []})
+
+    def listing(request: Request) -> Response:
+        filters = request.filters()
+        records, tasks = engine.services(), engine.tasks()
+        found = []
+        for record in records:
+            if "name" in filters and not any(record.spec.name.startswith(v) for v in filters["name"]):
+                continue
+            if "id" in filters and not any(record.id.startswith(v) for v in filters["id"]):
+                continue
+            mine = [s for t, s in tasks if t["service_id"] == record.id]
+            running = sum(s.get("state") == "running" for s in mine)
+            desired = record.spec.replicas if record.spec.mode == "replicated" else len(mine)
+            found.append(service_json(record, engine.subnet_sizes(), running, desired))
+        return Response(200, found)
+
+    def inspect(request: Request, ref: str) -> Response:
+        record = engine.service(ref)
+        mine = [s for t, s in engine.tasks() if t["service_id"] == record.id]
+        running = sum(s.get("state") == "running" for s in mine)
+        desired = record.spec.replicas if record.spec.mode == "replicated" else len(mine)
+        return Response(200, service_json(record, engine.subnet_sizes(), running, desired))
+
+    def update(request: Request, ref: str) -> Response:
+        version = request.arg("version")
+        if not version.isdigit():
+            raise InvalidArgument(f"invalid service version {version!r}")
+        engine.update_service(ref, int(version), parse_spec(request.json() or {}))
+        return Response(200, {"Warnings": []})
+
+    def remove(request: Request, ref: str) -> Response:
+        engine.remove_service(ref)
+        return Response(200, raw=b"")
+
+    def tasks(request: Request) -> Response:
+        filters = request.filters()
+        records = {r.id: r for r in engine.services()}
+        if "service" in filters:
+            wanted = {r.id for r in records.values() for v in filters["service"]
+                      if r.id.startswith(v) or r.spec.name == v}  # fmt: skip
+        found = []
+        for task, status in engine.tasks():
+            record = records.get(task["service_id"])
+            if "service" in filters and task["service_id"] not in wanted:
+                continue
+            if "node" in filters and task["node_id"] not in filters["node"]:
+                continue
+            if "id" in filters and not any(task["id"].startswith(v) for v in filters["id"]):
+                continue
+            if "_up-to-date" in filters and record is not None and task["spec_version"] != record.task_version:
+                continue
+            if "desired-state" in filters and "running" not in filters["desired-state"]:
+                continue
+            found.append(task_json(task, status, record))
+        return Response(200, found)
+
+    def task(request: Request, ref: str) -> Response:
+        records = {r.id: r for r in engine.services()}
+        for task_record, status in engine.tasks():
+            if task_record["id"] == ref or task_record["id"].startswith(ref):
+                return Response(200, task_json(task_record, status, records.get(task_record["service_id"])))
+        from boxnet.errors import NotFound
+
+        raise NotFound(f"task {ref} not found")
+
+    router.add("POST", "/services/create", create)
+    router.add("GET", "/services", listing)
+    router.add("GET", "/services/(?P<ref>[^/]+)", inspect)
+    router.add("POST", "/services/(?P<ref>[^/]+)/update", update)
+    router.add("DELETE", "/services/(?P<ref>[^/]+)", remove)
+    router.add("GET", "/tasks", tasks)
+    router.add("GET", "/tasks/(?P<ref>[^/]+)", task)

@@ -1,0 +1,121 @@
+"""Each node's agent: runs the tasks the leader assigned to it as containers, and reports what it sees.
+
+Each round it makes the node's task containers equal to its desired tasks: a task without a container gets
+one (named and labelled as Docker names and labels them), a container whose task is gone is removed, and
+each task's state (running, failed with its exit code, rejected with the reason) goes to `status/<task>`,
+which only this node writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from boxnet.cluster import keys
+from boxnet.engine.container_requests import ContainerRequest
+from boxnet.errors import BoxnetError
+from boxnet.model.container import Container
+from boxnet.services.records import ServiceRecord, now
+from boxnet.store.cluster import ClusterStore
+
+if TYPE_CHECKING:
+    from boxnet.engine.controller import Engine
+
+log = logging.getLogger(__name__)
+
+TASK_LABEL = "com.docker.swarm.task.id"
+
+
+def task_name(service: str, task: dict) -> str:
+    """Docker's: SERVICE.SLOT.TASKID, or SERVICE.NODEID.TASKID for a global service."""
+    return f"{service}.{task['slot'] or task['node_id']}.{task['id']}"
+
+
+def request_for(service: ServiceRecord, task: dict, network_names: dict[str, str]) -> ContainerRequest:
+    spec = service.spec
+    name = task_name(spec.name, task)
+    aliases = [f"tasks.{spec.name}"] + ([spec.name] if spec.endpoint_mode == "dnsrr" else [])
+    networks = {network_names[n]: {"aliases": aliases} for n in service.networks}
+    labels = {**spec.container_labels, "com.docker.swarm.service.name": spec.name,
+              "com.docker.swarm.service.id": service.id, TASK_LABEL: task["id"], "com.docker.swarm.task.name": name,
+              "com.docker.swarm.node.id": task["node_id"]}  # fmt: skip
+    return ContainerRequest(name=name, image=spec.image, cmd=list(spec.args), env=list(spec.env), labels=labels,
+                            network_mode=next(iter(networks), "bridge"), networks=networks)  # fmt: skip
+
+
+class TaskAgent:
+    def __init__(self, engine: Engine, store: ClusterStore, node_id: str) -> None:
+        self.engine = engine
+        self.store = store
+        self.node_id = node_id
+        self._reported: dict[str, str] = {}  # task id -> the last status written
+
+    def _local_tasks(self) -> dict[str, Container]:
+        return {c.labels[TASK_LABEL]: c for c in self.engine.registry.containers.values() if TASK_LABEL in c.labels}
+
+    def reconcile(self) -> None:
+        mine = {}
+        for entry in self.store.range(keys.TASKS)[0]:
+            task = json.loads(entry.value)
+            if task["node_id"] == self.node_id:
+                mine[task["id"]] = task
+        local = self._local_tasks()
+        for task_id, container in local.items():
+            if task_id not in mine:
+                self._remove(task_id, container)
+        services = {r.id: r for r in self._services()} if any(t not in local for t in mine) else {}
+        for task_id, task in mine.items():
+            container = local.get(task_id)
+            if container is None:
+                service = services.get(task["service_id"])
+                if service is not None:
+                    self._run_task(service, task)
+                continue
+            self._report(task_id, container)
+
+    def _services(self) -> list[ServiceRecord]:
+        return [ServiceRecord.parse(e.value, e.mod_revision) for e in self.store.range(keys.SERVICES)[0]]
+
+    def _run_task(self, service: ServiceRecord, task: dict) -> None:
+        names = {n.id: n.name for n in self.engine.registry.networks.values()}
+        missing = [n for n in service.networks if n not in names]
+        if missing:
+            return  # the network is not realized here yet: next round
+        try:
+            container = self.engine.containers.create(request_for(service, task, names))
+            self.engine.containers.start(container.id)
+        except BoxnetError as exc:
+            log.warning("task %s of %s: %s", task["id"], service.spec.name, exc.message)
+            self._write(task["id"], {"state": "rejected", "message": exc.message})
+            return
+        self._report(task["id"], self.engine.registry.containers[container.id])
+
+    def _report(self, task_id: str, container: Container) -> None:
+        state = container.state
+        if state.status == "running":
+            observed = {"state": "running", "container": container.id,
+                        "addresses": {n: e.address(4) for n, e in container.endpoints.items()}}  # fmt: skip
+        elif state.status in ("exited", "created"):
+            observed = {"state": "complete" if state.exit_code == 0 and state.status == "exited" else "failed",
+                        "container": container.id, "exit_code": state.exit_code, "message": state.error}  # fmt: skip
+        else:
+            observed = {"state": "starting", "container": container.id}
+        self._write(task_id, observed)
+
+    def _write(self, task_id: str, observed: dict) -> None:
+        text = json.dumps({**observed, "node_id": self.node_id}, sort_keys=True)
+        if self._reported.get(task_id) == text:
+            return
+        self.store.put(keys.STATUS + task_id, json.dumps({**observed, "node_id": self.node_id, "timestamp": now()},
+                                                         sort_keys=True))  # fmt: skip
+        self._reported[task_id] = text
+
+    def _remove(self, task_id: str, container: Container) -> None:
+        try:
+            self.engine.containers.remove(container.id, force=True)
+        except BoxnetError as exc:
+            log.warning("removing task %s's container: %s", task_id, exc.message)
+            return
+        self.store.delete(keys.STATUS + task_id)
+        self._reported.pop(task_id, None)

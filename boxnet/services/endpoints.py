@@ -1,0 +1,94 @@
+"""What every node does for services: their names in the embedded DNS, and their VIPs in the namespace of
+each local container on their networks (services/vip.py), kept equal to the running tasks.
+
+`tasks.NAME` (and NAME in dnsrr mode) are network aliases of the task containers themselves, which reach
+every node with the endpoints; in vip mode NAME answers the VIP, registered here on each network.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from boxnet.cluster import keys
+from boxnet.errors import BoxnetError
+from boxnet.kernel import netns, nft
+from boxnet.services import vip
+from boxnet.services.records import ServiceRecord
+from boxnet.store.cluster import ClusterStore
+
+if TYPE_CHECKING:
+    from boxnet.engine.context import EngineContext
+
+log = logging.getLogger(__name__)
+
+
+class ServiceEndpoints:
+    def __init__(self, ctx: EngineContext, store: ClusterStore) -> None:
+        self.ctx = ctx
+        self.store = store
+        self._named: set[tuple[str, str]] = set()  # (service id, network id) with a VIP name registered
+        self._applied: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}  # (container, service) -> rules
+
+    def reconcile(self) -> None:
+        services = [ServiceRecord.parse(e.value, e.mod_revision) for e in self.store.range(keys.SERVICES)[0]]
+        tasks = {e.key[len(keys.TASKS):]: json.loads(e.value) for e in self.store.range(keys.TASKS)[0]}
+        status = {e.key[len(keys.STATUS):]: json.loads(e.value) for e in self.store.range(keys.STATUS)[0]}
+        wanted: dict[tuple[str, str], vip.VipService] = {}  # (service, network) -> its VIP and backends
+        for service in services:
+            running = [status[t] for t, task in tasks.items()
+                       if task["service_id"] == service.id and status.get(t, {}).get("state") == "running"]
+            for network_id, address in service.networks.items():
+                if address:
+                    backends = tuple(sorted({s["addresses"][network_id] for s in running
+                                             if s.get("addresses", {}).get(network_id)}))  # fmt: skip
+                    wanted[(service.id, network_id)] = vip.VipService(service.id.lower(), address, backends)
+        self._names(services, wanted)
+        self._rules(wanted)
+
+    def _names(self, services: list[ServiceRecord], wanted: dict[tuple[str, str], vip.VipService]) -> None:
+        by_id = {s.id: s for s in services}
+        for key in list(self._named - set(wanted)):
+            self.ctx.dns.remote_endpoint_removed(key[1], f"vip:{key[0]}")
+            self._named.discard(key)
+        for key, service in wanted.items():
+            if key in self._named:
+                continue
+            network = self.ctx.registry.networks.get(key[1])
+            if network is not None:
+                self.ctx.dns.remote_endpoint_added(network, f"vip:{key[0]}", by_id[key[0]].spec.name, "", [],
+                                                   service.vip)  # fmt: skip
+                self._named.add(key)
+
+    def _rules(self, wanted: dict[tuple[str, str], vip.VipService]) -> None:
+        with self.ctx.lock:
+            containers = [c for c in self.ctx.registry.containers.values()
+                          if c.state.status == "running" and c.sandbox_key and c.endpoints]  # fmt: skip
+        present = set()
+        for container in containers:
+            mine = {service_id: v for (service_id, network_id), v in wanted.items()
+                    if network_id in container.endpoints}  # fmt: skip
+            commands: list[str] = []
+            fresh = not any(key[0] == container.id for key in self._applied)
+            if mine and fresh:
+                commands += vip.skeleton()
+            for service_id, service in mine.items():
+                present.add((container.id, service_id))
+                state = (service.vip, service.backends)
+                if self._applied.get((container.id, service_id)) != state:
+                    commands += vip.set_backends(service)
+                    self._applied[(container.id, service_id)] = state
+            for key in [k for k in self._applied if k[0] == container.id and k[1] not in mine]:
+                old_vip = self._applied.pop(key)[0]
+                commands += vip.remove(vip.VipService(key[1].lower(), old_vip, ()))
+            if commands:
+                try:
+                    netns.run_in(container.sandbox_key, nft.run, commands)
+                except (BoxnetError, OSError, nft.NftError) as exc:
+                    log.warning("service VIPs in %s: %s", container.name, exc)
+                    for key in [k for k in self._applied if k[0] == container.id]:
+                        self._applied.pop(key)
+        running = {c.id for c in containers}
+        for key in [k for k in self._applied if k[0] not in running]:
+            self._applied.pop(key)

@@ -1,0 +1,118 @@
+"""Services in the cluster store: created, updated and removed by any manager; the name unique, the VIPs
+leased on each network in the same way as containers' addresses."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from boxnet.cluster import keys, pki
+from boxnet.cluster.networks import ClusterNetworks
+from boxnet.errors import Conflict, NotFound
+from boxnet.model.network import Network
+from boxnet.model.service import ServiceSpec
+from boxnet.store.cluster import ClusterStore, Delete, Put, absent, unchanged_since
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class ServiceRecord:
+    id: str
+    spec: ServiceSpec
+    version: int  # the record's mod revision
+    created: str
+    updated: str
+    networks: dict[str, str]  # network id -> VIP ("" in dnsrr mode)
+    # Bumped when what a task runs changes (not by scaling): tasks of an older one are replaced, rolling.
+    task_version: int = 1
+
+    @classmethod
+    def parse(cls, value: str, version: int) -> ServiceRecord:
+        data = json.loads(value)
+        return cls(data["id"], ServiceSpec.from_dict(data["spec"]), version, data["created"], data["updated"],
+                   data["networks"], data.get("task_version", 1))  # fmt: skip
+
+    def dump(self) -> str:
+        return json.dumps({"id": self.id, "spec": self.spec.to_dict(), "created": self.created,
+                           "updated": self.updated, "networks": self.networks,
+                           "task_version": self.task_version})  # fmt: skip
+
+
+class ServiceRecords:
+    def __init__(self, store: ClusterStore, networks: ClusterNetworks) -> None:
+        self.store = store
+        self.networks = networks
+
+    def create(self, spec: ServiceSpec, networks: list[Network]) -> ServiceRecord:
+        spec.validate()
+        if self.store.get(keys.SERVICE_NAMES + spec.name) is not None:
+            raise Conflict(f"service {spec.name} already exists")
+        service_id = pki.new_node_id()
+        vips: dict[str, str] = {}
+        try:
+            for network in networks:
+                vips[network.id] = (self.networks.allocate(network, 4, "", f"vip:{service_id}").split("/")[0]
+                                    if spec.endpoint_mode == "vip" else "")  # fmt: skip
+            stamp = now()
+            record = ServiceRecord(service_id, spec, 0, stamp, stamp, vips)
+            if not self.store.txn([absent(keys.SERVICE_NAMES + spec.name)],
+                                  [Put(keys.SERVICES + service_id, record.dump()),
+                                   Put(keys.SERVICE_NAMES + spec.name, service_id)]):  # fmt: skip
+                raise Conflict(f"service {spec.name} already exists")
+        except BaseException:
+            for network_id, vip in vips.items():
+                if vip:
+                    self.networks.release(network_id, vip)
+            raise
+        return self.get(service_id)
+
+    def list(self) -> list[ServiceRecord]:
+        return [ServiceRecord.parse(e.value, e.mod_revision) for e in self.store.range(keys.SERVICES)[0]]
+
+    def get(self, ref: str) -> ServiceRecord:
+        records = self.list()
+        for match in (lambda r: r.id == ref, lambda r: r.spec.name == ref, lambda r: r.id.startswith(ref)):
+            found = [r for r in records if match(r)]
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise Conflict(f"service {ref} is ambiguous")
+        raise NotFound(f"service {ref} not found")
+
+    def update(self, ref: str, version: int, spec: ServiceSpec) -> ServiceRecord:
+        spec.validate()
+        record = self.get(ref)
+        if spec.name != record.spec.name:
+            raise Conflict("renaming a service is not supported")
+        if spec.networks != record.spec.networks or spec.endpoint_mode != record.spec.endpoint_mode:
+            raise Conflict("changing a service's networks or endpoint mode is not supported: remove it and "
+                           "create it again")  # fmt: skip
+        if _task_part(spec) != _task_part(record.spec):
+            record.task_version += 1
+        record.spec, record.updated = spec, now()
+        if not self.store.txn([unchanged_since(keys.SERVICES + record.id, version)],
+                              [Put(keys.SERVICES + record.id, record.dump())]):  # fmt: skip
+            raise Conflict(f"update out of sequence: service {spec.name} changed since version {version}")
+        return self.get(record.id)
+
+    def remove(self, ref: str) -> None:
+        """The record goes; the leader stops its tasks, and the VIPs are free."""
+        record = self.get(ref)
+        self.store.txn([], [Delete(keys.SERVICES + record.id), Delete(keys.SERVICE_NAMES + record.spec.name)])
+        for network_id, vip in record.networks.items():
+            if vip:
+                self.networks.release(network_id, vip)
+
+
+def _task_part(spec: ServiceSpec) -> tuple:
+    """What a task runs: a change here replaces the tasks; replicas and placement only move them."""
+    return spec.image, tuple(spec.args), tuple(spec.env), tuple(sorted(spec.container_labels.items()))
+
+
+def task_record(data: dict[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True)
