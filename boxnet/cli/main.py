@@ -12,7 +12,8 @@ from boxnet.errors import BoxnetError
 
 # Commands outside containers.py, and the module that registers each.
 MODULES = {"network": "networks", "dns": "dns", "capture": "capture", "sniff": "capture", "debug": "debug",
-           "topology": "topology", "trace": "trace", "swarm": "swarm", "node": "swarm", "lab": "lab"}
+           "topology": "topology", "trace": "trace", "swarm": "swarm", "node": "swarm", "lab": "lab",
+           "service": "service"}
 
 
 def requested_command(argv: list[str]) -> str | None:

@@ -133,3 +133,37 @@ def test_tasks_of_a_dead_node_run_elsewhere(lab_factory) -> None:  # noqa: F811
     wait_for(lambda: len(running_tasks(h1, "s")) == 3
              and "rs-h3" not in {nodes[t["NodeID"]] for t in running_tasks(h1, "s")}, 30)  # fmt: skip
     print(f"the dead node's task ran elsewhere {time.monotonic() - started:.1f} s after its daemon died (TTL 3 s)")
+
+
+def test_boxnet_cli_scale_update_drain_and_a_new_leader(lab_factory) -> None:  # noqa: F811
+    lab = lab_factory("cl", hosts=3, managers=3, node_ttl=3)
+    h1, h2, h3 = lab.hosts
+    h1.cli("network", "create", "-d", "overlay", "n")
+    h1.cli("service", "create", "--name", "s", "--replicas", "2", "--network", "n", "host", "sleep", "600")
+    wait_for(lambda: len(running_tasks(h1, "s")) == 2, 15)
+    assert "s" in h2.cli("service", "ls").stdout.split() and "2/2" in h2.cli("service", "ls").stdout
+    h1.cli("service", "scale", "s=3")
+    wait_for(lambda: len(running_tasks(h1, "s")) == 3, 15)
+    before = {t["ID"] for t in running_tasks(h1, "s")}
+    # A new spec for the tasks: every task replaced, one at a time.
+    h2.cli("service", "update", "--env-add", "COLOUR=blue", "s")
+    wait_for(lambda: len(running_tasks(h1, "s")) == 3 and not before & {t["ID"] for t in running_tasks(h1, "s")},
+             30)  # fmt: skip
+    task = running_tasks(h1, "s")[0]
+    assert "COLOUR=blue" in task["Spec"]["ContainerSpec"]["Env"]
+    # A drained node's tasks move elsewhere.
+    h1.cli("node", "update", "--availability", "drain", "cl-h3")
+    hosts = {n["ID"]: n["Description"]["Hostname"] for n in h1.client.get("/nodes")}
+    wait_for(lambda: len(running_tasks(h1, "s")) == 3
+             and "cl-h3" not in {hosts[t["NodeID"]] for t in running_tasks(h1, "s")}, 20)  # fmt: skip
+    # The leader dies: another manager leads, and the service goes on changing.
+    leader = next(n for n in h2.client.get("/nodes") if n.get("ManagerStatus", {}).get("Leader"))
+    dead = next(h for h in lab.hosts if h.name == leader["Description"]["Hostname"])
+    alive = next(h for h in (h1, h2, h3) if h is not dead)
+    dead.stop_daemon(signal.SIGKILL)
+    started = time.monotonic()
+    alive.cli("service", "scale", "s=1")
+    wait_for(lambda: len(running_tasks(alive, "s")) == 1, 30)
+    print(f"scaled through a new leader {time.monotonic() - started:.1f} s after the old one died")
+    alive.cli("service", "rm", "s")
+    wait_for(lambda: not running_tasks(alive, "s"), 15)

@@ -1,0 +1,164 @@
+"""`boxnet service ...`: create, ls, ps, inspect, scale, update, rm, with docker's flags."""
+
+from __future__ import annotations
+
+from boxnet.cli.client import Client, ref
+from boxnet.cli.flags import Namespace
+from boxnet.cli.format import print_inspected, table
+from boxnet.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def register(commands: Any, wanted: str | None = None) -> None:
+    if wanted not in (None, "service"):
+        return
+    service = commands.add_parser("service", help="manage the swarm's services")
+    sub = service.add_subparsers(dest="service_command", metavar="COMMAND")
+    sub.required = True
+    create = sub.add_parser("create", help="create a service")
+    create.add_argument("image")
+    create.add_argument("command", nargs="...")
+    create.add_argument("--name", default="")
+    create.add_argument("--replicas", type=int, default=None)
+    create.add_argument("--mode", default="replicated", choices=["replicated", "global"])
+    create.add_argument("--network", action="append", default=[])
+    create.add_argument("--endpoint-mode", default="vip", choices=["vip", "dnsrr"])
+    create.add_argument("--constraint", action="append", default=[])
+    create.add_argument("--label", action="append", default=[])
+    create.add_argument("--container-label", action="append", default=[])
+    create.add_argument("-e", "--env", action="append", default=[])
+    create.add_argument("-p", "--publish", action="append", default=[])
+    create.add_argument("-d", "--detach", action="store_true", help="(always: boxnet does not wait)")
+    create.set_defaults(func=service_create)
+    ls = sub.add_parser("ls", aliases=["list"], help="list services")
+    ls.add_argument("-q", "--quiet", action="store_true")
+    ls.set_defaults(func=service_ls)
+    ps = sub.add_parser("ps", help="list a service's tasks")
+    ps.add_argument("service")
+    ps.set_defaults(func=service_ps)
+    inspect = sub.add_parser("inspect", help="show services in detail")
+    inspect.add_argument("names", nargs="+")
+    inspect.add_argument("-f", "--format", default="")
+    inspect.set_defaults(func=service_inspect)
+    scale = sub.add_parser("scale", help="set the replicas of services: SERVICE=N ...")
+    scale.add_argument("pairs", nargs="+", metavar="SERVICE=N")
+    scale.set_defaults(func=service_scale)
+    update = sub.add_parser("update", help="change a service (its tasks roll, one at a time)")
+    update.add_argument("service")
+    update.add_argument("--replicas", type=int, default=None)
+    update.add_argument("--env-add", action="append", default=[])
+    update.add_argument("--image", default="")
+    update.add_argument("--constraint-add", action="append", default=[])
+    update.set_defaults(func=service_update)
+    rm = sub.add_parser("rm", aliases=["remove"], help="remove services")
+    rm.add_argument("names", nargs="+")
+    rm.set_defaults(func=service_rm)
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    found = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key or not sep:
+            raise InvalidArgument(f"invalid {what} {item!r}: expected KEY=VALUE")
+        found[key] = value
+    return found
+
+
+def service_create(client: Client, args: Namespace) -> int:
+    if args.publish:
+        raise InvalidArgument("--publish: the routing mesh is not supported yet")
+    if args.mode == "global" and args.replicas is not None:
+        raise InvalidArgument("--replicas is for replicated services, not global ones")
+    mode: dict = {"Global": {}} if args.mode == "global" else {"Replicated": {"Replicas": args.replicas or 1}}
+    spec = {
+        "Name": args.name, "Labels": _pairs(args.label, "label"), "Mode": mode,
+        "TaskTemplate": {"ContainerSpec": {"Image": args.image, "Args": args.command, "Env": args.env,
+                                           "Labels": _pairs(args.container_label, "container label")},
+                         "Placement": {"Constraints": args.constraint},
+                         "Networks": [{"Target": n} for n in args.network]},
+        "EndpointSpec": {"Mode": args.endpoint_mode},
+    }  # fmt: skip
+    print(client.post("/services/create", spec)["ID"])
+    return 0
+
+
+def service_ls(client: Client, args: Namespace) -> int:
+    services = client.get("/services", status=1)
+    if args.quiet:
+        print("\n".join(s["ID"] for s in services))
+        return 0
+    rows = []
+    for service in services:
+        spec, status = service["Spec"], service.get("ServiceStatus", {})
+        mode = "global" if "Global" in spec["Mode"] else "replicated"
+        rows.append([service["ID"][:12], spec["Name"], mode, f"{status.get('RunningTasks', 0)}/"
+                     f"{status.get('DesiredTasks', 0)}", spec["TaskTemplate"]["ContainerSpec"]["Image"]])  # fmt: skip
+    print(table(["ID", "NAME", "MODE", "REPLICAS", "IMAGE"], rows))
+    return 0
+
+
+def service_ps(client: Client, args: Namespace) -> int:
+    service = client.get(f"/services/{ref(args.service)}")
+    nodes = {n["ID"]: n["Description"]["Hostname"] for n in client.get("/nodes")}
+    from boxnet.cli.jsoncodec import dumps
+
+    tasks = client.get("/tasks", filters=dumps({"service": {service["ID"]: True}}))
+    rows = []
+    name = service["Spec"]["Name"]
+    for task in sorted(tasks, key=lambda t: (t.get("Slot", 0), t["NodeID"])):
+        label = f"{name}.{task.get('Slot') or task['NodeID']}"
+        rows.append([task["ID"][:12], label, nodes.get(task["NodeID"], task["NodeID"]), task["DesiredState"],
+                     task["Status"]["State"], task["Status"].get("Err", "")])  # fmt: skip
+    print(table(["ID", "NAME", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"], rows))
+    return 0
+
+
+def service_inspect(client: Client, args: Namespace) -> int:
+    print_inspected([client.get(f"/services/{ref(name)}") for name in args.names], args.format)
+    return 0
+
+
+def _update(client: Client, name: str, change) -> None:
+    service = client.get(f"/services/{ref(name)}")
+    spec = service["Spec"]
+    change(spec)
+    client.post(f"/services/{service['ID']}/update", spec, version=service["Version"]["Index"])
+
+
+def service_scale(client: Client, args: Namespace) -> int:
+    for pair in args.pairs:
+        name, _, count = pair.partition("=")
+        if not count.isdigit():
+            raise InvalidArgument(f"invalid scale {pair!r}: expected SERVICE=N")
+        _update(client, name, lambda spec, n=int(count): spec.update({"Mode": {"Replicated": {"Replicas": n}}}))
+        print(f"{name} scaled to {count}")
+    return 0
+
+
+def service_update(client: Client, args: Namespace) -> int:
+    def change(spec: dict) -> None:
+        container = spec["TaskTemplate"]["ContainerSpec"]
+        if args.image:
+            container["Image"] = args.image
+        if args.env_add:
+            container["Env"] = [*container.get("Env", []), *args.env_add]
+        if args.constraint_add:
+            placement = spec["TaskTemplate"].setdefault("Placement", {})
+            placement["Constraints"] = [*placement.get("Constraints", []), *args.constraint_add]
+        if args.replicas is not None:
+            spec["Mode"] = {"Replicated": {"Replicas": args.replicas}}
+
+    _update(client, args.service, change)
+    print(args.service)
+    return 0
+
+
+def service_rm(client: Client, args: Namespace) -> int:
+    for name in args.names:
+        client.delete(f"/services/{ref(name)}")
+        print(name)
+    return 0
