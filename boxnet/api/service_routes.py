@@ -84,7 +84,8 @@ def task_json(task: dict[str, Any], status: dict[str, Any], record: ServiceRecor
                    "ContainerStatus": {"ContainerID": status.get("container", ""),
                                        "ExitCode": status.get("exit_code", 0)}},
         "NetworksAttachments": [{"Network": {"ID": n}, "Addresses": [a]}
-                                for n, a in status.get("addresses", {}).items()],
+                                for n, a in status.get("addresses", {}).items()
+                                if record is not None and n in record.networks],  # not the gateway bridge
     }  # fmt: skip
     if task["slot"]:
         answer["Slot"] = task["slot"]
