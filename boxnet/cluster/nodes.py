@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 from boxnet.cluster import keys
 from boxnet.cluster.networks import ClusterNetworks
-from boxnet.errors import BoxnetError, Conflict, InvalidArgument, NotFound
+from boxnet.errors import BoxnetError, Conflict, InvalidArgument
+from boxnet.model.names import resolve_ref
 from boxnet.model.node import Node, check_availability
 from boxnet.store.cluster import Put, unchanged_since
 from boxnet.store.etcd import EtcdStore
@@ -60,15 +61,7 @@ class NodeDirectory:
         return names.get(leader_id, ""), {m.get("name", "") for m in members if m.get("clientURLs")}
 
     def find(self, ref: str) -> NodeStatus:
-        nodes = self.list()
-        for match in (lambda s: s.node.id == ref, lambda s: s.node.hostname == ref,
-                      lambda s: s.node.id.startswith(ref)):  # fmt: skip
-            found = [s for s in nodes if match(s)]
-            if len(found) == 1:
-                return found[0]
-            if len(found) > 1:
-                raise Conflict(f"node {ref} is ambiguous ({len(found)} matches)")
-        raise NotFound(f"node {ref} not found")
+        return resolve_ref(self.list(), ref, "node", lambda s: s.node.id, lambda s: s.node.hostname)
 
     def update(self, ref: str, version: int, role: str, availability: str, labels: dict[str, str],
                name: str) -> None:  # fmt: skip

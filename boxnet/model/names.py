@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
+from typing import TypeVar
 
-from boxnet.errors import InvalidArgument
+from boxnet.errors import Conflict, InvalidArgument, NotFound
+
+T = TypeVar("T")
 
 # Docker's rule for container and network names.
 _OBJECT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -43,6 +47,18 @@ def check_ifname(name: str, what: str = "interface name") -> str:
     if _IFNAME_FORBIDDEN.search(name):
         raise InvalidArgument(f"invalid {what} {name!r}: no spaces, '/' or ':' allowed")
     return name
+
+
+def resolve_ref(candidates: list[T], ref: str, kind: str, ident: Callable[[T], str],
+                name: Callable[[T], str]) -> T:  # fmt: skip
+    """Docker's way to find a swarm object: by full ID, by name, then by a unique ID prefix."""
+    for match in (lambda c: ident(c) == ref, lambda c: name(c) == ref, lambda c: ident(c).startswith(ref)):
+        found = [c for c in candidates if match(c)]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise Conflict(f"{kind} {ref} is ambiguous ({len(found)} matches)")
+    raise NotFound(f"{kind} {ref} not found")
 
 
 def parse_key_values(kind: str, items: list[str] | dict[str, str] | None) -> dict[str, str]:

@@ -10,7 +10,8 @@ from typing import Any
 
 from boxnet.cluster import keys, pki
 from boxnet.cluster.networks import ClusterNetworks
-from boxnet.errors import Conflict, NotFound
+from boxnet.errors import Conflict
+from boxnet.model.names import resolve_ref
 from boxnet.model.network import Network
 from boxnet.model.service import ServiceSpec
 from boxnet.store.cluster import ClusterStore, Delete, Put, absent, unchanged_since
@@ -75,14 +76,7 @@ class ServiceRecords:
         return [ServiceRecord.parse(e.value, e.mod_revision) for e in self.store.range(keys.SERVICES)[0]]
 
     def get(self, ref: str) -> ServiceRecord:
-        records = self.list()
-        for match in (lambda r: r.id == ref, lambda r: r.spec.name == ref, lambda r: r.id.startswith(ref)):
-            found = [r for r in records if match(r)]
-            if len(found) == 1:
-                return found[0]
-            if len(found) > 1:
-                raise Conflict(f"service {ref} is ambiguous")
-        raise NotFound(f"service {ref} not found")
+        return resolve_ref(self.list(), ref, "service", lambda r: r.id, lambda r: r.spec.name)
 
     def update(self, ref: str, version: int, spec: ServiceSpec) -> ServiceRecord:
         spec.validate()
