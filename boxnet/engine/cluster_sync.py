@@ -144,6 +144,11 @@ class ClusterSync:
             drivers.of(network).prepare(network, [n for n in self.ctx.registry.networks.values() if n.id != network.id])
             self.networks.make(network)
         self._program(network.id)
+        # Endpoints seen before the network was realized here had no zone to be named in: now they have.
+        with self._peers_lock:
+            waiting = list(self.remote.get(network.id, {}).values())
+        for endpoint in waiting:
+            self._name(endpoint)
         return network
 
     def _drop(self, network_id: str) -> None:
@@ -215,8 +220,6 @@ class ClusterSync:
                 vxlan.remove_peer(device, peer)
             for peer in wanted - present:
                 vxlan.add_peer(device, peer)
-        for endpoint in self.remote.get(network_id, {}).values():
-            self._name(endpoint)
 
     def name_all(self) -> None:
         """A new resolver gets the remote names too."""

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import TYPE_CHECKING
 
 from boxnet import __version__
-from boxnet.cluster import keys
 from boxnet.cluster.swarm import Swarm
 from boxnet.engine.cluster_sync import ClusterSync, is_swarm_network
 from boxnet.engine.containers import ContainerService
@@ -21,7 +19,7 @@ from boxnet.engine.registry import Registry
 from boxnet.engine.view import EngineView
 from boxnet.errors import Conflict, InvalidArgument
 from boxnet.model.service import ServiceSpec
-from boxnet.services.records import ServiceRecord, ServiceRecords
+from boxnet.services.records import ServiceRecord, ServiceRecords, read_tasks
 from boxnet.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
@@ -122,10 +120,8 @@ class Engine:
 
     def tasks(self) -> list[tuple[dict, dict]]:
         """Every desired task with what its node reports of it."""
-        store = self.ctx.require_manager().store
-        status = {e.key[len(keys.STATUS):]: json.loads(e.value) for e in store.range(keys.STATUS)[0]}
-        return [(task, status.get(task["id"], {}))
-                for task in (json.loads(e.value) for e in store.range(keys.TASKS)[0])]  # fmt: skip
+        tasks, status = read_tasks(self.ctx.require_manager().store)
+        return [(task, status.get(task_id, {})) for task_id, task in tasks.items()]
 
     def subnet_sizes(self) -> dict[str, int]:
         return {n.id: n.subnets[0].prefixlen for n in self.registry.networks.values() if n.subnets}

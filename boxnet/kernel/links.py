@@ -128,12 +128,6 @@ def ensure_vlan(name: str, base: str, vlan_id: int) -> None:
         ipr.link("set", index=index, state="up")
 
 
-def is_up(name: str) -> bool:
-    with IPRoute() as ipr:
-        index = link_index(name)
-        return index is not None and bool(ipr.get_links(index)[0]["flags"] & rtnl.IFF_UP)
-
-
 def ensure_master(name: str, bridge: str) -> bool:
     """Re-attaches an existing link to its bridge and brings it up; False when the link is missing."""
     with IPRoute() as ipr:

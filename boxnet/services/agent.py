@@ -16,7 +16,7 @@ from boxnet.cluster import keys
 from boxnet.engine.container_requests import ContainerRequest
 from boxnet.errors import BoxnetError
 from boxnet.model.container import Container
-from boxnet.services.records import ServiceRecord, now
+from boxnet.services.records import ServiceRecord, ServicesState, now
 from boxnet.store.cluster import ClusterStore
 
 if TYPE_CHECKING:
@@ -54,17 +54,13 @@ class TaskAgent:
     def _local_tasks(self) -> dict[str, Container]:
         return {c.labels[TASK_LABEL]: c for c in self.engine.registry.containers.values() if TASK_LABEL in c.labels}
 
-    def reconcile(self) -> None:
-        mine = {}
-        for entry in self.store.range(keys.TASKS)[0]:
-            task = json.loads(entry.value)
-            if task["node_id"] == self.node_id:
-                mine[task["id"]] = task
+    def reconcile(self, state: ServicesState) -> None:
+        mine = {task_id: task for task_id, task in state.tasks.items() if task["node_id"] == self.node_id}
         local = self._local_tasks()
         for task_id, container in local.items():
             if task_id not in mine:
                 self._remove(task_id, container)
-        services = {r.id: r for r in self._services()} if any(t not in local for t in mine) else {}
+        services = {r.id: r for r in state.services}
         for task_id, task in mine.items():
             container = local.get(task_id)
             if container is None:
@@ -73,9 +69,6 @@ class TaskAgent:
                     self._run_task(service, task)
                 continue
             self._report(task_id, container)
-
-    def _services(self) -> list[ServiceRecord]:
-        return [ServiceRecord.parse(e.value, e.mod_revision) for e in self.store.range(keys.SERVICES)[0]]
 
     def _run_task(self, service: ServiceRecord, task: dict) -> None:
         names = {n.id: n.name for n in self.engine.registry.networks.values()}

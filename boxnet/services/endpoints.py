@@ -7,16 +7,13 @@ every node with the endpoints; in vip mode NAME answers the VIP, registered here
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING
 
-from boxnet.cluster import keys
 from boxnet.errors import BoxnetError
 from boxnet.kernel import netns, nft
 from boxnet.services import vip
-from boxnet.services.records import ServiceRecord
-from boxnet.store.cluster import ClusterStore
+from boxnet.services.records import ServiceRecord, ServicesState
 
 if TYPE_CHECKING:
     from boxnet.engine.context import EngineContext
@@ -25,16 +22,13 @@ log = logging.getLogger(__name__)
 
 
 class ServiceEndpoints:
-    def __init__(self, ctx: EngineContext, store: ClusterStore) -> None:
+    def __init__(self, ctx: EngineContext) -> None:
         self.ctx = ctx
-        self.store = store
         self._named: set[tuple[str, str]] = set()  # (service id, network id) with a VIP name registered
         self._applied: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}  # (container, service) -> rules
 
-    def reconcile(self) -> None:
-        services = [ServiceRecord.parse(e.value, e.mod_revision) for e in self.store.range(keys.SERVICES)[0]]
-        tasks = {e.key[len(keys.TASKS):]: json.loads(e.value) for e in self.store.range(keys.TASKS)[0]}
-        status = {e.key[len(keys.STATUS):]: json.loads(e.value) for e in self.store.range(keys.STATUS)[0]}
+    def reconcile(self, state: ServicesState) -> None:
+        services, tasks, status = state.services, state.tasks, state.status
         wanted: dict[tuple[str, str], vip.VipService] = {}  # (service, network) -> its VIP and backends
         for service in services:
             running = [status[t] for t, task in tasks.items()

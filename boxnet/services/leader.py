@@ -9,7 +9,6 @@ and their slots placed again. The leader writes only `tasks/`; the nodes write o
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -19,11 +18,10 @@ from datetime import datetime
 
 from boxnet.cluster import keys, pki
 from boxnet.cluster.election import Election
-from boxnet.cluster.networks import ClusterNetworks
 from boxnet.cluster.nodes import NodeDirectory
 from boxnet.errors import BoxnetError
 from boxnet.model.service import NodeFacts
-from boxnet.services.records import ServiceRecords, now, task_record
+from boxnet.services.records import ServicesState, now, task_record
 from boxnet.services.scheduler import NodeView, TaskView, plan
 from boxnet.store.cluster import ClusterStore, Delete, Operation, Put
 
@@ -58,7 +56,6 @@ class Leader:
         self.node_id = node_id
         self.lease = lease
         self.election = Election(store, node_id)
-        self.records = ServiceRecords(store, ClusterNetworks(store, node_id))
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.rounds = 0
@@ -85,9 +82,8 @@ class Leader:
                 log.exception("leader round failed")
 
     def reconcile(self) -> None:
-        services = {r.id: r for r in self.records.list()}
-        tasks = {e.key[len(keys.TASKS):]: json.loads(e.value) for e in self.store.range(keys.TASKS)[0]}
-        status = {e.key[len(keys.STATUS):]: json.loads(e.value) for e in self.store.range(keys.STATUS)[0]}
+        state = ServicesState.read(self.store)
+        services, tasks, status = {r.id: r for r in state.services}, state.tasks, state.status
         nodes = [NodeView(NodeFacts(s.node.id, s.node.hostname, s.node.role, s.node.labels), s.alive,
                           s.node.availability) for s in NodeDirectory(self.store, self.node_id).list()]  # fmt: skip
         operations: list[Operation] = []

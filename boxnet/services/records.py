@@ -44,6 +44,30 @@ class ServiceRecord:
                            "task_version": self.task_version})  # fmt: skip
 
 
+def read_services(store: ClusterStore) -> list[ServiceRecord]:
+    return [ServiceRecord.parse(e.value, e.mod_revision) for e in store.range(keys.SERVICES)[0]]
+
+
+def read_tasks(store: ClusterStore) -> tuple[dict[str, dict], dict[str, dict]]:
+    """The desired tasks and what their nodes report of them, both by task id."""
+    tasks = {e.key[len(keys.TASKS):]: json.loads(e.value) for e in store.range(keys.TASKS)[0]}
+    status = {e.key[len(keys.STATUS):]: json.loads(e.value) for e in store.range(keys.STATUS)[0]}
+    return tasks, status
+
+
+@dataclass
+class ServicesState:
+    """One reading of the services part of the store, shared by what a round does with it."""
+
+    services: list[ServiceRecord]
+    tasks: dict[str, dict]
+    status: dict[str, dict]
+
+    @classmethod
+    def read(cls, store: ClusterStore) -> ServicesState:
+        return cls(read_services(store), *read_tasks(store))
+
+
 class ServiceRecords:
     def __init__(self, store: ClusterStore, networks: ClusterNetworks) -> None:
         self.store = store
@@ -73,7 +97,7 @@ class ServiceRecords:
         return self.get(service_id)
 
     def list(self) -> list[ServiceRecord]:
-        return [ServiceRecord.parse(e.value, e.mod_revision) for e in self.store.range(keys.SERVICES)[0]]
+        return read_services(self.store)
 
     def get(self, ref: str) -> ServiceRecord:
         return resolve_ref(self.list(), ref, "service", lambda r: r.id, lambda r: r.spec.name)

@@ -11,6 +11,7 @@ from boxnet.errors import BoxnetError
 from boxnet.services.agent import TaskAgent
 from boxnet.services.endpoints import ServiceEndpoints
 from boxnet.services.leader import Leader
+from boxnet.services.records import ServicesState
 
 if TYPE_CHECKING:
     from boxnet.cluster.swarm import Swarm
@@ -28,7 +29,8 @@ class ServicesRuntime:
         manager = swarm.state.role == "manager"
         self.leader = Leader(swarm.store, swarm.state.node_id, lambda: liveness.lease) if manager else None
         self.agent = TaskAgent(engine, swarm.store, swarm.state.node_id)
-        self.endpoints = ServiceEndpoints(engine.ctx, swarm.store)
+        self.endpoints = ServiceEndpoints(engine.ctx)
+        self.store = swarm.store
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="services", daemon=True)
 
@@ -45,9 +47,14 @@ class ServicesRuntime:
 
     def _run(self) -> None:
         while not self._stopping.wait(ROUND_SECONDS):
+            try:
+                state = ServicesState.read(self.store)
+            except BoxnetError as exc:
+                log.warning("services round: %s", exc.message)
+                continue
             for part in (self.agent.reconcile, self.endpoints.reconcile):
                 try:
-                    part()
+                    part(state)
                 except BoxnetError as exc:
                     log.warning("services round: %s", exc.message)
                 except Exception:
