@@ -350,6 +350,7 @@ class Lab:
         if os.path.exists(self.directory):
             self.record.phase = "removing"
             self.save()
+        self._remove_services()
         # Workers first: a worker that leaves while its managers still run is gone from the store at once.
         for host in sorted(self.hosts, key=lambda h: h.record.role == "manager"):
             if not host.daemon_alive() and os.path.exists(os.path.join(host.root, "boxnet.db")) \
@@ -371,6 +372,34 @@ class Lab:
             _end_processes_in(ns)
             _sh("ip", "netns", "del", ns, check=False)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+    def _remove_services(self, timeout: float = 15) -> None:
+        """Services first, through a manager: otherwise every daemon that stops hands its tasks (its lease
+        revoked) to the nodes still up, whose agents start them while their containers are being removed."""
+        manager = next((h for h in self.hosts if h.record.role == "manager" and h.daemon_alive()), None)
+        if manager is None:
+            return
+        with contextlib.suppress(Exception):
+            client = Client(manager.socket, timeout=30)
+            try:
+                for service in client.get("/services"):
+                    client.delete(f"/services/{service['ID']}")
+            finally:
+                client.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(_task_containers(h) for h in self.hosts if h.daemon_alive()):
+            time.sleep(0.2)
+
+
+def _task_containers(host: LabHost) -> list[dict]:
+    with contextlib.suppress(Exception):
+        client = Client(host.socket, timeout=10)
+        try:
+            return client.get("/containers/json", all=1, filters=json.dumps({"label": ["com.docker.swarm.task.id"]}))
+        finally:
+            client.close()
+    return []
 
 
 def _end_processes_in(ns: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import TYPE_CHECKING
 
 from boxnet.cluster import keys
@@ -45,8 +46,11 @@ def request_for(service: ServiceRecord, task: dict, network_names: dict[str, str
 
 
 class TaskAgent:
-    def __init__(self, engine: Engine, store: ClusterStore, node_id: str) -> None:
+    def __init__(self, engine: Engine, store: ClusterStore, node_id: str,
+                 stopping: threading.Event | None = None) -> None:  # fmt: skip
         self.engine = engine
+        # Set as the daemon shuts down: a task started then would outlive it untracked by any agent.
+        self.stopping = stopping or threading.Event()
         self.store = store
         self.node_id = node_id
         self._reported: dict[str, str] = {}  # task id -> the last status written
@@ -65,7 +69,7 @@ class TaskAgent:
             container = local.get(task_id)
             if container is None:
                 service = services.get(task["service_id"])
-                if service is not None:
+                if service is not None and not self.stopping.is_set():
                     self._run_task(service, task)
                 continue
             self._report(task_id, container)

@@ -28,10 +28,10 @@ class ServicesRuntime:
         liveness = swarm.liveness
         manager = swarm.state.role == "manager"
         self.leader = Leader(swarm.store, swarm.state.node_id, lambda: liveness.lease) if manager else None
-        self.agent = TaskAgent(engine, swarm.store, swarm.state.node_id)
+        self._stopping = threading.Event()
+        self.agent = TaskAgent(engine, swarm.store, swarm.state.node_id, self._stopping)
         self.endpoints = ServiceEndpoints(engine.ctx)
         self.store = swarm.store
-        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="services", daemon=True)
 
     def start(self) -> None:
@@ -41,7 +41,9 @@ class ServicesRuntime:
 
     def stop(self) -> None:
         self._stopping.set()
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=30)
+        if self._thread.is_alive():
+            log.error("the services round did not end within 30 s of the daemon stopping")
         if self.leader is not None:
             self.leader.stop()
 

@@ -66,6 +66,29 @@ def netns_inodes() -> set[int]:
     return found
 
 
+def processes_in(inodes: set[int]) -> list[str]:
+    """What runs in these network namespaces, one line per process (PID, parent, cgroup, command), for a
+    leak check's message."""
+    lines = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}/ns/net").st_ino not in inodes:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                command = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            with open(f"/proc/{entry}/stat") as handle:
+                parent = handle.read().rsplit(")", 1)[1].split()[1]
+            with open(f"/proc/{entry}/cgroup") as handle:
+                cgroup = next((line.split(":", 2)[2].strip() for line in handle if ":pids:" in line
+                               or line.startswith("0::")), "?")  # fmt: skip
+        except OSError:
+            continue
+        lines.append(f"pid {entry} (parent {parent}, cgroup {cgroup}): {command[:200]}")
+    return lines
+
+
 def boxnet_programs() -> set[int]:
     """The ids of the BPF programs a boxnetd loaded (see engine/connect_redirect.py)."""
     from boxnet.engine.connect_redirect import PROGRAM_PREFIX

@@ -16,7 +16,9 @@ import pytest
 
 from boxnet.lab import Lab, LabHost
 from boxnet.runtime import cgroups
-from boxnet.testing.sandbox import netns_inodes
+from boxnet.runtime.leftovers import end_recorded_containers
+from boxnet.runtime.procs import proc_start_time, wait_gone
+from boxnet.testing.sandbox import netns_inodes, processes_in
 
 needs_docker = pytest.mark.skipif(not shutil.which("docker"), reason="the docker CLI is not on this machine")
 
@@ -68,7 +70,8 @@ def lab_factory():
     deadline = time.monotonic() + 5
     while (leaked := netns_inodes() - processes_before - named_elsewhere(ours)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not leaked, f"processes left running in {len(leaked)} network namespace(s) after the labs went"
+    assert not leaked, f"processes left running in {len(leaked)} network namespace(s) after the labs went: " + \
+        "; ".join(processes_in(leaked))
     assert cgroups.listing() == cgroups_before, "the labs left cgroups"
 
 
@@ -229,3 +232,20 @@ def test_lab_cli_up_env_exec_ls_down(lab_factory) -> None:
     finally:
         boxnet("lab", "down", "cli")
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_start_the_daemon_died_in_is_ended_from_the_shims_own_record(lab_factory) -> None:
+    """The ledger has no PIDs yet for a start the daemon died in; the shim wrote its own: the lab's last resort
+    (for a daemon that will not start again) finds it there."""
+    lab = lab_factory("ss", hosts=1, form=False)
+    (h1,) = lab.hosts
+    h1.stop_daemon()
+    h1.start_daemon(env={"BOXNET_CRASH": "start:after-process"})
+    assert h1.cli("run", "-d", "--name", "c", "sleep", "300", check=False).returncode != 0
+    wait_for(lambda: not h1.daemon_alive(), 5)
+    [container] = [d for d in os.listdir(os.path.join(h1.root, "containers"))]
+    with open(os.path.join(h1.root, "containers", container, "shim.json")) as handle:
+        shim = json.load(handle)
+    assert proc_start_time(shim["shim_pid"]) == shim["shim_start_time"], "the shim outlives its daemon"
+    assert end_recorded_containers(h1.root) == 1
+    assert wait_gone(shim["shim_pid"], shim["shim_start_time"])
