@@ -36,7 +36,6 @@ def network_request(data: Any) -> NetworkRequest:
     if scope not in ("", "local"):
         raise InvalidArgument(f"Scope {scope!r} is not supported: boxnet's networks are local to this host")
     body.refuse_set({
-        "Ingress": "there is no swarm routing mesh on a single host",
         "ConfigOnly": "configuration-only networks are not supported",
         "ConfigFrom": "configuration-only networks are not supported",
     })  # fmt: skip
@@ -64,6 +63,7 @@ def network_request(data: Any) -> NetworkRequest:
         name=name, driver=body.str("Driver") or "bridge", subnets=subnets, gateways=gateways, ip_ranges=ranges,
         auxiliary_addresses=auxiliary, enable_ipv6=body.bool("EnableIPv6"), internal=body.bool("Internal"),
         attachable=body.bool("Attachable"), options=body.string_map("Options"), labels=body.string_map("Labels"),
+        ingress=body.bool("Ingress"),
     )  # fmt: skip
 
 

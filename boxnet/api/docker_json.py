@@ -61,7 +61,7 @@ def network_json(network: Network, registry: EngineView, verbose: bool = True) -
         "IPAM": {"Driver": "default", "Options": {}, "Config": config},
         "Internal": network.internal,
         "Attachable": network.attachable,
-        "Ingress": False,
+        "Ingress": network.ingress,
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": False,
         "Containers": containers,

@@ -10,6 +10,7 @@ from boxnet import __version__
 from boxnet.api import bodies, docker_json, streams, swarm_json
 from boxnet.api.fields import Fields
 from boxnet.api.server import API_VERSION, MIN_API_VERSION, Request, Response, Router, Stream
+from boxnet.api.service_logs import add_service_log_routes
 from boxnet.api.service_routes import add_service_routes
 from boxnet.api.swarm_routes import add_swarm_routes
 from boxnet.drivers import registry as drivers
@@ -99,6 +100,7 @@ def build_router(engine: Engine) -> Router:
     router.add("GET", "/info", info)
     add_swarm_routes(router, engine)
     add_service_routes(router, engine)
+    add_service_log_routes(router, engine)
 
     # ---- networks ----------------------------------------------------------------------------------
     def network_list(request: Request) -> Response:

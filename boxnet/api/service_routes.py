@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from boxnet.api.fields import Fields
 from boxnet.api.server import Request, Response, Router
 from boxnet.errors import InvalidArgument
-from boxnet.model.service import ServiceSpec
+from boxnet.model.service import PublishedPort, ServiceSpec
 from boxnet.services.records import ServiceRecord
 
 if TYPE_CHECKING:
@@ -35,16 +35,30 @@ def parse_spec(body: Any) -> ServiceSpec:
     networks = [n.str("Target") for n in template.objects("Networks")] or [n.str("Target")
                                                                             for n in spec.objects("Networks")]
     endpoint = spec.object("EndpointSpec")
-    if endpoint.objects("Ports"):
-        raise InvalidArgument("EndpointSpec.Ports: publishing a service's ports (the routing mesh) is not "
-                              "supported yet")  # fmt: skip
+    ports = [_published_port(p) for p in endpoint.objects("Ports")]
     return ServiceSpec(
         name=spec.str("Name"), image=container.str("Image"),
         args=container.strings("Command") + container.strings("Args"), env=container.strings("Env"),
         labels=spec.string_map("Labels"), container_labels=container.string_map("Labels"), mode=kind,
         replicas=replicas, networks=networks, endpoint_mode=endpoint.str("Mode") or "vip",
-        constraints=template.object("Placement").strings("Constraints"),
+        constraints=template.object("Placement").strings("Constraints"), ports=ports,
     )  # fmt: skip
+
+
+def _published_port(port: Fields) -> PublishedPort:
+    port.refuse_unknown({"Name", "Protocol", "TargetPort", "PublishedPort", "PublishMode"}, unless_unset=False)
+    mode = port.str("PublishMode") or "ingress"
+    if mode != "ingress":
+        raise InvalidArgument(f"{port.path}.PublishMode {mode!r}: only ingress (the routing mesh) is supported; "
+                              "host mode publishing is not built yet")  # fmt: skip
+    return PublishedPort(target=port.int("TargetPort", 0, low=1, high=65535),
+                         published=port.int("PublishedPort", 0, low=0, high=65535),
+                         protocol=port.str("Protocol") or "tcp")  # fmt: skip
+
+
+def ports_json(ports: list[PublishedPort]) -> list[dict[str, Any]]:
+    return [{"Protocol": p.protocol, "TargetPort": p.target, "PublishedPort": p.published, "PublishMode": "ingress"}
+            for p in ports]  # fmt: skip
 
 
 def spec_json(spec: ServiceSpec, networks: dict[str, str]) -> dict[str, Any]:
@@ -56,7 +70,8 @@ def spec_json(spec: ServiceSpec, networks: dict[str, str]) -> dict[str, Any]:
             "Placement": {"Constraints": spec.constraints} if spec.constraints else {},
             "Networks": [{"Target": n} for n in networks], "ForceUpdate": 0,
         },
-        "Mode": mode, "EndpointSpec": {"Mode": spec.endpoint_mode},
+        "Mode": mode, "EndpointSpec": {"Mode": spec.endpoint_mode, **({"Ports": ports_json(spec.ports)}
+                                                                        if spec.ports else {})},
     }  # fmt: skip
 
 
@@ -64,7 +79,8 @@ def service_json(record: ServiceRecord, prefixes: dict[str, int], running: int, 
     return {
         "ID": record.id, "Version": {"Index": record.version}, "CreatedAt": record.created,
         "UpdatedAt": record.updated, "Spec": spec_json(record.spec, record.networks),
-        "Endpoint": {"Spec": {"Mode": record.spec.endpoint_mode},
+        "Endpoint": {"Spec": spec_json(record.spec, record.networks)["EndpointSpec"],
+                     **({"Ports": ports_json(record.spec.ports)} if record.spec.ports else {}),
                      "VirtualIPs": [{"NetworkID": n, "Addr": f"{a}/{prefixes.get(n, 24)}"}
                                     for n, a in record.networks.items() if a]},
         "ServiceStatus": {"RunningTasks": running, "DesiredTasks": desired, "CompletedTasks": 0},

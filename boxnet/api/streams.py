@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from boxnet.api.server import STDERR, STDOUT, Request, Stream, frame
+from boxnet.engine import log_files
 from boxnet.engine.controller import Engine
 from boxnet.engine.execs import ExecSession
 from boxnet.errors import InvalidArgument
@@ -21,29 +22,6 @@ from boxnet.runtime.shim import short_unix_path
 
 RAW = "application/vnd.docker.raw-stream"
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
-
-
-def _open_log(path: str) -> Any:
-    """The container's log, opened once: its entries stay readable after an --rm container's files are gone."""
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        return None
-
-
-def _read_log_lines(log: Any, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """The complete entries from offset to the end, and the offset after the last of them."""
-    if log is None:
-        return [], offset
-    chunks = []
-    position = offset
-    while chunk := os.pread(log.fileno(), 1 << 20, position):
-        chunks.append(chunk)
-        position += len(chunk)
-    data = b"".join(chunks)
-    complete = data.rfind(b"\n") + 1
-    entries = [json.loads(line) for line in data[:complete].splitlines() if line.strip()]
-    return entries, offset + complete
 
 
 def logs_stream(engine: Engine, container: Container, request: Request) -> Stream:
@@ -65,16 +43,16 @@ def logs_stream(engine: Engine, container: Container, request: Request) -> Strea
             sock.sendall(encode(entry))
 
     def run(sock: socket.socket, rfile: Any) -> None:
-        log = _open_log(path)
+        log = log_files.open_log(path)
         try:
-            entries, offset = _read_log_lines(log, 0)
+            entries, offset = log_files.read_log_lines(log, 0)
             entries = [e for e in entries if want.get(e["stream"])]
             if tail != "all":
                 entries = entries[-int(tail):] if int(tail) else []
             for entry in entries:
                 sock.sendall(encode(entry))
             if follow:
-                _follow(engine, container, log, offset, lambda e: send(sock, e))
+                log_files.follow(engine, container, log, offset, lambda e: send(sock, e))
         finally:
             if log is not None:
                 log.close()
@@ -90,27 +68,6 @@ def _encode(entry: dict[str, Any], tty: bool, timestamps: bool = False) -> bytes
     return payload if tty else frame(STDOUT if entry["stream"] == "stdout" else STDERR, payload)
 
 
-def _follow(engine: Engine, container: Container, log: Any, offset: int, emit: Any,
-            until_started_and_ended: bool = False, interval: float = 0.05) -> None:  # fmt: skip
-    """Sends what the log gains until the container stops running (with until_started_and_ended, a
-    container not started yet is waited for first, as `run` attaches before it starts)."""
-    started = container.state.status == "running"
-    while True:
-        alive = container.id in engine.view.containers
-        status = container.state.status
-        started = started or status == "running"
-        entries, offset = _read_log_lines(log, offset)
-        for entry in entries:
-            emit(entry)
-        waiting = until_started_and_ended and status in ("created", "starting") and not started
-        if not alive or (status != "running" and not waiting):
-            entries, offset = _read_log_lines(log, offset)  # what the last moments wrote
-            for entry in entries:
-                emit(entry)
-            return
-        time.sleep(interval)
-
-
 def attach_stream(engine: Engine, container: Container, request: Request) -> Stream:
     """Docker's attach: the container's output from now on and, with stdin=1, the client's input to it."""
     want = {"stdout": request.flag("stdout"), "stderr": request.flag("stderr")}
@@ -120,7 +77,7 @@ def attach_stream(engine: Engine, container: Container, request: Request) -> Str
     tty = container.tty
     # A container not started yet starts with an empty log; a running one shows only what comes next.
     offset = 0 if container.state.status == "created" else _log_end(path)
-    log = _open_log(path)  # now: a short --rm container may be gone, files and all, before run() reads
+    log = log_files.open_log(path)  # now: a short --rm container may be gone, files and all, before run() reads
 
     def emit(sock: socket.socket, entry: dict[str, Any]) -> None:
         if want.get(entry["stream"]):
@@ -131,7 +88,7 @@ def attach_stream(engine: Engine, container: Container, request: Request) -> Str
             threading.Thread(target=_deliver_input, args=(engine, container, rfile, stdin_socket),
                              daemon=True).start()  # fmt: skip
         try:
-            _follow(engine, container, log, offset, lambda e: emit(sock, e), until_started_and_ended=True,
+            log_files.follow(engine, container, log, offset, lambda e: emit(sock, e), until_started_and_ended=True,
                     interval=0.02)  # fmt: skip
         finally:
             if log is not None:

@@ -28,6 +28,7 @@ def register(commands: Any, wanted: str | None = None) -> None:
     create.add_argument("--ip-range", action="append", default=[])
     create.add_argument("--internal", action="store_true")
     create.add_argument("--attachable", action="store_true")
+    create.add_argument("--ingress", action="store_true", help="the swarm's routing mesh network (overlay)")
     create.add_argument("--ipv6", action="store_true")
     create.add_argument("-o", "--opt", action="append", default=[], help="driver option KEY=VALUE")
     create.add_argument("--label", action="append", default=[])
@@ -100,6 +101,7 @@ def create_network(client: Client, args: Namespace) -> int:
         config.append(entry)
     body = {
         "Name": args.name, "Driver": args.driver, "Internal": args.internal, "Attachable": args.attachable,
+        "Ingress": args.ingress,
         "EnableIPv6": args.ipv6, "IPAM": {"Driver": "default", "Config": config},
         "Options": key_values(args.opt, "option"), "Labels": key_values(args.label, "label"),
     }  # fmt: skip

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from boxnet.cli.client import Client, ref
+import sys
+import urllib.parse
+
+from boxnet.cli.client import Client, demux, ref
 from boxnet.cli.flags import Namespace
 from boxnet.cli.format import print_inspected, table
 from boxnet.errors import InvalidArgument
@@ -52,7 +55,16 @@ def register(commands: Any, wanted: str | None = None) -> None:
     update.add_argument("--env-add", action="append", default=[])
     update.add_argument("--image", default="")
     update.add_argument("--constraint-add", action="append", default=[])
+    update.add_argument("--publish-add", action="append", default=[])
+    update.add_argument("--publish-rm", action="append", default=[], help="a published port or a TARGET[/PROTOCOL]")
     update.set_defaults(func=service_update)
+    logs = sub.add_parser("logs", help="show the logs of a service's tasks, wherever they run")
+    logs.add_argument("service")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("-t", "--timestamps", action="store_true")
+    logs.add_argument("-n", "--tail", default="all")
+    logs.add_argument("--raw", action="store_true", help="the lines alone, without NAME.SLOT.ID@NODE")
+    logs.set_defaults(func=service_logs)
     rm = sub.add_parser("rm", aliases=["remove"], help="remove services")
     rm.add_argument("names", nargs="+")
     rm.set_defaults(func=service_rm)
@@ -68,9 +80,26 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return found
 
 
+def parse_publish(text: str) -> dict:
+    """docker's two forms: PUBLISHED:TARGET[/PROTOCOL] (or TARGET alone: a port the swarm chooses), and
+    published=P,target=T[,protocol=tcp|udp][,mode=ingress]."""
+    if "=" in text:
+        fields = _pairs(text.split(","), "--publish field")
+        unknown = set(fields) - {"published", "target", "protocol", "mode"}
+        if unknown:
+            raise InvalidArgument(f"--publish {text!r}: unknown field {sorted(unknown)[0]!r}")
+        published, target = fields.get("published", "0"), fields.get("target", "")
+        protocol, mode = fields.get("protocol", "tcp"), fields.get("mode", "ingress")
+    else:
+        ports, _, protocol = text.partition("/")
+        published, _, target = ports.rpartition(":")
+        protocol, mode = protocol or "tcp", "ingress"
+    if not target.isdigit() or not (published or "0").isdigit():
+        raise InvalidArgument(f"--publish {text!r}: expected PUBLISHED:TARGET[/PROTOCOL]")
+    return {"Protocol": protocol, "TargetPort": int(target), "PublishedPort": int(published or 0), "PublishMode": mode}
+
+
 def service_create(client: Client, args: Namespace) -> int:
-    if args.publish:
-        raise InvalidArgument("--publish: the routing mesh is not supported yet")
     if args.mode == "global" and args.replicas is not None:
         raise InvalidArgument("--replicas is for replicated services, not global ones")
     mode: dict = {"Global": {}} if args.mode == "global" else {"Replicated": {"Replicas": args.replicas or 1}}
@@ -80,7 +109,7 @@ def service_create(client: Client, args: Namespace) -> int:
                                            "Labels": _pairs(args.container_label, "container label")},
                          "Placement": {"Constraints": args.constraint},
                          "Networks": [{"Target": n} for n in args.network]},
-        "EndpointSpec": {"Mode": args.endpoint_mode},
+        "EndpointSpec": {"Mode": args.endpoint_mode, "Ports": [parse_publish(p) for p in args.publish]},
     }  # fmt: skip
     print(client.post("/services/create", spec)["ID"])
     return 0
@@ -95,9 +124,12 @@ def service_ls(client: Client, args: Namespace) -> int:
     for service in services:
         spec, status = service["Spec"], service.get("ServiceStatus", {})
         mode = "global" if "Global" in spec["Mode"] else "replicated"
-        rows.append([service["ID"][:12], spec["Name"], mode, f"{status.get('RunningTasks', 0)}/"
-                     f"{status.get('DesiredTasks', 0)}", spec["TaskTemplate"]["ContainerSpec"]["Image"]])  # fmt: skip
-    print(table(["ID", "NAME", "MODE", "REPLICAS", "IMAGE"], rows))
+        ports = ", ".join(f"*:{p['PublishedPort']}->{p['TargetPort']}/{p['Protocol']}"
+                          for p in service.get("Endpoint", {}).get("Ports", []))  # fmt: skip
+        replicas = f"{status.get('RunningTasks', 0)}/{status.get('DesiredTasks', 0)}"
+        rows.append([service["ID"][:12], spec["Name"], mode, replicas, spec["TaskTemplate"]["ContainerSpec"]["Image"],
+                     ports])  # fmt: skip
+    print(table(["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], rows))
     return 0
 
 
@@ -151,6 +183,13 @@ def service_update(client: Client, args: Namespace) -> int:
             placement["Constraints"] = [*placement.get("Constraints", []), *args.constraint_add]
         if args.replicas is not None:
             spec["Mode"] = {"Replicated": {"Replicas": args.replicas}}
+        if args.publish_add or args.publish_rm:
+            endpoint = spec.setdefault("EndpointSpec", {})
+            gone = {(p.partition("/")[0], p.partition("/")[2] or "tcp") for p in args.publish_rm}
+            endpoint["Ports"] = [p for p in endpoint.get("Ports", [])
+                                 if (str(p["PublishedPort"]), p["Protocol"]) not in gone
+                                 and (str(p["TargetPort"]), p["Protocol"]) not in gone]  # fmt: skip
+            endpoint["Ports"] += [parse_publish(p) for p in args.publish_add]
 
     _update(client, args.service, change)
     print(args.service)
@@ -161,4 +200,32 @@ def service_rm(client: Client, args: Namespace) -> int:
     for name in args.names:
         client.delete(f"/services/{ref(name)}")
         print(name)
+    return 0
+
+
+def service_logs(client: Client, args: Namespace) -> int:
+    """As `docker service logs`: each line prefixed with its task and node, from the details the daemon adds."""
+    service = client.get(f"/services/{ref(args.service)}")
+    nodes = {n["ID"]: n["Description"]["Hostname"] for n in client.get("/nodes")}
+    query = {"stdout": 1, "stderr": 1, "follow": int(args.follow), "timestamps": int(args.timestamps),
+             "tail": args.tail, "details": int(not args.raw)}  # fmt: skip
+    from boxnet.cli.jsoncodec import dumps
+
+    tasks = client.get("/tasks", filters=dumps({"service": {service["ID"]: True}}))
+    slots = {t["ID"]: t.get("Slot") or t["NodeID"] for t in tasks}
+    response, _ = client.stream("GET", f"/services/{service['ID']}/logs", query)
+    name = service["Spec"]["Name"]
+    for stream, data in demux(response.fp.read):
+        text = data.decode(errors="replace")
+        if not args.raw:
+            stamp, text = text.split(" ", 1) if args.timestamps else ("", text)
+            context, _, text = text.partition(" ")
+            fields = dict(pair.split("=", 1) for pair in context.split(",") if "=" in pair)
+            task = urllib.parse.unquote(fields.get("com.docker.swarm.task.id", ""))
+            node = urllib.parse.unquote(fields.get("com.docker.swarm.node.id", ""))
+            label = f"{name}.{slots.get(task, '?')}.{task[:12]}@{nodes.get(node, node)}"
+            text = (f"{stamp} " if stamp else "") + f"{label}    | {text}"
+        out = sys.stderr if stream == 2 else sys.stdout
+        out.write(text)
+        out.flush()
     return 0

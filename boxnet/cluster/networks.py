@@ -20,8 +20,15 @@ log = logging.getLogger(__name__)
 
 POOL = ipaddress.ip_network("10.0.0.0/8")  # Docker's default address pool for swarm networks
 SUBNET_SIZE = 24
-FIRST_VNI = 4097  # Docker's first user overlay (4096 is its ingress)
+INGRESS_VNI = 4096  # Docker's; held by at most one network, which makes it the ingress
+FIRST_VNI = INGRESS_VNI + 1
+INGRESS_SUBNET = "10.0.0.0/24"
 ATTEMPTS = 20
+
+
+def ingress_request() -> NetworkRequest:
+    """The ingress network a new swarm has, as Docker's."""
+    return NetworkRequest(name="ingress", driver="overlay", ingress=True)
 
 
 def _now() -> str:
@@ -47,13 +54,18 @@ class ClusterNetworks:
             taken = [ipaddress.ip_network(e.key[len(keys.SUBNETS):].replace("_", "/"))
                      for e in self.store.range(keys.SUBNETS)[0]]  # fmt: skip
             vnis = {int(e.key[len(keys.VNIS):]) for e in self.store.range(keys.VNIS)[0]}
-            vni = next(v for v in range(FIRST_VNI, FIRST_VNI + len(vnis) + 1) if v not in vnis)
+            if request.ingress:
+                if INGRESS_VNI in vnis:
+                    raise Conflict("an ingress network already exists: remove it first (a swarm has one)")
+                vni = INGRESS_VNI
+            else:
+                vni = next(v for v in range(FIRST_VNI, FIRST_VNI + len(vnis) + 1) if v not in vnis)
             network_id = new_id()
             subnets = self._subnets(request, taken, local_subnets)
             network = Network(id=network_id, name=request.name, driver=request.driver, created=_now(),
                               subnets=subnets, internal=request.internal, attachable=request.attachable,
                               options=dict(request.options), labels=dict(request.labels),
-                              driver_data={"vni": str(vni)})  # fmt: skip
+                              driver_data={"vni": str(vni)}, ingress=request.ingress)  # fmt: skip
             record = json.dumps(network.to_dict())
             compares = [absent(keys.NETWORK_NAMES + request.name), absent(f"{keys.VNIS}{vni}"),
                         *(absent(_subnet_key(s.subnet)) for s in subnets)]  # fmt: skip
@@ -69,20 +81,31 @@ class ClusterNetworks:
         if request.subnets:
             return requested_subnets(request, taken, "a swarm network uses")
         avoid = [*taken, *local]
+        ingress = ipaddress.ip_network(INGRESS_SUBNET)
+        if request.ingress and not any(ingress.overlaps(other) for other in avoid if other.version == 4):
+            return [SubnetConfig(INGRESS_SUBNET, str(next(ingress.hosts())))]
         for candidate in POOL.subnets(new_prefix=SUBNET_SIZE):
-            if candidate.network_address == POOL.network_address:
-                continue  # 10.0.0.0/24: Docker's ingress network
+            if candidate == ingress:
+                continue  # Docker's ingress network's, even when the ingress is elsewhere
             if not any(candidate.overlaps(other) for other in avoid if other.version == 4):
                 return [SubnetConfig(str(candidate), str(next(candidate.hosts())))]
         raise Exhausted(f"no free /{SUBNET_SIZE} left in {POOL}")
 
     def remove(self, network: Network) -> None:
-        if self.store.range(f"{keys.ENDPOINTS}{network.id}/")[0]:
+        if network.ingress:
+            publishing = sorted(json.loads(e.value)["spec"]["name"] for e in self.store.range(keys.SERVICES)[0]
+                                if json.loads(e.value)["spec"].get("ports"))  # fmt: skip
+            if publishing:
+                raise Conflict(f"ingress network cannot be removed because service {', '.join(publishing)} "
+                               "publishes ports through it")  # fmt: skip
+        elif self.store.range(f"{keys.ENDPOINTS}{network.id}/")[0]:
             raise Conflict(f"error while removing network: network {network.name} has active endpoints")
         vni = network.driver_data.get("vni", "")
+        # Endpoints left at this point are the nodes' own on the ingress network.
         self.store.txn([], [Delete(keys.NETWORKS + network.id), Delete(keys.NETWORK_NAMES + network.name),
                             Delete(f"{keys.VNIS}{vni}"), *(Delete(_subnet_key(s.subnet)) for s in network.subnets),
-                            Delete(f"{keys.IPAM}{network.id}/", prefix=True)])  # fmt: skip
+                            Delete(f"{keys.IPAM}{network.id}/", prefix=True),
+                            Delete(f"{keys.ENDPOINTS}{network.id}/", prefix=True)])  # fmt: skip
         log.info("removed swarm network %s", network.name)
 
     # ---- addresses ---------------------------------------------------------------------------------

@@ -80,6 +80,8 @@ class Swarm:
         self.error = ""
         # Told when this node is connected to the swarm, and before it disconnects (the engine's sync).
         self.listeners: list[SwarmListener] = []
+        # Whether this node made the swarm just now (its listeners then make what a new swarm has: ingress).
+        self.made_the_swarm = False
 
     # ---- state -------------------------------------------------------------------------------------
     @property
@@ -152,7 +154,7 @@ class Swarm:
         try:
             cluster = {"id": pki.new_node_id(), "created": now(), "ca": "", "default_addr_pool": ["10.0.0.0/8"],
                        "subnet_size": 24, "data_path_port": 4789}  # fmt: skip
-            store.txn([absent(keys.CLUSTER)], [Put(keys.CLUSTER, json.dumps(cluster))])
+            self.made_the_swarm = store.txn([absent(keys.CLUSTER)], [Put(keys.CLUSTER, json.dumps(cluster))])
             entry = store.get(keys.node(node_id))
             node = Node.from_json(entry.value) if entry else self._self_node("manager", "active")
             node.addr, node.engine_version, node.updated = addr, self.engine_version, now()
@@ -232,6 +234,7 @@ class Swarm:
                                                    Put(keys.node(node_id), node.to_json())])  # fmt: skip
                 store.close()
                 self._save(phase="active")
+                self.made_the_swarm = True
                 self._connect(start_member=True)
             except BaseException:
                 self._abandon()

@@ -6,10 +6,11 @@ import logging
 import random
 
 from boxnet.drivers import registry as drivers
+from boxnet.engine.container_requests import ingress_refusal
 from boxnet.engine.context import EngineContext
 from boxnet.engine.firewall import address_of, port_rules
 from boxnet.engine.undo import UndoStack
-from boxnet.errors import Conflict, ErrorList, Exhausted
+from boxnet.errors import Conflict, ErrorList, Exhausted, Forbidden
 from boxnet.kernel import conntrack
 from boxnet.kernel.port_reservations import PortInUse
 from boxnet.model.container import Container, Endpoint
@@ -17,6 +18,7 @@ from boxnet.model.macs import mac_for, random_mac
 from boxnet.model.names import new_id
 from boxnet.model.network import Network
 from boxnet.model.ports import PortMapping
+from boxnet.model.service import TASK_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ class Attacher:
     ) -> Endpoint:
         """Leases addresses, records the endpoint, then has the driver make it; each step registered on undo."""
         driver = drivers.of(network)
+        if network.ingress and TASK_LABEL not in container.labels:
+            raise Forbidden(ingress_refusal(network))
         endpoint = Endpoint(
             network_id=network.id, endpoint_id=new_id(), ifname=next_ifname(container),
             host_veth=driver.host_link_name(), aliases=list(settings.get("aliases", [])),

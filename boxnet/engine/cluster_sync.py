@@ -9,6 +9,7 @@ After a compaction the watch lists everything again and the devices are diffed a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -18,11 +19,12 @@ from typing import TYPE_CHECKING
 from boxnet.cluster import keys
 from boxnet.cluster.networks import ClusterNetworks
 from boxnet.drivers import registry as drivers
-from boxnet.drivers.overlay.driver import LOCAL, MTU, VXLAN, VXLAN_OVERHEAD
+from boxnet.drivers.overlay.driver import INGRESS_ADDRESS, LOCAL, MTU, VXLAN, VXLAN_OVERHEAD
 from boxnet.engine.context import EngineContext
 from boxnet.errors import BoxnetError
 from boxnet.kernel import vxlan
 from boxnet.model.container import Container, Endpoint
+from boxnet.model.macs import mac_for
 from boxnet.model.network import Network
 from boxnet.store.cluster import ClusterStore, Entry, Event
 from boxnet.store.watcher import PrefixWatcher
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from boxnet.engine.networks import NetworkService
 
 log = logging.getLogger(__name__)
+
+NODE_ENDPOINT = "node-"  # an endpoint ID prefix: a node's own address on the ingress network
 
 
 @dataclass(frozen=True)
@@ -141,8 +145,12 @@ class ClusterSync:
             network = Network.from_dict(record.to_dict())
             network.driver_data[LOCAL] = self.addr
             network.driver_data[MTU] = str(vxlan.underlay_mtu(self.addr) - VXLAN_OVERHEAD)
+            if network.ingress:
+                network.driver_data[INGRESS_ADDRESS] = self._node_address(network)
             drivers.of(network).prepare(network, [n for n in self.ctx.registry.networks.values() if n.id != network.id])
             self.networks.make(network)
+        if network.ingress:
+            self._publish_node(network)
         self._program(network.id)
         # Endpoints seen before the network was realized here had no zone to be named in: now they have.
         with self._peers_lock:
@@ -160,7 +168,35 @@ class ClusterSync:
             log.warning("swarm network %s is gone but %s still use it here; it stays until they leave",
                         network.name, ", ".join(c.name for c in users))  # fmt: skip
             return
+        if network.ingress:
+            self._unpublish_node(network)
         self.networks.remove_local(network)
+
+    # ---- this node on the ingress network ----------------------------------------------------------
+    def _node_address(self, network: Network) -> str:
+        """This node's address on the ingress network: the one it leased before (a daemon restarted, a network
+        realized again), else a new lease."""
+        owner = f"node:{self.node_id}"
+        prefix = network.subnets[0].prefixlen
+        for entry in self.store.range(f"{keys.IPAM}{network.id}/")[0]:
+            if json.loads(entry.value).get("owner") == owner:
+                return f"{entry.key.rsplit('/', 1)[1]}/{prefix}"
+        return self.cluster_networks.allocate(network, 4, "", owner)
+
+    def _publish_node(self, network: Network) -> None:
+        """The node's ingress address as an endpoint, on its lease: peers program it like a task's, so that
+        the tasks they run answer the mesh of this node."""
+        address = network.driver_data.get(INGRESS_ADDRESS, "")
+        if address:
+            record = {"node": self.node_id, "vtep": self.addr, "mac": mac_for(address), "ipv4": address.split("/")[0],
+                      "name": "", "hostname": "", "aliases": []}  # fmt: skip
+            self.store.put(keys.endpoint(network.id, NODE_ENDPOINT + self.node_id), json.dumps(record),
+                           self.liveness.lease)  # fmt: skip
+
+    def _unpublish_node(self, network: Network) -> None:
+        with contextlib.suppress(BoxnetError):
+            self.store.delete(keys.endpoint(network.id, NODE_ENDPOINT + self.node_id))
+            self.cluster_networks.release(network.id, network.driver_data.get(INGRESS_ADDRESS, ""))
 
     # ---- remote endpoints --------------------------------------------------------------------------
     def _endpoints_listed(self, entries: list[Entry]) -> None:
@@ -203,7 +239,7 @@ class ClusterSync:
 
     def _name(self, endpoint: RemoteEndpoint) -> None:
         network = self.ctx.registry.networks.get(endpoint.network_id)
-        if network is not None:
+        if network is not None and network.serves_names:
             self.ctx.dns.remote_endpoint_added(network, endpoint.endpoint_id, endpoint.name, endpoint.hostname,
                                                list(endpoint.aliases), endpoint.ipv4)  # fmt: skip
 
@@ -261,3 +297,8 @@ class ClusterSync:
                         except BoxnetError as exc:
                             log.warning("could not publish %s's endpoint on %s: %s", container.name, network.name,
                                         exc.message)  # fmt: skip
+            for network in [n for n in self.ctx.registry.networks.values() if n.ingress]:
+                try:
+                    self._publish_node(network)
+                except BoxnetError as exc:
+                    log.warning("could not publish this node's address on %s: %s", network.name, exc.message)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from boxnet.drivers import registry as drivers
 from boxnet.engine.networks import now
 from boxnet.engine.registry import Registry
-from boxnet.errors import Conflict, InvalidArgument, NotFound
+from boxnet.errors import Conflict, Forbidden, InvalidArgument, NotFound
 from boxnet.model.container import (
     BUILTIN_IMAGE,
     Container,
@@ -22,6 +22,7 @@ from boxnet.model.container import (
     effective_capabilities,
 )
 from boxnet.model.names import new_id, parse_key_values
+from boxnet.model.network import Network
 from boxnet.model.ports import find_clash
 from boxnet.model.process import (
     check_dns_name,
@@ -34,6 +35,7 @@ from boxnet.model.process import (
     parse_extra_host,
     sysctl_namespace,
 )
+from boxnet.model.service import TASK_LABEL
 from boxnet.runtime.cgroups import Cgroups
 
 NETNS_MODES = ("host", "none")
@@ -156,11 +158,17 @@ def _network_mode(request: ContainerRequest, registry: Registry) -> tuple[str, d
     checked = {}
     for net_name, settings in networks.items():
         network = registry.find_network(net_name)
+        if network.ingress and TASK_LABEL not in request.labels:
+            raise Forbidden(ingress_refusal(network))
         if not drivers.of(network).capabilities.endpoints:
             raise InvalidArgument(f"container cannot be attached to {network.name} and {primary.name} at once")
         checked[network.name] = check_endpoint_settings(settings, network.is_default_bridge)
     # The primary network first: it holds the default route.
     return primary.name, {primary.name: checked.pop(primary.name), **checked}, hostname
+
+
+def ingress_refusal(network: Network) -> str:
+    return f"network {network.name} is the swarm's routing mesh: only tasks of services that publish ports join it"
 
 
 def check_endpoint_settings(settings: dict, default_bridge: bool) -> dict:

@@ -343,11 +343,13 @@ class ContainerService:
 
     # ---- networks of a running container -------------------------------------------------------------
     def connect(self, network_ref: str, container_ref: str, settings: dict | None = None) -> None:
-        from boxnet.engine.container_requests import check_endpoint_settings
+        from boxnet.engine.container_requests import check_endpoint_settings, ingress_refusal
 
         with self.ctx.lock:
             network = self.registry.find_network(network_ref)
             container = self.registry.find_container(container_ref)
+            if network.ingress:
+                raise Forbidden(ingress_refusal(network))
             self._check_connectable(container, network)
             if network.name in container.requested_networks:
                 raise Forbidden(f"endpoint with name {container.name} already exists in network {network.name}")

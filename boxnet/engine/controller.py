@@ -7,6 +7,7 @@ import os
 from typing import TYPE_CHECKING
 
 from boxnet import __version__
+from boxnet.cluster.networks import ingress_request
 from boxnet.cluster.swarm import Swarm
 from boxnet.engine.cluster_sync import ClusterSync, is_swarm_network
 from boxnet.engine.containers import ContainerService
@@ -17,7 +18,7 @@ from boxnet.engine.networks import NetworkService
 from boxnet.engine.reconcile import Reconciler
 from boxnet.engine.registry import Registry
 from boxnet.engine.view import EngineView
-from boxnet.errors import Conflict, InvalidArgument
+from boxnet.errors import BoxnetError, Conflict, InvalidArgument
 from boxnet.model.service import ServiceSpec
 from boxnet.services.records import ServiceRecord, ServiceRecords, read_tasks
 from boxnet.store.sqlite import SqliteStore
@@ -102,7 +103,13 @@ class Engine:
                                       "overlay networks")  # fmt: skip
             networks.append(network)
         spec.networks = [n.id for n in networks]
+        self._check_ingress(spec)
         return records.create(spec, networks)
+
+    def _check_ingress(self, spec: ServiceSpec) -> None:
+        if spec.ports and not any(n.ingress for n in self.registry.networks.values()):
+            raise Conflict("the swarm has no ingress network, so no port can be published: create one with "
+                           "`network create --driver overlay --ingress NAME`")  # fmt: skip
 
     def services(self) -> list[ServiceRecord]:
         return self._service_records().list()
@@ -113,6 +120,7 @@ class Engine:
     def update_service(self, ref: str, version: int, spec: ServiceSpec) -> ServiceRecord:
         current = self._service_records().get(ref)
         spec.networks = [self.registry.find_network(n).id for n in spec.networks] or current.spec.networks
+        self._check_ingress(spec)
         return self._service_records().update(ref, version, spec)
 
     def remove_service(self, ref: str) -> None:
@@ -133,15 +141,27 @@ class Engine:
                            swarm.liveness)  # fmt: skip
         self.ctx.cluster, self.ctx.cluster_role = sync, swarm.state.role
         sync.start()
+        if swarm.made_the_swarm:
+            swarm.made_the_swarm = False
+            self._make_ingress(sync)
         from boxnet.services.runtime import ServicesRuntime  # services come with the swarm
 
         self.services_runtime = ServicesRuntime(self, swarm)
         self.services_runtime.start()
 
+    def _make_ingress(self, sync: ClusterSync) -> None:
+        """A new swarm has its routing mesh network, as Docker's has (`ingress`, 10.0.0.0/24, VNI 4096)."""
+        with self.ctx.lock:
+            local = [s.network for n in self.registry.networks.values() for s in n.ipv4_subnets]
+        try:
+            sync.adopt(sync.cluster_networks.create(ingress_request(), local))
+        except BoxnetError as exc:
+            log.error("the swarm has no ingress network (no port can be published): %s", exc.message)
+
     def swarm_disconnecting(self, swarm: Swarm, leaving: bool) -> None:
         runtime, self.services_runtime = self.services_runtime, None
         if runtime is not None:
-            runtime.stop()
+            runtime.stop(leaving)
         sync, self.ctx.cluster, self.ctx.cluster_role = self.ctx.cluster, None, ""
         if sync is not None:
             if leaving:

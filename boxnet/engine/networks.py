@@ -72,6 +72,8 @@ class NetworkService:
         driver.validate(request)
         if request.name == GATEWAY_BRIDGE:
             raise InvalidArgument(f"network name {GATEWAY_BRIDGE} is reserved for the nodes' gateway bridge")
+        if request.ingress and driver.capabilities.scope != "global":
+            raise InvalidArgument(f"an ingress network is an overlay: the {request.driver} driver has no routing mesh")
         if driver.capabilities.scope == "global":
             return self._create_swarm_network(request)
         with self.ctx.lock:

@@ -159,6 +159,23 @@ def configure_container_interface(ifname: str, addresses: list[str], gateways: l
                 nl.add_default_route(index, gateway)
 
 
+def route_from_address(ifname: str, cidr: str, gateway: str, table: int) -> None:
+    """Inside a namespace: what leaves from this address goes out through ifname, on-link in its subnet and
+    to gateway beyond it, whatever the main table routes elsewhere (a source rule and a table of its own)."""
+    interface = ipaddress.ip_interface(cidr)
+    with IPRoute() as ipr:
+        index = link_index(ifname)
+        if index is None:
+            raise rtnl.NetlinkError(ENODEV, f"{ifname} is missing")
+        ipr.route("replace", dst=str(interface.network), oif=index, table=table, scope=253)
+        ipr.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=index, table=table)
+        try:
+            ipr.rule("add", src=str(interface.ip), src_len=32, table=table, priority=table)
+        except NetlinkError as exc:
+            if exc.code != EEXIST:
+                raise
+
+
 def delete_link(name: str) -> bool:
     """Deletes a link by name; False when it was already gone."""
     with rtnl.Rtnl() as nl:

@@ -62,6 +62,9 @@ class Network:
     driver_data: dict[str, str] = field(default_factory=dict)
     # Set before a removal starts, so that a daemon killed half-way finishes it (engine/reconcile.py).
     removing: bool = False
+    # The swarm's routing mesh network (at most one): tasks of services that publish ports join it, and each
+    # node has an address on it (services/mesh.py).
+    ingress: bool = False
 
     @property
     def icc(self) -> bool:
@@ -82,8 +85,9 @@ class Network:
 
     @property
     def serves_names(self) -> bool:
-        """Whether the embedded DNS answers names on it: not on the default bridge nor the gateway bridge."""
-        return not self.is_default_bridge and self.name != GATEWAY_BRIDGE
+        """Whether the embedded DNS answers names on it: not on the default bridge, the gateway bridge nor the
+        ingress network (only the routing mesh addresses tasks there)."""
+        return not self.is_default_bridge and self.name != GATEWAY_BRIDGE and not self.ingress
 
     @property
     def ipv4_subnets(self) -> list[SubnetConfig]:
@@ -118,6 +122,7 @@ class NetworkRequest:
     attachable: bool = False
     options: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    ingress: bool = False
 
     def validate(self) -> None:
         check_object_name("network", self.name)
@@ -125,6 +130,8 @@ class NetworkRequest:
             raise InvalidArgument(f"network name {self.name!r} is reserved for a predefined network")
         self.labels = parse_key_values("label", self.labels)
         self.options = parse_key_values("option", self.options)
+        if self.ingress and self.attachable:
+            raise InvalidArgument("an ingress network cannot be attachable: only the routing mesh puts tasks on it")
         if len(self.gateways) > len(self.subnets):
             raise InvalidArgument("--gateway given without a matching --subnet")
         if len(self.ip_ranges) > len(self.subnets):

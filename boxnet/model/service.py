@@ -6,7 +6,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from boxnet.errors import InvalidArgument
+from boxnet.errors import Exhausted, InvalidArgument
 from boxnet.model.names import check_object_name
 
 MODES = ("replicated", "global")
@@ -52,11 +52,45 @@ class Constraint:
         return f"{self.key}{self.op}{self.value}"
 
 
+# The label that makes a container a service's task (Docker's).
+TASK_LABEL = "com.docker.swarm.task.id"
+
+
 @dataclass(frozen=True)
 class PublishedPort:
     target: int
-    published: int
+    published: int  # 0 until the swarm assigns one from DYNAMIC_PORTS
     protocol: str = "tcp"
+
+    def __str__(self) -> str:
+        return f"{self.published}/{self.protocol}"
+
+
+# Where a port published without a number is taken from (Docker's range).
+DYNAMIC_PORTS = range(30000, 32768)
+# Published on every node, these would capture the swarm's own traffic on the underlay.
+SWARM_PORTS = {("tcp", 2377): "the swarm's join port", ("tcp", 2379): "etcd's client port",
+               ("tcp", 2380): "etcd's peer port", ("udp", 4789): "the VXLAN port"}  # fmt: skip
+
+
+def assign_ports(ports: list[PublishedPort], before: list[PublishedPort], taken: set[tuple[str, int]]
+                 ) -> list[PublishedPort]:  # fmt: skip
+    """The ports with a published number each: one asked for as 0 keeps the number it had (same target and
+    protocol in `before`), else takes the first free one of DYNAMIC_PORTS (not in `taken`, nor in these)."""
+    had = {(p.protocol, p.target): p.published for p in before}
+    used = set(taken) | {(p.protocol, p.published) for p in ports if p.published}
+    assigned = []
+    for port in ports:
+        number = port.published
+        if not number:
+            kept = had.get((port.protocol, port.target), 0)
+            number = kept if kept and (port.protocol, kept) not in used else \
+                next((n for n in DYNAMIC_PORTS if (port.protocol, n) not in used), 0)  # fmt: skip
+            if not number:
+                raise Exhausted(f"no free port left in {DYNAMIC_PORTS.start}-{DYNAMIC_PORTS.stop - 1}")
+        used.add((port.protocol, number))
+        assigned.append(PublishedPort(port.target, number, port.protocol))
+    return assigned
 
 
 @dataclass
@@ -87,9 +121,16 @@ class ServiceSpec:
         if self.endpoint_mode == "dnsrr" and self.ports:
             raise InvalidArgument("published ports need --endpoint-mode vip (as in Docker: the routing mesh "
                                   "balances over the virtual address)")  # fmt: skip
+        published = set()
         for port in self.ports:
             if port.protocol not in ("tcp", "udp") or not 0 < port.target < 65536 or not 0 <= port.published < 65536:
                 raise InvalidArgument(f"published port {port.published}:{port.target}/{port.protocol} is invalid")
+            if (port.protocol, port.published) in SWARM_PORTS:
+                raise InvalidArgument(f"port {port} cannot be published: it is "
+                                      f"{SWARM_PORTS[(port.protocol, port.published)]}, on every node")  # fmt: skip
+            if port.published and (port.protocol, port.published) in published:
+                raise InvalidArgument(f"port {port} is published twice")
+            published.add((port.protocol, port.published))
         for text in self.constraints:
             Constraint.parse(text)
 

@@ -17,6 +17,7 @@ from boxnet.cluster import keys
 from boxnet.engine.container_requests import ContainerRequest
 from boxnet.errors import BoxnetError
 from boxnet.model.container import Container
+from boxnet.model.service import TASK_LABEL
 from boxnet.services.records import ServiceRecord, ServicesState, now
 from boxnet.store.cluster import ClusterStore
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TASK_LABEL = "com.docker.swarm.task.id"
 
 
 def task_name(service: str, task: dict) -> str:
@@ -33,11 +33,16 @@ def task_name(service: str, task: dict) -> str:
     return f"{service}.{task['slot'] or task['node_id']}.{task['id']}"
 
 
-def request_for(service: ServiceRecord, task: dict, network_names: dict[str, str]) -> ContainerRequest:
+def request_for(service: ServiceRecord, task: dict, network_names: dict[str, str], ingress: str = ""
+                ) -> ContainerRequest:  # fmt: skip
+    """ingress: the ingress network's name, which a task of a service that publishes ports joins last (no
+    names there: only the routing mesh addresses it)."""
     spec = service.spec
     name = task_name(spec.name, task)
     aliases = [f"tasks.{spec.name}"] + ([spec.name] if spec.endpoint_mode == "dnsrr" else [])
-    networks = {network_names[n]: {"aliases": aliases} for n in service.networks}
+    networks: dict[str, dict] = {network_names[n]: {"aliases": aliases} for n in service.networks}
+    if ingress:
+        networks[ingress] = {}
     labels = {**spec.container_labels, "com.docker.swarm.service.name": spec.name,
               "com.docker.swarm.service.id": service.id, TASK_LABEL: task["id"], "com.docker.swarm.task.name": name,
               "com.docker.swarm.node.id": task["node_id"]}  # fmt: skip
@@ -76,11 +81,12 @@ class TaskAgent:
 
     def _run_task(self, service: ServiceRecord, task: dict) -> None:
         names = {n.id: n.name for n in self.engine.registry.networks.values()}
-        missing = [n for n in service.networks if n not in names]
-        if missing:
-            return  # the network is not realized here yet: next round
+        ingress = next((n.name for n in self.engine.registry.networks.values() if n.ingress), "")
+        if [n for n in service.networks if n not in names] or (service.spec.ports and not ingress):
+            return  # a network is not realized here yet: next round
         try:
-            container = self.engine.containers.create(request_for(service, task, names))
+            container = self.engine.containers.create(request_for(service, task, names,
+                                                                  ingress if service.spec.ports else ""))
             self.engine.containers.start(container.id)
         except BoxnetError as exc:
             log.warning("task %s of %s: %s", task["id"], service.spec.name, exc.message)

@@ -13,7 +13,7 @@ from boxnet.cluster.networks import ClusterNetworks
 from boxnet.errors import Conflict
 from boxnet.model.names import resolve_ref
 from boxnet.model.network import Network
-from boxnet.model.service import ServiceSpec
+from boxnet.model.service import PublishedPort, ServiceSpec, assign_ports
 from boxnet.store.cluster import ClusterStore, Delete, Put, absent, unchanged_since
 
 
@@ -73,11 +73,31 @@ class ServiceRecords:
         self.store = store
         self.networks = networks
 
+    def _ports(self, spec: ServiceSpec, service_id: str, before: list[PublishedPort]) -> tuple[list, list]:
+        """The spec's published ports numbered (assign_ports), and what the service's transaction must hold:
+        each new port's key absent (one service per port, whoever asks at the same instant), put, and the
+        keys of ports it no longer publishes deleted."""
+        held = {e.key[len(keys.PORTS):]: e.value for e in self.store.range(keys.PORTS)[0]}
+        taken = {(k.split("/")[0], int(k.split("/")[1])) for k, owner in held.items() if owner != service_id}
+        for port in spec.ports:
+            if port.published and (port.protocol, port.published) in taken:
+                owner = held[f"{port.protocol}/{port.published}"]
+                names = {r.id: r.spec.name for r in self.list()}
+                raise Conflict(f"port {port} is already published by service {names.get(owner, owner)}")
+        spec.ports = assign_ports(spec.ports, before, taken)
+        wanted = {f"{p.protocol}/{p.published}" for p in spec.ports}
+        mine = {k for k, owner in held.items() if owner == service_id}
+        compares = [absent(keys.PORTS + k) for k in wanted - mine]
+        changes: list = [Put(keys.PORTS + k, service_id) for k in wanted - mine]
+        changes += [Delete(keys.PORTS + k) for k in mine - wanted]
+        return compares, changes
+
     def create(self, spec: ServiceSpec, networks: list[Network]) -> ServiceRecord:
         spec.validate()
         if self.store.get(keys.SERVICE_NAMES + spec.name) is not None:
             raise Conflict(f"service {spec.name} already exists")
         service_id = pki.new_node_id()
+        port_compares, port_changes = self._ports(spec, service_id, [])
         vips: dict[str, str] = {}
         try:
             for network in networks:
@@ -85,10 +105,10 @@ class ServiceRecords:
                                     if spec.endpoint_mode == "vip" else "")  # fmt: skip
             stamp = now()
             record = ServiceRecord(service_id, spec, 0, stamp, stamp, vips)
-            if not self.store.txn([absent(keys.SERVICE_NAMES + spec.name)],
+            if not self.store.txn([absent(keys.SERVICE_NAMES + spec.name), *port_compares],
                                   [Put(keys.SERVICES + service_id, record.dump()),
-                                   Put(keys.SERVICE_NAMES + spec.name, service_id)]):  # fmt: skip
-                raise Conflict(f"service {spec.name} already exists")
+                                   Put(keys.SERVICE_NAMES + spec.name, service_id), *port_changes]):  # fmt: skip
+                raise Conflict(f"service {spec.name} already exists, or one of its ports was published meanwhile")
         except BaseException:
             for network_id, vip in vips.items():
                 if vip:
@@ -110,18 +130,20 @@ class ServiceRecords:
         if spec.networks != record.spec.networks or spec.endpoint_mode != record.spec.endpoint_mode:
             raise Conflict("changing a service's networks or endpoint mode is not supported: remove it and "
                            "create it again")  # fmt: skip
+        port_compares, port_changes = self._ports(spec, record.id, record.spec.ports)
         if _task_part(spec) != _task_part(record.spec):
             record.task_version += 1
         record.spec, record.updated = spec, now()
-        if not self.store.txn([unchanged_since(keys.SERVICES + record.id, version)],
-                              [Put(keys.SERVICES + record.id, record.dump())]):  # fmt: skip
+        if not self.store.txn([unchanged_since(keys.SERVICES + record.id, version), *port_compares],
+                              [Put(keys.SERVICES + record.id, record.dump()), *port_changes]):  # fmt: skip
             raise Conflict(f"update out of sequence: service {spec.name} changed since version {version}")
         return self.get(record.id)
 
     def remove(self, ref: str) -> None:
         """The record goes; the leader stops its tasks, and the VIPs are free."""
         record = self.get(ref)
-        self.store.txn([], [Delete(keys.SERVICES + record.id), Delete(keys.SERVICE_NAMES + record.spec.name)])
+        self.store.txn([], [Delete(keys.SERVICES + record.id), Delete(keys.SERVICE_NAMES + record.spec.name),
+                            *(Delete(f"{keys.PORTS}{p.protocol}/{p.published}") for p in record.spec.ports)])
         for network_id, vip in record.networks.items():
             if vip:
                 self.networks.release(network_id, vip)
@@ -129,7 +151,8 @@ class ServiceRecords:
 
 def _task_part(spec: ServiceSpec) -> tuple:
     """What a task runs: a change here replaces the tasks; replicas and placement only move them."""
-    return spec.image, tuple(spec.args), tuple(spec.env), tuple(sorted(spec.container_labels.items()))
+    return (spec.image, tuple(spec.args), tuple(spec.env), tuple(sorted(spec.container_labels.items())),
+            bool(spec.ports))  # a task joins the ingress network or not
 
 
 def task_record(data: dict[str, Any]) -> str:

@@ -3,14 +3,20 @@ that runs the node's tasks (services/agent.py) and keeps service names and VIPs 
 
 from __future__ import annotations
 
+import json
 import logging
+import ssl
 import threading
 from typing import TYPE_CHECKING
 
+from boxnet.cluster import keys
+from boxnet.cluster.node_server import NodeServer
 from boxnet.errors import BoxnetError
 from boxnet.services.agent import TaskAgent
 from boxnet.services.endpoints import ServiceEndpoints
 from boxnet.services.leader import Leader
+from boxnet.services.logs import ROUTE, TaskLogs
+from boxnet.services.mesh import IngressMesh
 from boxnet.services.records import ServicesState
 
 if TYPE_CHECKING:
@@ -31,21 +37,49 @@ class ServicesRuntime:
         self._stopping = threading.Event()
         self.agent = TaskAgent(engine, swarm.store, swarm.state.node_id, self._stopping)
         self.endpoints = ServiceEndpoints(engine.ctx)
+        self.mesh = IngressMesh(engine.ctx, swarm.state.node_id)
+        # The node port needs the swarm's certificates: none with --cluster-store (then logs are local only).
+        credentials = swarm.files.credentials() if swarm.external is None else None
+        self.logs = TaskLogs(engine, swarm.store, swarm.state.node_id, credentials)
+        self.address = swarm.state.addr
+        self.node_server: NodeServer | None = None
         self.store = swarm.store
         self._thread = threading.Thread(target=self._run, name="services", daemon=True)
 
+    def _is_manager(self, node_id: str) -> bool:
+        try:
+            entry = self.store.get(keys.node(node_id))
+            return entry is not None and json.loads(entry.value).get("role") == "manager"
+        except BoxnetError:
+            return False
+
     def start(self) -> None:
+        if self.logs.credentials is not None:
+            try:
+                self.node_server = NodeServer(self.address, self.logs.credentials, self._is_manager,
+                                              {ROUTE: self.logs.serve})  # fmt: skip
+                self.node_server.start()
+            except (OSError, ssl.SSLError) as exc:
+                log.error("the node port is not served (no service logs from this node): %s", exc)
         if self.leader is not None:
             self.leader.start()
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, leaving: bool = False) -> None:
+        """The daemon stops (the data plane stays, as the containers do) or the node leaves (the mesh goes)."""
         self._stopping.set()
         self._thread.join(timeout=30)
         if self._thread.is_alive():
             log.error("the services round did not end within 30 s of the daemon stopping")
         if self.leader is not None:
             self.leader.stop()
+        if self.node_server is not None:
+            self.node_server.stop()
+        if leaving:
+            try:
+                self.mesh.clear()
+            except BoxnetError as exc:
+                log.warning("removing the routing mesh: %s", exc.message)
 
     def _run(self) -> None:
         while not self._stopping.wait(ROUND_SECONDS):
@@ -54,7 +88,7 @@ class ServicesRuntime:
             except BoxnetError as exc:
                 log.warning("services round: %s", exc.message)
                 continue
-            for part in (self.agent.reconcile, self.endpoints.reconcile):
+            for part in (self.agent.reconcile, self.endpoints.reconcile, self.mesh.reconcile):
                 try:
                     part(state)
                 except BoxnetError as exc:

@@ -170,7 +170,7 @@ def post_json(sandbox: Sandbox, path: str, body: object) -> tuple[int, dict]:
     ("/containers/create", {"HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "::1", "HostPort": "80"}]}}},
      "[::1] is not supported"),
     ("/networks/create", {"Name": "x", "Internal": "yes"}, "Internal must be a boolean"),
-    ("/networks/create", {"Name": "x", "Ingress": True}, "Ingress is not supported"),
+    ("/networks/create", {"Name": "x", "Ingress": True}, "the bridge driver has no routing mesh"),
     ("/networks/create", {"Name": "x", "ConfigOnly": True}, "ConfigOnly is not supported"),
     ("/networks/create", {"Name": "x", "ConfigFrom": {"Network": "y"}}, "ConfigFrom is not supported"),
     ("/networks/create", {"Name": "x", "Scope": "swarm"}, "Scope 'swarm' is not supported"),

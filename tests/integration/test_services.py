@@ -167,3 +167,65 @@ def test_boxnet_cli_scale_update_drain_and_a_new_leader(lab_factory) -> None:  #
     print(f"scaled through a new leader {time.monotonic() - started:.1f} s after the old one died")
     alive.cli("service", "rm", "s")
     wait_for(lambda: not running_tasks(alive, "s"), 15)
+
+
+def test_service_logs_gather_every_task_s_lines_with_their_task_and_node(lab_factory) -> None:  # noqa: F811
+    lab = lab_factory("lg", hosts=3)
+    h1, h2, h3 = lab.hosts
+    h1.cli("network", "create", "-d", "overlay", "n")
+    h1.cli("service", "create", "--name", "talk", "--mode", "global", "--network", "n", "host", "sh", "-c",
+           "echo hello from $(hostname); echo oops >&2; while sleep 0.2; do echo tick; done")  # fmt: skip
+    wait_for(lambda: len(running_tasks(h1, "talk")) == 3, 20)
+    tasks = {t["ID"]: t["NodeID"] for t in running_tasks(h1, "talk")}
+    nodes = {n["ID"]: n["Description"]["Hostname"] for n in h1.client.get("/nodes")}
+
+    def hellos() -> set[str]:
+        shown = h1.cli("service", "logs", "--tail", "50", "talk").stdout.splitlines()
+        return {line for line in shown if "| hello from" in line}
+
+    lines = wait_for(lambda: len(hellos()) == 3 and hellos(), 10)
+    # Each line names its task and the node it ran on, and the line is the task's own (its hostname).
+    expected = {f"talk.{node}.{task[:12]}@{nodes[node]}" for task, node in tasks.items()}
+    assert {line.split()[0] for line in lines} == expected, lines
+    # The lines are the tasks' own: each says its hostname, the task container's short ID.
+    containers = {c for h in lab.hosts for c in h.cli("ps", "-q").stdout.split()}
+    assert {line.split("| hello from ")[1] for line in lines} == containers, lines
+    errors = h1.cli("service", "logs", "--tail", "all", "talk").stderr
+    assert errors.count("| oops") == 3
+    # Followed: new lines keep coming from every node's task.
+    follower = subprocess.Popen([".venv/bin/python", "-m", "boxnet.cli.main", "service", "logs", "-f", "--tail", "0",
+                                 "talk"], stdout=subprocess.PIPE, text=True, env={**os.environ, **h1.env})  # fmt: skip
+    seen: set[str] = set()
+    deadline = time.monotonic() + 15
+    while len(seen) < 3 and time.monotonic() < deadline:
+        line = follower.stdout.readline()
+        if "| tick" in line:
+            seen.add(line.split()[0])
+    follower.kill()
+    follower.wait()
+    assert seen == expected
+    # A worker may not read another node's task logs over the node port (from its own namespace, with its own
+    # certificate): only managers ask.
+    directory = os.path.join(h2.root, "cluster")
+    task_on_h3 = next(task for task, node in tasks.items() if nodes[node] == "lg-h3")
+    attempt = ("import sys\nfrom boxnet.cluster.node_server import ask\nfrom boxnet.store.etcd import Credentials\n"
+               f"worker = Credentials('{directory}/ca.crt', '{directory}/node.crt', '{directory}/node.key')\n"
+               f"list(ask('{h3.address}', worker, '/tasks/{task_on_h3}/logs', {{'tail': '1'}}))")  # fmt: skip
+    refused = h2.run(".venv/bin/python", "-c", attempt)
+    assert refused.returncode != 0 and "Forbidden: node" in refused.stderr and "is not a manager" in refused.stderr
+
+
+@needs_docker
+def test_docker_cli_service_logs(lab_factory) -> None:  # noqa: F811
+    lab = lab_factory("dl", hosts=2)
+    h1, _ = lab.hosts
+    docker(h1, "service", "create", "--detach", "--name", "hi", "--replicas", "2", "host", "sh", "-c",
+           "echo hi from $(hostname); sleep 600")  # fmt: skip
+    wait_for(lambda: len(running_tasks(h1, "hi")) == 2, 20)
+
+    def greetings() -> list[str]:
+        return [line for line in docker(h1, "service", "logs", "hi").splitlines() if "hi from" in line]
+
+    shown = wait_for(lambda: len(greetings()) == 2 and greetings(), 10)
+    assert sorted(line.split("@")[0].rsplit(".", 1)[0] for line in shown) == ["hi.1", "hi.2"], shown
+    assert {line.split("@")[1].split()[0] for line in shown} == {"dl-h1", "dl-h2"}, shown

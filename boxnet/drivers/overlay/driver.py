@@ -17,13 +17,17 @@ from boxnet.errors import Conflict, InvalidArgument
 from boxnet.firewall import bridge_rules
 from boxnet.kernel import links, netns, vxlan
 from boxnet.model.container import Endpoint
+from boxnet.model.macs import mac_for
 from boxnet.model.network import OPT_MTU, Network, NetworkRequest, check_mtu
 
 OPT_ENCRYPTED = "encrypted"
 OPT_VNI = "com.docker.network.driver.overlay.vxlanid_list"
 VXLAN_OVERHEAD = 50
-# driver_data keys: written on each node as it realizes the network.
-VNI, VXLAN, LOCAL, MTU = "vni", "vxlan", "local", "mtu"
+# driver_data keys: written on each node as it realizes the network. INGRESS_ADDRESS: on the ingress network,
+# the node's own address there (on its bridge), leased in the cluster store.
+VNI, VXLAN, LOCAL, MTU, INGRESS_ADDRESS = "vni", "vxlan", "local", "mtu", "ingress_address"
+# In a task's namespace, the routing table its ingress address answers from (see join).
+INGRESS_TABLE = 200
 
 
 def device_names(network_id: str) -> tuple[str, str]:
@@ -63,8 +67,13 @@ class OverlayDriver(NetworkDriver):
         return int(network.options.get(OPT_MTU) or network.driver_data.get(MTU) or 1450)
 
     def create(self, network: Network) -> None:
+        """On the ingress network the bridge has the node's address there (and a MAC made of it, as Docker
+        makes containers'): the routing mesh sends from it to tasks on other nodes, and tasks answer it."""
         assert network.bridge
-        links.ensure_bridge(network.bridge, [], self.mtu(network), group_fwd_mask=bridge_rules.GROUP_FWD_MASK)
+        own = network.driver_data.get(INGRESS_ADDRESS, "")
+        address = [links.Address(own.split("/")[0], int(own.split("/")[1]))] if own else []
+        links.ensure_bridge(network.bridge, address, self.mtu(network), mac_for(own) if own else None,
+                            group_fwd_mask=bridge_rules.GROUP_FWD_MASK)  # fmt: skip
         vxlan.ensure_vxlan(network.driver_data[VXLAN], int(network.driver_data[VNI]), network.driver_data[LOCAL],
                            network.bridge, self.mtu(network))  # fmt: skip
 
@@ -80,11 +89,18 @@ class OverlayDriver(NetworkDriver):
         return "veth" + secrets.token_hex(4)[:7]
 
     def join(self, network: Network, endpoint: Endpoint, netns_path: str, default_route: bool) -> None:
-        """No default route here: the container's way out is its gateway bridge interface."""
+        """No default route here: the container's way out is its gateway bridge interface. On the ingress
+        network, what the task sends from its ingress address goes back out there, to this node's address:
+        a client's connection the mesh handed to a local task unmasqueraded is answered the way it came (its
+        gateway bridge port would drop a source that is not the task's address there)."""
         assert network.bridge
         links.create_veth(endpoint.host_veth, endpoint.ifname, netns_path, network.bridge, self.mtu(network),
                           endpoint.mac)  # fmt: skip
         netns.run_in(netns_path, links.configure_container_interface, endpoint.ifname, endpoint.addresses, [], False)
+        own = network.driver_data.get(INGRESS_ADDRESS, "")
+        if network.ingress and own and endpoint.ipv4:
+            netns.run_in(netns_path, links.route_from_address, endpoint.ifname, endpoint.ipv4, own.split("/")[0],
+                         INGRESS_TABLE)  # fmt: skip
 
     def leave(self, network: Network, endpoint: Endpoint, netns_path: str) -> None:
         links.delete_link(endpoint.host_veth)

@@ -1,0 +1,135 @@
+"""What one node asks of another directly, over TLS on the node's advertised address (Docker's node port,
+7946), both sides proving themselves with the certificates the swarm's CA gave them: only a manager may ask,
+and what it asks for is read from this node (a task's log), never written.
+
+The answers are streams of JSON lines, so a followed log flows as it is written.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import ssl
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from boxnet.errors import BoxnetError, Forbidden, NotFound, Unavailable
+from boxnet.store.etcd import Credentials
+
+log = logging.getLogger(__name__)
+
+PORT = 7946
+# path prefix -> handler(rest of the path, query) yielding JSON-able items
+Routes = dict[str, Callable[[str, dict[str, str]], Iterator[Any]]]
+
+
+def _server_context(credentials: Credentials) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(credentials.cert, credentials.key)
+    context.load_verify_locations(credentials.ca)
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def _client_context(credentials: Credentials) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_cert_chain(credentials.cert, credentials.key)
+    context.load_verify_locations(credentials.ca)
+    context.check_hostname = False  # the chain is checked against the swarm's CA; nodes go by address
+    return context
+
+
+def peer_node_id(sock: ssl.SSLSocket) -> str:
+    """The node ID in the client's certificate (its subject's common name, which the CA set)."""
+    certificate = sock.getpeercert() or {}
+    for field in certificate.get("subject", ()):
+        for key, value in field:
+            if key == "commonName":
+                return value
+    return ""
+
+
+class NodeServer:
+    def __init__(self, address: str, credentials: Credentials, may_ask: Callable[[str], bool], routes: Routes,
+                 port: int = PORT) -> None:  # fmt: skip
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _refuse(self, error: BoxnetError) -> None:
+                body = json.dumps({"message": error.message}).encode()
+                self.send_response(error.http_status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                asker = peer_node_id(self.connection)  # type: ignore[arg-type]
+                if not may_ask(asker):
+                    self._refuse(Forbidden(f"node {asker or '?'} is not a manager of this swarm"))
+                    return
+                url = urllib.parse.urlsplit(self.path)
+                query = dict(urllib.parse.parse_qsl(url.query))
+                route = next((p for p in routes if url.path.startswith(p)), None)
+                if route is None:
+                    self._refuse(NotFound(f"no such path {url.path}"))
+                    return
+                try:
+                    items = routes[route](url.path[len(route):], query)
+                    first = next(items, None)
+                except BoxnetError as exc:
+                    self._refuse(exc)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-ndjson")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                try:
+                    if first is not None:
+                        self.wfile.write(json.dumps(first).encode() + b"\n")
+                        self.wfile.flush()
+                    for item in items:
+                        self.wfile.write(json.dumps(item).encode() + b"\n")
+                        self.wfile.flush()
+                except (OSError, BoxnetError) as exc:  # the asker went away, or the source did
+                    log.debug("node request %s ended: %s", url.path, exc)
+
+        self.server = ThreadingHTTPServer((address, port), Handler)
+        self.server.daemon_threads = True
+        self.server.socket = _server_context(credentials).wrap_socket(self.server.socket, server_side=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, name="node server", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)
+
+
+def ask(address: str, credentials: Credentials, path: str, query: dict[str, str], timeout: float | None = 30,
+        port: int = PORT) -> Iterator[Any]:  # fmt: skip
+    """The items another node streams back for a GET, as they come (timeout None: for as long as it streams)."""
+    connection = http.client.HTTPSConnection(address, port, timeout=timeout, context=_client_context(credentials))
+    try:
+        try:
+            connection.request("GET", f"{path}?{urllib.parse.urlencode(query)}")
+            response = connection.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            raise Unavailable(f"could not reach node {address}: {exc}") from None
+        if response.status != 200:
+            try:
+                message = json.loads(response.read())["message"]
+            except (ValueError, KeyError, TypeError, OSError):
+                message = f"status {response.status}"
+            raise {403: Forbidden, 404: NotFound}.get(response.status, Unavailable)(f"node {address}: {message}")
+        while line := response.readline():
+            yield json.loads(line)
+    finally:
+        connection.close()
