@@ -4,7 +4,7 @@ host namespace, or its own lab of hosts.
 
 Medians (p50) and p95 over repeated runs; ratios are measured within one run, since the machine is shared.
 Usage: bench/run_all.py [--only run,connect,attach,iperf,ports,ports-removal,dns,capture,macvlan,overlay,reach,
-convergence,services,vip,task-traffic] [--attach-count 500]
+convergence,services,vip,task-traffic,mesh] [--attach-count 500]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from capture_bench import bench_capture
 from cluster_bench import bench_convergence, bench_macvlan, bench_overlay_reach, bench_overlay_throughput
 from dns_bench import bench_dns
-from services_bench import bench_service_start, bench_task_traffic, bench_vip
+from services_bench import bench_mesh, bench_service_start, bench_task_traffic, bench_vip
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -188,7 +188,7 @@ def bench_many_ports_removal(sandbox: Sandbox, runs: int = 5, count: int = 1000)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", default="run,connect,attach,iperf,ports,dns,capture,macvlan,overlay,reach,"
-                                          "convergence,services,vip,task-traffic")
+                                          "convergence,services,vip,task-traffic,mesh")
     parser.add_argument("--attach-count", type=int, default=500)
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -202,7 +202,8 @@ def main() -> int:
     }  # fmt: skip
     # Parts on labs of several hosts: they make their own.
     lab_parts = {"overlay": bench_overlay_throughput, "reach": bench_overlay_reach, "convergence": bench_convergence,
-                 "services": bench_service_start, "vip": bench_vip, "task-traffic": bench_task_traffic}
+                 "services": bench_service_start, "vip": bench_vip, "task-traffic": bench_task_traffic,
+                 "mesh": bench_mesh}
     for name in args.only.split(","):
         if name in lab_parts:
             lab_parts[name]()

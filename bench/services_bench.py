@@ -89,6 +89,40 @@ def bench_vip(seconds: int = 5, rounds: int = 4) -> None:
               f"and {vip_rate / direct_rate:.2f} (target >= 0.95; medians of {rounds}, interleaved)")
 
 
+def bench_mesh(seconds: int = 5, rounds: int = 4) -> None:
+    """The routing mesh from h1's own namespace to a task on h2: through h1's published port (DNAT, then
+    masquerade into the ingress network), against the task's ingress address straight over the same VXLAN
+    path (h1 has an address there); and through h2's port, where the task is local and sees the client."""
+    with Lab("bmesh", hosts=2, directory=tempfile.mkdtemp(prefix="boxnet-bench-")) as lab:
+        h1, h2 = lab.hosts
+        for name, args, port in (("perf", ["iperf3", "-s"], 5201), ("sink", SINK, 9)):
+            h1.cli("service", "create", "--name", name, "--constraint", "node.hostname==bmesh-h2", "-p",
+                   f"{port}:{port}", "host", *args)  # fmt: skip
+        while len(_running(h1, "perf")) < 1 or len(_running(h1, "sink")) < 1:
+            time.sleep(0.1)
+        ingress = h1.client.get("/networks/ingress")["Id"]
+        own = {name: next(a["Addresses"][0].split("/")[0] for a in _running(h1, name)[0]["NetworksAttachments"]
+                          if a["Network"]["ID"] == ingress) for name in ("perf", "sink")}  # fmt: skip
+        time.sleep(1)
+        paths = {"mesh via h1": (h1.address, h1.address), "task address": (own["perf"], own["sink"]),
+                 "mesh via h2 (local task)": (h2.address, h2.address)}  # fmt: skip
+        rates: dict[str, list[float]] = {kind: [] for kind in paths}
+        speeds: dict[str, list[float]] = {kind: [] for kind in paths}
+        for _ in range(rounds):
+            for kind, (perf, sink) in paths.items():
+                run = h1.run("iperf3", "-c", perf, "-t", str(seconds), "-J", timeout=seconds + 30)
+                speeds[kind].append(json.loads(run.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9)
+                rates[kind].append(float(h1.run("python3", "-c", CONNECT, sink, "2000", check=True).stdout))
+        speed = {kind: statistics.median(values) for kind, values in speeds.items()}
+        rate = {kind: statistics.median(values) for kind, values in rates.items()}
+        for kind in paths:
+            print(f"(s4) {kind}: {speed[kind]:.2f} Gbit/s, {rate[kind]:.0f} connections/s")
+        base = "task address"
+        print(f"(s4) mesh via h1 against the task's address: ratios {speed['mesh via h1'] / speed[base]:.2f} "
+              f"(throughput) and {rate['mesh via h1'] / rate[base]:.2f} (connections); medians of {rounds}, "
+              "interleaved")
+
+
 # A task's hostname is its container's short id (as Docker's): argv[1] is the first task's.
 APPEAR = ("import socket, sys, time\nstart = time.monotonic()\nwhile True:\n"
           " s = socket.create_connection(('who', 7), 2); name = s.recv(100).decode(); s.close()\n"

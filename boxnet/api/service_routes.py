@@ -36,13 +36,39 @@ def parse_spec(body: Any) -> ServiceSpec:
                                                                             for n in spec.objects("Networks")]
     endpoint = spec.object("EndpointSpec")
     ports = [_published_port(p) for p in endpoint.objects("Ports")]
+    update, rollback = _rollout(spec.object("UpdateConfig")), _rollout(spec.object("RollbackConfig"))
     return ServiceSpec(
         name=spec.str("Name"), image=container.str("Image"),
         args=container.strings("Command") + container.strings("Args"), env=container.strings("Env"),
         labels=spec.string_map("Labels"), container_labels=container.string_map("Labels"), mode=kind,
         replicas=replicas, networks=networks, endpoint_mode=endpoint.str("Mode") or "vip",
         constraints=template.object("Placement").strings("Constraints"), ports=ports,
+        update_parallelism=update[0], update_delay=update[1], update_monitor=update[2],
+        rollback_parallelism=rollback[0], rollback_delay=rollback[1], rollback_monitor=rollback[2],
     )  # fmt: skip
+
+
+def _rollout(config: Fields) -> tuple[int, float, float]:
+    """UpdateConfig or RollbackConfig: (parallelism, delay, monitor), what boxnet does of it; the rest refused
+    unless it is what boxnet does anyway."""
+    config.refuse_unknown({"Parallelism", "Delay", "FailureAction", "Monitor", "MaxFailureRatio", "Order"},
+                          unless_unset=False)  # fmt: skip
+    action, order = config.str("FailureAction") or "pause", config.str("Order") or "stop-first"
+    if action != "pause":
+        raise InvalidArgument(f"{config.path}.FailureAction {action!r}: only pause is supported (a batch whose "
+                              "tasks do not run holds the rollout)")  # fmt: skip
+    if order != "stop-first":
+        raise InvalidArgument(f"{config.path}.Order {order!r}: only stop-first is supported yet")
+    if config.data and config.data.get("MaxFailureRatio"):
+        raise InvalidArgument(f"{config.path}.MaxFailureRatio: failures are not tolerated (pause), so no ratio")
+    seconds = 1e9
+    return (config.int("Parallelism", 1, low=0), config.int("Delay", 0, low=0) / seconds,
+            config.int("Monitor", 0, low=0) / seconds)
+
+
+def _rollout_json(parallelism: int, delay: float, monitor: float) -> dict[str, Any]:
+    return {"Parallelism": parallelism, "Delay": int(delay * 1e9), "FailureAction": "pause",
+            "Monitor": int(monitor * 1e9), "MaxFailureRatio": 0, "Order": "stop-first"}  # fmt: skip
 
 
 def _published_port(port: Fields) -> PublishedPort:
@@ -70,6 +96,8 @@ def spec_json(spec: ServiceSpec, networks: dict[str, str]) -> dict[str, Any]:
             "Placement": {"Constraints": spec.constraints} if spec.constraints else {},
             "Networks": [{"Target": n} for n in networks], "ForceUpdate": 0,
         },
+        "UpdateConfig": _rollout_json(spec.update_parallelism, spec.update_delay, spec.update_monitor),
+        "RollbackConfig": _rollout_json(spec.rollback_parallelism, spec.rollback_delay, spec.rollback_monitor),
         "Mode": mode, "EndpointSpec": {"Mode": spec.endpoint_mode, **({"Ports": ports_json(spec.ports)}
                                                                         if spec.ports else {})},
     }  # fmt: skip
@@ -84,19 +112,24 @@ def service_json(record: ServiceRecord, prefixes: dict[str, int], running: int, 
                      "VirtualIPs": [{"NetworkID": n, "Addr": f"{a}/{prefixes.get(n, 24)}"}
                                     for n, a in record.networks.items() if a]},
         "ServiceStatus": {"RunningTasks": running, "DesiredTasks": desired, "CompletedTasks": 0},
+        **({"PreviousSpec": spec_json(record.previous, record.networks)} if record.previous else {}),
+        **({"UpdateStatus": {"State": "rollback_started", "Message": "manually requested rollback"}}
+           if record.rolling_back else {}),
     }  # fmt: skip
 
 
 def task_json(task: dict[str, Any], status: dict[str, Any], record: ServiceRecord | None) -> dict[str, Any]:
-    state = status.get("state", "assigned")
+    pending = not task["node_id"]
+    state = "pending" if pending else status.get("state", "assigned")
+    error = task.get("pending", "") if pending else status.get("message", "") if state in ("failed", "rejected") \
+        else ""  # fmt: skip
     answer: dict[str, Any] = {
         "ID": task["id"], "Version": {"Index": 1}, "CreatedAt": task["created"],
         "UpdatedAt": status.get("timestamp", task["created"]), "Labels": {},
         "Spec": spec_json(record.spec, record.networks)["TaskTemplate"] if record else {},
         "ServiceID": task["service_id"], "NodeID": task["node_id"], "DesiredState": "running",
         "Status": {"Timestamp": status.get("timestamp", task["created"]), "State": state,
-                   "Message": status.get("message", state), "Err": status.get("message", "") if state in
-                   ("failed", "rejected") else "",
+                   "Message": status.get("message", state), "Err": error,
                    "ContainerStatus": {"ContainerID": status.get("container", ""),
                                        "ExitCode": status.get("exit_code", 0)}},
         "NetworksAttachments": [{"Network": {"ID": n}, "Addresses": [a]}
@@ -139,7 +172,10 @@ def add_service_routes(router: Router, engine: Engine) -> None:
         version = request.arg("version")
         if not version.isdigit():
             raise InvalidArgument(f"invalid service version {version!r}")
-        engine.update_service(ref, int(version), parse_spec(request.json() or {}))
+        rollback = request.arg("rollback")
+        if rollback not in ("", "previous"):
+            raise InvalidArgument(f"invalid rollback {rollback!r}: previous, or none")
+        engine.update_service(ref, int(version), parse_spec(request.json() or {}), rollback == "previous")
         return Response(200, {"Warnings": []})
 
     def remove(request: Request, ref: str) -> Response:

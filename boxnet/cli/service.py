@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import urllib.parse
 
@@ -35,6 +36,7 @@ def register(commands: Any, wanted: str | None = None) -> None:
     create.add_argument("-e", "--env", action="append", default=[])
     create.add_argument("-p", "--publish", action="append", default=[])
     create.add_argument("-d", "--detach", action="store_true", help="(always: boxnet does not wait)")
+    _rollout_flags(create)
     create.set_defaults(func=service_create)
     ls = sub.add_parser("ls", aliases=["list"], help="list services")
     ls.add_argument("-q", "--quiet", action="store_true")
@@ -57,6 +59,11 @@ def register(commands: Any, wanted: str | None = None) -> None:
     update.add_argument("--constraint-add", action="append", default=[])
     update.add_argument("--publish-add", action="append", default=[])
     update.add_argument("--publish-rm", action="append", default=[], help="a published port or a TARGET[/PROTOCOL]")
+    update.add_argument("--rollback", action="store_true", help="back to the spec before the last update")
+    _rollout_flags(update)
+    rollback = sub.add_parser("rollback", help="return a service to the spec before its last update")
+    rollback.add_argument("service")
+    rollback.set_defaults(func=service_rollback)
     update.set_defaults(func=service_update)
     logs = sub.add_parser("logs", help="show the logs of a service's tasks, wherever they run")
     logs.add_argument("service")
@@ -68,6 +75,28 @@ def register(commands: Any, wanted: str | None = None) -> None:
     rm = sub.add_parser("rm", aliases=["remove"], help="remove services")
     rm.add_argument("names", nargs="+")
     rm.set_defaults(func=service_rm)
+
+
+def _rollout_flags(parser: Any) -> None:
+    parser.add_argument("--update-parallelism", type=int, default=None, help="tasks replaced at once (0: all)")
+    parser.add_argument("--update-delay", default=None, help="a duration between batches: 10s, 1m30s, 500ms")
+
+
+def parse_duration(text: str) -> int:
+    """Go's durations as the docker CLI takes them (1h2m3s, 500ms, 1.5s), in nanoseconds."""
+    units = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise InvalidArgument(f"invalid duration {text!r}: for example 10s, 1m30s or 500ms")
+    return int(sum(float(number) * units[unit] for number, unit in parts))
+
+
+def _rollout(args: Namespace, config: dict) -> dict:
+    if args.update_parallelism is not None:
+        config["Parallelism"] = args.update_parallelism
+    if args.update_delay is not None:
+        config["Delay"] = parse_duration(args.update_delay)
+    return config
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
@@ -110,6 +139,7 @@ def service_create(client: Client, args: Namespace) -> int:
                          "Placement": {"Constraints": args.constraint},
                          "Networks": [{"Target": n} for n in args.network]},
         "EndpointSpec": {"Mode": args.endpoint_mode, "Ports": [parse_publish(p) for p in args.publish]},
+        "UpdateConfig": _rollout(args, {"Parallelism": 1}),
     }  # fmt: skip
     print(client.post("/services/create", spec)["ID"])
     return 0
@@ -154,11 +184,12 @@ def service_inspect(client: Client, args: Namespace) -> int:
     return 0
 
 
-def _update(client: Client, name: str, change) -> None:
+def _update(client: Client, name: str, change, rollback: bool = False) -> None:
     service = client.get(f"/services/{ref(name)}")
     spec = service["Spec"]
     change(spec)
-    client.post(f"/services/{service['ID']}/update", spec, version=service["Version"]["Index"])
+    query = {"version": service["Version"]["Index"], **({"rollback": "previous"} if rollback else {})}
+    client.post(f"/services/{service['ID']}/update", spec, **query)
 
 
 def service_scale(client: Client, args: Namespace) -> int:
@@ -190,8 +221,15 @@ def service_update(client: Client, args: Namespace) -> int:
                                  if (str(p["PublishedPort"]), p["Protocol"]) not in gone
                                  and (str(p["TargetPort"]), p["Protocol"]) not in gone]  # fmt: skip
             endpoint["Ports"] += [parse_publish(p) for p in args.publish_add]
+        spec["UpdateConfig"] = _rollout(args, spec.get("UpdateConfig") or {"Parallelism": 1})
 
-    _update(client, args.service, change)
+    _update(client, args.service, change, args.rollback)
+    print(args.service)
+    return 0
+
+
+def service_rollback(client: Client, args: Namespace) -> int:
+    _update(client, args.service, lambda spec: None, rollback=True)
     print(args.service)
     return 0
 

@@ -351,16 +351,20 @@ class Swarm:
             log.info("joined swarm %s as %s %s", self.state.cluster_id, self.state.role, self.state.node_id)
 
     # ---- leave -------------------------------------------------------------------------------------
-    def leave(self, force: bool) -> None:
+    def check_leave(self, force: bool) -> None:
+        """Why this node may not leave, before anything is done about it."""
         if self.external is not None:
             raise InvalidArgument(EXTERNAL)
+        if self.state.phase == "inactive":
+            raise Unavailable("This node is not part of a swarm")
+        if self.state.role == "manager" and not force:
+            raise Unavailable("You are attempting to leave the swarm on a node that is participating as a "
+                              "manager. Removing this node leaves the remaining managers with fewer to hold "
+                              "the cluster store's quorum. Use `--force` to suppress this message.")  # fmt: skip
+
+    def leave(self, force: bool) -> None:
         with self.lock:
-            if self.state.phase == "inactive":
-                raise Unavailable("This node is not part of a swarm")
-            if self.state.role == "manager" and not force:
-                raise Unavailable("You are attempting to leave the swarm on a node that is participating as a "
-                                  "manager. Removing this node leaves the remaining managers with fewer to hold "
-                                  "the cluster store's quorum. Use `--force` to suppress this message.")  # fmt: skip
+            self.check_leave(force)
             self._save(phase="leaving")
             if self.store is not None and self.state.managed_etcd:
                 try:

@@ -272,7 +272,11 @@ class Tracer:
     # ---- the probe ---------------------------------------------------------------------------------------
     def _probe(self, result: TraceResult, src: Endpoint, dst: str, port: int, protocol: str) -> None:
         family = "ip6" if ":" in dst else "ip"
-        marker = random.randint(20000, 60000)
+        if protocol in ("tcp", "udp"):  # a port free in the source's namespace (a random one may be taken there)
+            pick = _free_port if src.namespace is None else (lambda *a: netns.run_in(src.namespace, _free_port, *a))
+            marker = pick(protocol, ":" in dst)
+        else:
+            marker = random.randint(20000, 60000)
         match = {"tcp": f"tcp sport {marker}", "udp": f"udp sport {marker}"}.get(protocol) or (
             f"icmp{'v6' if family == 'ip6' else ''} id {marker}")
         selector = f"{family} saddr {src.address} {match}"
@@ -331,6 +335,14 @@ def _route_get(destination: str) -> dict[str, Any] | None:
         names = ipr.get_links(index) if index else []
         return {"dev": names[0].get_attr("IFLA_IFNAME") if names else "?", "gateway": route.get_attr("RTA_GATEWAY"),
                 "src": route.get_attr("RTA_PREFSRC") or ""}  # fmt: skip
+
+
+def _free_port(protocol: str, ipv6: bool) -> int:
+    """A source port nothing in this namespace holds, as the kernel picks one."""
+    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET, kind) as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
 
 
 def _send_probe(destination: str, port: int, protocol: str, marker: int) -> tuple[str, bool | None]:

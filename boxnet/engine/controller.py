@@ -19,7 +19,7 @@ from boxnet.engine.reconcile import Reconciler
 from boxnet.engine.registry import Registry
 from boxnet.engine.view import EngineView
 from boxnet.errors import BoxnetError, Conflict, InvalidArgument
-from boxnet.model.service import ServiceSpec
+from boxnet.model.service import TASK_LABEL, ServiceSpec
 from boxnet.services.records import ServiceRecord, ServiceRecords, read_tasks
 from boxnet.store.sqlite import SqliteStore
 
@@ -79,13 +79,22 @@ class Engine:
         self.swarm.join(remotes, token, advertise, availability)
 
     def swarm_leave(self, force: bool) -> None:
+        """As Docker: the node's tasks stop with it (their services place them elsewhere); containers a user
+        put on swarm networks must go first, as they would lose their network."""
+        self.swarm.check_leave(force)
         with self.ctx.lock:
-            attached = sorted({c.name for c in self.registry.containers.values() for e in c.endpoints.values()
-                               if (n := self.registry.networks.get(e.network_id)) is not None
-                               and is_swarm_network(n)})  # fmt: skip
+            on_swarm = [c for c in self.registry.containers.values() for e in c.endpoints.values()
+                        if (n := self.registry.networks.get(e.network_id)) is not None
+                        and is_swarm_network(n)]  # fmt: skip
+            attached = sorted({c.name for c in on_swarm if TASK_LABEL not in c.labels})
+            tasks = sorted({c.id for c in self.registry.containers.values() if TASK_LABEL in c.labels})
         if attached:
             raise Conflict(f"containers on swarm networks run here ({', '.join(attached)}): remove them or "
                            "disconnect them first")  # fmt: skip
+        if self.services_runtime is not None:
+            self.services_runtime.quiesce()  # no task starts again here
+        for container_id in tasks:
+            self.containers.remove(container_id, force=True)
         self.swarm.leave(force)
 
     # ---- services (a manager's) ---------------------------------------------------------------------
@@ -117,11 +126,11 @@ class Engine:
     def service(self, ref: str) -> ServiceRecord:
         return self._service_records().get(ref)
 
-    def update_service(self, ref: str, version: int, spec: ServiceSpec) -> ServiceRecord:
+    def update_service(self, ref: str, version: int, spec: ServiceSpec, rollback: bool = False) -> ServiceRecord:
         current = self._service_records().get(ref)
         spec.networks = [self.registry.find_network(n).id for n in spec.networks] or current.spec.networks
         self._check_ingress(spec)
-        return self._service_records().update(ref, version, spec)
+        return self._service_records().update(ref, version, spec, rollback)
 
     def remove_service(self, ref: str) -> None:
         self._service_records().remove(ref)

@@ -10,6 +10,10 @@ published ports and their running tasks' addresses on the ingress network, and r
   back, so only a source of this node brings the reply here. To a task on this node the client's address is
   kept: the task sends what leaves its ingress address back to this node's ingress address (its own
   routing table, drivers/overlay), which holds the connection.
+- input/forward (filter): nothing may open a connection from the ingress network to the node or through it.
+  Everything the mesh carries is opened from the node's side; without these a task would reach whatever the
+  node serves on all addresses, at the node's ingress address (Docker keeps its tasks off the host with a
+  separate ingress namespace instead), and could route out with an ingress source through the node.
 """
 
 from __future__ import annotations
@@ -65,6 +69,13 @@ def full(bridge: str, ports: Sequence[MeshPort], local_backends: Sequence[str]) 
         f"add rule {T} output ip daddr != 127.0.0.0/8 fib daddr type local meta l4proto . th dport vmap @ports",
         f'add rule {T} postrouting oifname "{bridge}" ct status dnat ip daddr != @local_backends masquerade '
         'comment "the mesh to a task on another node: its reply must come back here"',
+        f"add chain {T} input {{ type filter hook input priority filter; policy accept; }}",
+        f"add chain {T} forward {{ type filter hook forward priority filter; policy accept; }}",
+        f'add rule {T} input iifname "{bridge}" ct state new counter drop comment "no task opens a connection to '
+        'the node over the ingress network"',
+        # Bridged frames between the ingress bridge's own ports (a node's mesh to a local or remote task) pass.
+        f'add rule {T} forward iifname "{bridge}" oifname != "{bridge}" ct state new counter drop comment "nor '
+        'through the node"',
     ]
     for port in ports:
         backends = sorted(set(port.backends), key=ipaddress.ip_address)

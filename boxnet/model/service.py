@@ -107,6 +107,15 @@ class ServiceSpec:
     endpoint_mode: str = "vip"
     constraints: list[str] = field(default_factory=list)
     ports: list[PublishedPort] = field(default_factory=list)
+    # Docker's UpdateConfig and RollbackConfig: tasks replaced at once (0: all), seconds between batches, and
+    # seconds a batch must have run before the next (Monitor: here a batch's tasks must run for it, not only
+    # start). FailureAction is pause (a batch whose tasks do not run holds the update), Order stop-first.
+    update_parallelism: int = 1
+    update_delay: float = 0.0
+    update_monitor: float = 0.0
+    rollback_parallelism: int = 1
+    rollback_delay: float = 0.0
+    rollback_monitor: float = 0.0
 
     def validate(self) -> None:
         check_object_name("service", self.name)
@@ -121,6 +130,9 @@ class ServiceSpec:
         if self.endpoint_mode == "dnsrr" and self.ports:
             raise InvalidArgument("published ports need --endpoint-mode vip (as in Docker: the routing mesh "
                                   "balances over the virtual address)")  # fmt: skip
+        if min(self.update_parallelism, self.update_delay, self.update_monitor, self.rollback_parallelism,
+               self.rollback_delay, self.rollback_monitor) < 0:  # fmt: skip
+            raise InvalidArgument("update and rollback parallelism, delay and monitor cannot be negative")
         published = set()
         for port in self.ports:
             if port.protocol not in ("tcp", "udp") or not 0 < port.target < 65536 or not 0 <= port.published < 65536:

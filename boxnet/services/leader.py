@@ -22,7 +22,7 @@ from boxnet.cluster.nodes import NodeDirectory
 from boxnet.errors import BoxnetError
 from boxnet.model.service import NodeFacts
 from boxnet.services.records import ServicesState, now, task_record
-from boxnet.services.scheduler import NodeView, TaskView, plan
+from boxnet.services.scheduler import UNASSIGNED, NodeView, TaskView, plan, why_pending
 from boxnet.store.cluster import ClusterStore, Delete, Operation, Put
 
 log = logging.getLogger(__name__)
@@ -34,19 +34,27 @@ MAX_OPERATIONS = 100  # etcd takes at most 128 in one transaction
 RESTART_DELAY = 5.0  # seconds a failed or rejected task waits before its slot is placed again (Docker's)
 
 
+def _age(observed: dict) -> float:
+    try:
+        return time.time() - datetime.fromisoformat(observed["timestamp"].replace("Z", "+00:00")).timestamp()
+    except (KeyError, ValueError):
+        return RESTART_DELAY
+
+
+def _view(task_id: str, task: dict, observed: dict | None) -> TaskView:
+    state = "pending" if task["node_id"] == UNASSIGNED else _state(observed)
+    running_for = _age(observed) if observed and state == "running" else 0.0
+    return TaskView(task_id, task["slot"], task["node_id"], task["spec_version"], state, running_for)
+
+
 def _state(observed: dict | None) -> str:
     """The task's state for the scheduler: a task that failed a moment ago still holds its slot, so that a
     task failing at once (a wrong image) is retried every few seconds, not every round."""
     if observed is None:
         return "assigned"
     state = observed.get("state", "assigned")
-    if state in ("failed", "rejected"):
-        try:
-            age = time.time() - datetime.fromisoformat(observed["timestamp"].replace("Z", "+00:00")).timestamp()
-        except (KeyError, ValueError):
-            age = RESTART_DELAY
-        if age < RESTART_DELAY:
-            return "starting"
+    if state in ("failed", "rejected") and _age(observed) < RESTART_DELAY:
+        return "starting"
     return state
 
 
@@ -92,17 +100,27 @@ class Leader:
                 operations.append(Delete(keys.TASKS + task_id))
         load = Counter(t["node_id"] for t in tasks.values())
         for service in services.values():
-            views = [TaskView(task_id, t["slot"], t["node_id"], t["spec_version"], _state(status.get(task_id)))
-                     for task_id, t in tasks.items() if t["service_id"] == service.id]  # fmt: skip
-            result = plan(service.spec, service.task_version, nodes, views, load=load)
+            views = [_view(task_id, t, status.get(task_id)) for task_id, t in tasks.items()
+                     if t["service_id"] == service.id]  # fmt: skip
+            spec = service.spec
+            if service.rolling_back:
+                parallelism, wait = spec.rollback_parallelism, spec.rollback_delay + spec.rollback_monitor
+            else:
+                parallelism, wait = spec.update_parallelism, spec.update_delay + spec.update_monitor
+            result = plan(spec, service.task_version, nodes, views, parallelism, load, wait)
             ended = [v.id for v in views if not v.live and v.id not in result.stop]
             for task_id in [*result.stop, *ended]:
                 operations.append(Delete(keys.TASKS + task_id))
+            for task_id, node_id in result.assign:
+                operations.append(Put(keys.TASKS + task_id, task_record({**tasks[task_id], "node_id": node_id,
+                                                                           "pending": ""})))  # fmt: skip
+            reason = why_pending(spec, nodes) if result.unplaceable else ""
             for slot, node_id in result.create:
                 task_id = pki.new_node_id()
                 operations.append(Put(keys.TASKS + task_id, task_record({
-                    "id": task_id, "service_id": service.id, "service_name": service.spec.name, "slot": slot,
+                    "id": task_id, "service_id": service.id, "service_name": spec.name, "slot": slot,
                     "node_id": node_id, "spec_version": service.task_version, "created": now(),
+                    "pending": reason if node_id == UNASSIGNED else "",
                 })))  # fmt: skip
         self.rounds += 1
         for start in range(0, len(operations), MAX_OPERATIONS):

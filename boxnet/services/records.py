@@ -31,17 +31,22 @@ class ServiceRecord:
     networks: dict[str, str]  # network id -> VIP ("" in dnsrr mode)
     # Bumped when what a task runs changes (not by scaling): tasks of an older one are replaced, rolling.
     task_version: int = 1
+    previous: ServiceSpec | None = None  # Docker's PreviousSpec: what a rollback returns to
+    rolling_back: bool = False  # the last change was a rollback (its RollbackConfig paces the tasks)
 
     @classmethod
     def parse(cls, value: str, version: int) -> ServiceRecord:
         data = json.loads(value)
+        previous = ServiceSpec.from_dict(data["previous"]) if data.get("previous") else None
         return cls(data["id"], ServiceSpec.from_dict(data["spec"]), version, data["created"], data["updated"],
-                   data["networks"], data.get("task_version", 1))  # fmt: skip
+                   data["networks"], data.get("task_version", 1), previous,
+                   data.get("rolling_back", False))  # fmt: skip
 
     def dump(self) -> str:
         return json.dumps({"id": self.id, "spec": self.spec.to_dict(), "created": self.created,
-                           "updated": self.updated, "networks": self.networks,
-                           "task_version": self.task_version})  # fmt: skip
+                           "updated": self.updated, "networks": self.networks, "task_version": self.task_version,
+                           "previous": self.previous.to_dict() if self.previous else None,
+                           "rolling_back": self.rolling_back})  # fmt: skip
 
 
 def read_services(store: ClusterStore) -> list[ServiceRecord]:
@@ -122,9 +127,14 @@ class ServiceRecords:
     def get(self, ref: str) -> ServiceRecord:
         return resolve_ref(self.list(), ref, "service", lambda r: r.id, lambda r: r.spec.name)
 
-    def update(self, ref: str, version: int, spec: ServiceSpec) -> ServiceRecord:
-        spec.validate()
+    def update(self, ref: str, version: int, spec: ServiceSpec, rollback: bool = False) -> ServiceRecord:
+        """rollback: back to the spec before the last update (the one given is not used, as in Docker)."""
         record = self.get(ref)
+        if rollback:
+            if record.previous is None:
+                raise Conflict(f"service {record.spec.name} has no previous spec to roll back to")
+            spec = record.previous
+        spec.validate()
         if spec.name != record.spec.name:
             raise Conflict("renaming a service is not supported")
         if spec.networks != record.spec.networks or spec.endpoint_mode != record.spec.endpoint_mode:
@@ -133,7 +143,7 @@ class ServiceRecords:
         port_compares, port_changes = self._ports(spec, record.id, record.spec.ports)
         if _task_part(spec) != _task_part(record.spec):
             record.task_version += 1
-        record.spec, record.updated = spec, now()
+        record.previous, record.spec, record.updated, record.rolling_back = record.spec, spec, now(), rollback
         if not self.store.txn([unchanged_since(keys.SERVICES + record.id, version), *port_compares],
                               [Put(keys.SERVICES + record.id, record.dump()), *port_changes]):  # fmt: skip
             raise Conflict(f"update out of sequence: service {spec.name} changed since version {version}")

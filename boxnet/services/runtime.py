@@ -65,10 +65,17 @@ class ServicesRuntime:
             self.leader.start()
         self._thread.start()
 
+    def quiesce(self) -> None:
+        """No round after this returns (the node is about to leave: its tasks go)."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
     def stop(self, leaving: bool = False) -> None:
         """The daemon stops (the data plane stays, as the containers do) or the node leaves (the mesh goes)."""
         self._stopping.set()
-        self._thread.join(timeout=30)
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
         if self._thread.is_alive():
             log.error("the services round did not end within 30 s of the daemon stopping")
         if self.leader is not None:

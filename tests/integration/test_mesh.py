@@ -29,6 +29,13 @@ CLIENT = ("import sys, urllib.request, collections\nc = collections.Counter()\nf
           ".split())] += 1\nprint(dict(c))")
 
 
+LISTEN = ("import socket\ns = socket.socket(); s.setsockopt(1, 2, 1); s.bind(('', 7777)); s.listen()\n"
+          "while True: s.accept()[0].close()")
+# Connects to argv[1]:argv[2] (from source address argv[3] if given) within 2 s, or fails.
+DIAL = ("import socket, sys\ns = socket.socket(); s.settimeout(2)\nif len(sys.argv) > 3: s.bind((sys.argv[3], 0))\n"
+        "s.connect((sys.argv[1], int(sys.argv[2])))")
+
+
 def requests(client: LabHost, server: LabHost, port: int, count: int = 12) -> dict[tuple[str, str], int]:
     result = client.run("python3", "-c", CLIENT, server.address, str(port), str(count), timeout=60)
     assert result.returncode == 0, result.stderr
@@ -88,6 +95,23 @@ def test_a_published_port_answers_on_every_node_balanced_with_the_source_kept_wh
     # A host process on a node cannot take the port from the mesh.
     taken = h3.run("python3", "-c", "import socket; socket.socket().bind(('', 8080))")
     assert taken.returncode != 0 and "Address already in use" in taken.stderr
+
+    # A task is a tenant: over the ingress network it reaches neither what its node serves on every address
+    # nor anything through the node (with its ingress address as the source).
+    listener = subprocess.Popen(["ip", "netns", "exec", h2.name, "python3", "-c", LISTEN])
+    try:
+        wait_for(lambda: h2.run("python3", "-c", DIAL, mesh["pm-h2"], "7777").returncode == 0, 10)  # the control
+        task = task_on["pm-h2"]
+        for target in (mesh["pm-h2"], mesh["pm-h3"]):
+            reached = h2.cli("exec", task, "python3", "-c", DIAL, target, "7777", check=False)
+            assert reached.returncode != 0, f"a task reached a node's own service at {target}"
+        own = h2.cli("exec", task, "ip", "-4", "-o", "addr", "show", check=True).stdout
+        source = next(str(ipaddress.ip_interface(w).ip) for w in own.split() if w.startswith("10.0.0."))
+        routed = h2.cli("exec", task, "python3", "-c", DIAL, h1.address, "7946", source, check=False)
+        assert routed.returncode != 0, "a task routed through its node from its ingress address"
+    finally:
+        listener.kill()
+        listener.wait()
 
     # The service goes: so does the port, on every node.
     h1.cli("service", "rm", "web")

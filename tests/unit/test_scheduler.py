@@ -8,7 +8,7 @@ import pytest
 
 from boxnet.errors import InvalidArgument
 from boxnet.model.service import Constraint, NodeFacts, ServiceSpec
-from boxnet.services.scheduler import NodeView, TaskView, plan
+from boxnet.services.scheduler import UNASSIGNED, NodeView, TaskView, plan, why_pending
 
 
 def nodes(*specs: tuple[str, str, bool, str]) -> list[NodeView]:
@@ -42,7 +42,7 @@ def test_constraints_place_and_refuse_nothing_silently() -> None:
     result = plan(spec, 1, THREE, [])
     assert {n for _, n in result.create} == {"n2", "n3"}
     nowhere = plan(ServiceSpec("web", "img", replicas=2, constraints=["node.labels.zone==9"]), 1, THREE, [])
-    assert nowhere.create == [] and nowhere.unplaceable == 2
+    assert nowhere.create == [(1, UNASSIGNED), (2, UNASSIGNED)] and nowhere.unplaceable == 2  # pending tasks
     managers = plan(ServiceSpec("m", "img", mode="global", constraints=["node.role==manager"]), 1, THREE, [])
     assert managers.create == [(0, "n1")]
     for bad in ("node.hostname=x", "engine.labels.os==linux", "node.role==boss", "node.id"):
@@ -115,3 +115,30 @@ def test_vip_rules_are_rendered_from_validated_values() -> None:
     for bad in (("x; flush ruleset", "10.0.1.1", ()), ("a" * 25, "fd00::1", ()), ("a" * 25, "10.0.1.1", ("1.2.3",))):
         with pytest.raises(ValueError):
             vip.VipService(*bad)
+
+
+def test_a_pending_task_keeps_its_slot_says_why_and_is_assigned_when_a_node_qualifies() -> None:
+    spec = ServiceSpec("web", "img", replicas=2, constraints=["node.labels.zone==4"])
+    pending = [TaskView("p1", 1, UNASSIGNED, 1, "pending"), TaskView("p2", 2, UNASSIGNED, 1, "pending")]
+    again = plan(spec, 1, THREE, pending)
+    assert (again.create, again.stop, again.assign) == ([], [], [])  # no churn while nothing qualifies
+    assert why_pending(spec, THREE) == "no suitable node (scheduling constraints not satisfied on 3 nodes)"
+    drained = [NodeView(n.facts, n.ready, "drain") for n in THREE[:1]] + THREE[1:]
+    assert why_pending(spec, drained) == ("no suitable node (1 node not available for new tasks; scheduling "
+                                          "constraints not satisfied on 2 nodes)")  # fmt: skip
+    fourth = nodes(("node1", "manager", True, ""), ("node2", "worker", True, ""), ("node3", "worker", True, ""),
+                   ("node4", "worker", True, ""))  # fmt: skip
+    placed = plan(spec, 1, fourth, pending)
+    assert placed.assign == [("p1", "n4"), ("p2", "n4")] and placed.create == [] and placed.stop == []
+    # Scaled down while pending: the extra pending task goes.
+    assert plan(ServiceSpec("web", "img", replicas=1, constraints=spec.constraints), 1, THREE, pending).stop == ["p2"]
+
+
+def test_update_parallelism_and_delay() -> None:
+    spec = ServiceSpec("web", "img", replicas=3)
+    tasks = [TaskView(f"t{i}", i, f"n{i}", 1, "running", 100.0) for i in (1, 2, 3)]
+    assert len(plan(spec, 2, THREE, tasks, parallelism=0).stop) == 3  # all at once
+    assert len(plan(spec, 2, THREE, tasks, parallelism=2).stop) == 2
+    fresh = [*tasks[:2], TaskView("t9", 3, "n3", 2, "running", 1.0)]
+    assert plan(spec, 2, THREE, fresh, delay=5).stop == []  # the last batch has run 1 s of the 5 s delay
+    assert plan(spec, 2, THREE, fresh, delay=0.5).stop == ["t1"]
