@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """`make demo`: a user network, two containers talking, a published port reached from the host; then a lab of
-three hosts in a swarm, with an overlay network across them.
+three hosts in a swarm, with an overlay network across them and a service published on every node.
 
 The daemon runs in a sandbox host namespace of its own (with a simulated outside), so the demo never
 touches this machine's real network. Pass --keep to leave it running and explore with the printed commands.
@@ -144,11 +144,48 @@ def many_hosts(bin_dir: str) -> None:
         show(["bridge", "fdb", "show", "dev", f"vx-{_network_id(h1, 'mesh')[:12]}"], env3, prefix=["ip", "netns",
              "exec", h3.name])  # fmt: skip
         show(["boxnet", "trace", "worker", "api:80"], env3)
+
+        step("A service of two tasks, its port published on every node: the routing mesh")
+        show(["boxnet", "service", "create", "--name", "web", "--replicas", "2", "--network", "mesh", "-p", "8080:80",
+              "host", "python3", "-m", "http.server", "80"], env1)  # fmt: skip
+        _wait_running(h1, "web", 2)
+        show(["boxnet", "service", "ps", "web"], env1)
+        for host in lab.hosts:  # each node's mesh follows the tasks' state within a few rounds
+            for _ in range(100):
+                if h3.run("curl", "-s", "-o", "/dev/null", "-m", "1", f"http://{host.address}:8080/").returncode == 0:
+                    break
+                time.sleep(0.05)
+        for host in lab.hosts:
+            show(["curl", "-s", "-o", "/dev/null", "-w", f"HTTP %{{http_code}} through {host.name}\\n",
+                  f"http://{host.address}:8080/"], env3, prefix=["ip", "netns", "exec", h3.name])  # fmt: skip
+        step("Every task's log, gathered from the nodes they run on")
+        show(["boxnet", "service", "logs", "web"], env1)
+        show(["boxnet", "service", "rm", "web"], env1)
+        for _ in range(100):  # the nodes remove the tasks' containers (and their endpoints) as they see it
+            if not any(h.cli("ps", "-q", "--filter", "label=com.docker.swarm.service.name=web").stdout.strip()
+                       for h in lab.hosts):  # fmt: skip
+                break
+            time.sleep(0.1)
         show(["boxnet", "rm", "-f", "api"], env1)
         show(["boxnet", "rm", "-f", "worker"], env3)
         show(["boxnet", "network", "rm", "mesh"], env1)
     finally:
         lab.down()
+
+
+def _wait_running(host, service: str, count: int, timeout: float = 20) -> None:
+    import json
+
+    client = host.client
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            tasks = client.get("/tasks", filters=json.dumps({"service": {service: True}}))
+            if sum(t["Status"]["State"] == "running" for t in tasks) >= count:
+                return
+            time.sleep(0.1)
+    finally:
+        client.close()
 
 
 def _network_id(host, name: str) -> str:

@@ -118,6 +118,18 @@ def service_json(record: ServiceRecord, prefixes: dict[str, int], running: int, 
     }  # fmt: skip
 
 
+def _task_template(task: dict[str, Any], record: ServiceRecord | None) -> dict[str, Any]:
+    """The service's TaskTemplate with the task's own ContainerSpec (what it runs, from when it was made)."""
+    if record is None:
+        return {}
+    template = spec_json(record.spec, record.networks)["TaskTemplate"]
+    own = task.get("spec")
+    if own:
+        template["ContainerSpec"] = {"Image": own["image"], "Args": own["args"], "Env": own["env"],
+                                     "Labels": own["container_labels"]}  # fmt: skip
+    return template
+
+
 def task_json(task: dict[str, Any], status: dict[str, Any], record: ServiceRecord | None) -> dict[str, Any]:
     pending = not task["node_id"]
     state = "pending" if pending else status.get("state", "assigned")
@@ -126,7 +138,7 @@ def task_json(task: dict[str, Any], status: dict[str, Any], record: ServiceRecor
     answer: dict[str, Any] = {
         "ID": task["id"], "Version": {"Index": 1}, "CreatedAt": task["created"],
         "UpdatedAt": status.get("timestamp", task["created"]), "Labels": {},
-        "Spec": spec_json(record.spec, record.networks)["TaskTemplate"] if record else {},
+        "Spec": _task_template(task, record),
         "ServiceID": task["service_id"], "NodeID": task["node_id"], "DesiredState": "running",
         "Status": {"Timestamp": status.get("timestamp", task["created"]), "State": state,
                    "Message": status.get("message", state), "Err": error,

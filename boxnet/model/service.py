@@ -157,3 +157,10 @@ class ServiceSpec:
         data = dict(data)
         data["ports"] = [PublishedPort(**p) for p in data.get("ports", [])]
         return cls(**data)
+
+
+def task_spec(spec: ServiceSpec) -> dict[str, Any]:
+    """What one task runs, written into the task when the leader makes it (as Docker's tasks carry their spec):
+    the task runs it, and shows it, whatever the service's spec became since."""
+    return {"image": spec.image, "args": list(spec.args), "env": list(spec.env),
+            "container_labels": dict(spec.container_labels)}  # fmt: skip

@@ -17,7 +17,7 @@ from boxnet.cluster import keys
 from boxnet.engine.container_requests import ContainerRequest
 from boxnet.errors import BoxnetError
 from boxnet.model.container import Container
-from boxnet.model.service import TASK_LABEL
+from boxnet.model.service import TASK_LABEL, task_spec
 from boxnet.services.records import ServiceRecord, ServicesState, now
 from boxnet.store.cluster import ClusterStore
 
@@ -43,10 +43,11 @@ def request_for(service: ServiceRecord, task: dict, network_names: dict[str, str
     networks: dict[str, dict] = {network_names[n]: {"aliases": aliases} for n in service.networks}
     if ingress:
         networks[ingress] = {}
-    labels = {**spec.container_labels, "com.docker.swarm.service.name": spec.name,
+    own = task.get("spec") or task_spec(spec)  # the task's own (tasks made before it was recorded: the service's)
+    labels = {**own["container_labels"], "com.docker.swarm.service.name": spec.name,
               "com.docker.swarm.service.id": service.id, TASK_LABEL: task["id"], "com.docker.swarm.task.name": name,
               "com.docker.swarm.node.id": task["node_id"]}  # fmt: skip
-    return ContainerRequest(name=name, image=spec.image, cmd=list(spec.args), env=list(spec.env), labels=labels,
+    return ContainerRequest(name=name, image=own["image"], cmd=list(own["args"]), env=list(own["env"]), labels=labels,
                             network_mode=next(iter(networks), "bridge"), networks=networks)  # fmt: skip
 
 

@@ -20,7 +20,7 @@ from boxnet.cluster import keys, pki
 from boxnet.cluster.election import Election
 from boxnet.cluster.nodes import NodeDirectory
 from boxnet.errors import BoxnetError
-from boxnet.model.service import NodeFacts
+from boxnet.model.service import NodeFacts, task_spec
 from boxnet.services.records import ServicesState, now, task_record
 from boxnet.services.scheduler import UNASSIGNED, NodeView, TaskView, plan, why_pending
 from boxnet.store.cluster import ClusterStore, Delete, Operation, Put
@@ -120,7 +120,7 @@ class Leader:
                 operations.append(Put(keys.TASKS + task_id, task_record({
                     "id": task_id, "service_id": service.id, "service_name": spec.name, "slot": slot,
                     "node_id": node_id, "spec_version": service.task_version, "created": now(),
-                    "pending": reason if node_id == UNASSIGNED else "",
+                    "pending": reason if node_id == UNASSIGNED else "", "spec": task_spec(spec),
                 })))  # fmt: skip
         self.rounds += 1
         for start in range(0, len(operations), MAX_OPERATIONS):
