@@ -130,7 +130,9 @@ def _task_template(task: dict[str, Any], record: ServiceRecord | None) -> dict[s
     return template
 
 
-def task_json(task: dict[str, Any], status: dict[str, Any], record: ServiceRecord | None) -> dict[str, Any]:
+def task_json(task: dict[str, Any], status: dict[str, Any], record: ServiceRecord | None, ingress: str = ""
+              ) -> dict[str, Any]:  # fmt: skip
+    """ingress: the ingress network's ID (a task of a service that publishes ports is attached there too)."""
     pending = not task["node_id"]
     state = "pending" if pending else status.get("state", "assigned")
     error = task.get("pending", "") if pending else status.get("message", "") if state in ("failed", "rejected") \
@@ -146,11 +148,15 @@ def task_json(task: dict[str, Any], status: dict[str, Any], record: ServiceRecor
                                        "ExitCode": status.get("exit_code", 0)}},
         "NetworksAttachments": [{"Network": {"ID": n}, "Addresses": [a]}
                                 for n, a in status.get("addresses", {}).items()
-                                if record is not None and n in record.networks],  # not the gateway bridge
+                                if record is not None and (n in record.networks or n == ingress)],  # no gwbridge
     }  # fmt: skip
     if task["slot"]:
         answer["Slot"] = task["slot"]
     return answer
+
+
+def _ingress(engine: Engine) -> str:
+    return next((n.id for n in engine.view.networks.values() if n.ingress), "")
 
 
 def add_service_routes(router: Router, engine: Engine) -> None:
@@ -213,14 +219,15 @@ def add_service_routes(router: Router, engine: Engine) -> None:
                 continue
             if "desired-state" in filters and "running" not in filters["desired-state"]:
                 continue
-            found.append(task_json(task, status, record))
+            found.append(task_json(task, status, record, _ingress(engine)))
         return Response(200, found)
 
     def task(request: Request, ref: str) -> Response:
         records = {r.id: r for r in engine.services()}
         for task_record, status in engine.tasks():
             if task_record["id"] == ref or task_record["id"].startswith(ref):
-                return Response(200, task_json(task_record, status, records.get(task_record["service_id"])))
+                return Response(200, task_json(task_record, status, records.get(task_record["service_id"]),
+                                               _ingress(engine)))  # fmt: skip
         from boxnet.errors import NotFound
 
         raise NotFound(f"task {ref} not found")
