@@ -159,6 +159,18 @@ class ClusterSync:
             self._name(endpoint)
         return network
 
+    def realize_by_name(self, name: str) -> None:
+        """The swarm network of that name, realized here if the watch has not done it yet (nothing if there
+        is none: the caller's own lookup says so)."""
+        try:
+            entry = self.store.get(keys.NETWORK_NAMES + name)
+            record = self.store.get(keys.NETWORKS + entry.value) if entry is not None else None
+        except BoxnetError as exc:
+            log.warning("looking up swarm network %s: %s", name, exc.message)
+            return
+        if record is not None:
+            self.adopt(Network.from_dict(json.loads(record.value)))
+
     def _drop(self, network_id: str) -> None:
         network = self.ctx.registry.networks.get(network_id)
         if network is None:

@@ -53,6 +53,11 @@ class ContainerService:
 
     # ---- create ------------------------------------------------------------------------------------
     def create(self, request: ContainerRequest) -> Container:
+        cluster = self.ctx.cluster
+        if cluster is not None:  # a swarm network made a moment ago elsewhere: realized here now, as Docker does
+            for name in [request.network_mode, *request.networks]:
+                if name and ":" not in name and not self.registry.network_by_name(name):
+                    cluster.realize_by_name(name)
         with self.ctx.lock:
             container = build_container(request, self.registry, self.ctx.cgroups)
             state_dir = self.ctx.config.container_dir(container.id)

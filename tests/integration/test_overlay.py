@@ -41,6 +41,8 @@ def test_containers_on_two_nodes_talk_by_name_over_vxlan(lab_factory) -> None:  
     lab = lab_factory("ov", hosts=2)
     h1, h2 = lab.hosts
     h1.cli("network", "create", "-d", "overlay", "--attachable", "appnet")
+    # Another node realizes it from its watch of the store, a moment later (bench part convergence measures it).
+    wait_for(lambda: h2.cli("network", "inspect", "appnet", check=False).returncode == 0, 5)
     listed = h2.client.get("/networks/appnet")
     assert listed["Scope"] == "swarm" and listed["Driver"] == "overlay"
     assert listed["Options"]["com.docker.network.driver.overlay.vxlanid_list"] == "4097"
