@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(nftables libnftables1 iproute2 util-linux procps iputils-ping tcpdump iperf3 dnsutils dnsperf tshark graphviz curl
-          busybox-static python3-venv etcd-server openssl ethtool)
+          busybox-static python3-venv etcd-server openssl ethtool wireguard-go wireguard-tools)
 missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -21,8 +21,7 @@ import time
 from dataclasses import dataclass
 
 from boxnet.errors import Internal
-from boxnet.kernel import libc
-from boxnet.runtime.procs import proc_start_time, wait_gone
+from boxnet.runtime.procs import die_with_parent, proc_start_time, wait_gone
 from boxnet.store.etcd import Credentials
 
 log = logging.getLogger(__name__)
@@ -122,7 +121,7 @@ class EtcdMember:
     def _spawn(self, initial_cluster: str, state: str) -> subprocess.Popen:
         with open(self.log_path, "ab") as log_file:
             process = subprocess.Popen(self.config.argv(initial_cluster, state), stdin=subprocess.DEVNULL,
-                                       stdout=log_file, stderr=log_file, preexec_fn=_die_with_parent,
+                                       stdout=log_file, stderr=log_file, preexec_fn=die_with_parent,
                                        start_new_session=True)  # fmt: skip
         record = {"pid": process.pid, "start_time": proc_start_time(process.pid)}
         with open(self.config.pid_file, "w") as handle:
@@ -177,9 +176,3 @@ class EtcdMember:
             self._thread.join(timeout=5)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.config.pid_file)
-
-
-def _die_with_parent() -> None:
-    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() == 1:  # the daemon died before the line above ran
-        os._exit(1)

@@ -29,5 +29,7 @@ def endpoint(network_id: str, endpoint_id: str) -> str:
 SERVICES = PREFIX + "services/"  # the Docker ServiceSpec and its VIPs; its mod revision is Docker's version
 SERVICE_NAMES = PREFIX + "names/services/"
 TASKS = PREFIX + "tasks/"  # desired tasks, written by the leader only (under its election guard)
+WG_NODES = PREFIX + "wg/nodes/"  # <node> -> its WireGuard public key, endpoint and address; on the node's lease
+WG_ADDRESSES = PREFIX + "wg/addresses/"  # <address> -> the node holding it
 PORTS = PREFIX + "ports/"  # <protocol>/<published port> -> the service that publishes it on every node
 STATUS = PREFIX + "status/"  # observed tasks, written by the node that runs them only

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -19,10 +20,11 @@ from typing import TYPE_CHECKING
 from boxnet.cluster import keys
 from boxnet.cluster.networks import ClusterNetworks
 from boxnet.drivers import registry as drivers
-from boxnet.drivers.overlay.driver import INGRESS_ADDRESS, LOCAL, MTU, VXLAN, VXLAN_OVERHEAD
+from boxnet.drivers.overlay.driver import INGRESS_ADDRESS, LOCAL, MTU, VNI, VXLAN, VXLAN_OVERHEAD, encrypted
 from boxnet.engine.context import EngineContext
+from boxnet.engine.encryption import NodeEncryption
 from boxnet.errors import BoxnetError
-from boxnet.kernel import vxlan
+from boxnet.kernel import vxlan, wireguard
 from boxnet.model.container import Container, Endpoint
 from boxnet.model.macs import mac_for
 from boxnet.model.network import Network
@@ -74,6 +76,7 @@ class ClusterSync:
         self.endpoint_watch = PrefixWatcher(store, keys.ENDPOINTS, self._endpoints_listed, self._endpoints_changed)
         self.nodes: dict[str, str] = {}  # node id -> underlay address, of the nodes alive now
         self.node_watch = PrefixWatcher(store, keys.ALIVE, self._nodes_listed, self._nodes_changed)
+        self.encryption: NodeEncryption | None = None  # made with the first encrypted network realized here
 
     def start(self) -> None:
         self.node_watch.start()
@@ -91,6 +94,8 @@ class ClusterSync:
         self.endpoint_watch.stop()
         self.network_watch.stop()
         self.node_watch.stop()
+        if self.encryption is not None:
+            self.encryption.stop()
 
     def leave(self) -> None:
         """This node leaves the swarm: its realization of the swarm networks goes."""
@@ -98,6 +103,8 @@ class ClusterSync:
         with self.ctx.lock:
             for network in [n for n in self.ctx.registry.networks.values() if is_swarm_network(n)]:
                 self._drop(network.id)
+            if self.encryption is not None:
+                self.encryption.leave()
             self.ctx.firewall.set_swarm(None)
 
     # ---- the swarm's nodes: the only sources of VXLAN ----------------------------------------------
@@ -115,8 +122,30 @@ class ClusterSync:
         self._allow_vteps()
 
     def _allow_vteps(self) -> None:
+        """VXLAN from the nodes' underlay addresses, and (encrypted networks) from their WireGuard ones."""
+        sealed = self.encryption.addresses() if self.encryption is not None else set()
         with self.ctx.lock:
-            self.ctx.firewall.set_swarm({a for a in self.nodes.values() if a} | {self.addr})
+            self.ctx.firewall.set_swarm({a for a in self.nodes.values() if a} | {self.addr} | sealed)
+
+    # ---- encrypted networks ------------------------------------------------------------------------
+    def _encryption(self) -> NodeEncryption:
+        if self.encryption is None:
+            self.encryption = NodeEncryption(self.store, self.node_id, self.addr,
+                                             os.path.join(self.ctx.config.root, "cluster"),
+                                             lambda: self.liveness.lease, self._encryption_changed)  # fmt: skip
+        self.encryption.ensure()
+        return self.encryption
+
+    def _encryption_changed(self) -> None:
+        """Peers came or went, or WireGuard was made again: the encrypted networks' devices and entries."""
+        self._allow_vteps()
+        for network in [n for n in self.ctx.registry.networks.values() if encrypted(n)]:
+            with self.ctx.lock:
+                try:
+                    drivers.of(network).create(network)  # idempotent: what a dead wireguard-go took with it
+                except BoxnetError as exc:
+                    log.error("encrypted network %s: %s", network.name, exc.message)
+            self._program(network.id)
 
     # ---- swarm networks ----------------------------------------------------------------------------
     def _networks_listed(self, entries: list[Entry]) -> None:
@@ -147,6 +176,13 @@ class ClusterSync:
             network.driver_data[MTU] = str(vxlan.underlay_mtu(self.addr) - VXLAN_OVERHEAD)
             if network.ingress:
                 network.driver_data[INGRESS_ADDRESS] = self._node_address(network)
+            if encrypted(network):
+                # Fail closed: the VNI is sealed before its VXLAN device exists, which then runs between the
+                # nodes' WireGuard addresses.
+                encryption = self._encryption()
+                self.ctx.firewall.seal(int(network.driver_data[VNI]), encryption.name)
+                network.driver_data[LOCAL] = encryption.address
+                network.driver_data[MTU] = str(vxlan.underlay_mtu(self.addr) - wireguard.OVERHEAD - VXLAN_OVERHEAD)
             drivers.of(network).prepare(network, [n for n in self.ctx.registry.networks.values() if n.id != network.id])
             self.networks.make(network)
         if network.ingress:
@@ -183,6 +219,8 @@ class ClusterSync:
         if network.ingress:
             self._unpublish_node(network)
         self.networks.remove_local(network)
+        if encrypted(network):
+            self.ctx.firewall.unseal(int(network.driver_data[VNI]))
 
     # ---- this node on the ingress network ----------------------------------------------------------
     def _node_address(self, network: Network) -> str:
@@ -261,8 +299,12 @@ class ClusterSync:
         if network is None or not network.driver_data.get(VXLAN):
             return
         device = network.driver_data[VXLAN]
+        sealed = self.encryption if encrypted(network) else None
         with self._peers_lock:
-            wanted = {vxlan.Peer(e.mac, e.ipv4, e.vtep) for e in self.remote.get(network_id, {}).values() if e.ipv4}
+            # An encrypted network's peers are reached at their nodes' WireGuard addresses (none yet: later).
+            wanted = {vxlan.Peer(e.mac, e.ipv4, sealed.address_of(e.node) if sealed else e.vtep)
+                      for e in self.remote.get(network_id, {}).values()
+                      if e.ipv4 and (sealed is None or sealed.address_of(e.node))}  # fmt: skip
             present = vxlan.peers(device)
             for peer in present - wanted:
                 vxlan.remove_peer(device, peer)
@@ -314,3 +356,8 @@ class ClusterSync:
                     self._publish_node(network)
                 except BoxnetError as exc:
                     log.warning("could not publish this node's address on %s: %s", network.name, exc.message)
+            if self.encryption is not None:
+                try:
+                    self.encryption.publish(lease)
+                except BoxnetError as exc:
+                    log.warning("could not publish this node's WireGuard key: %s", exc.message)

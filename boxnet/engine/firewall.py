@@ -8,6 +8,7 @@ import logging
 from boxnet.drivers import registry as drivers
 from boxnet.engine.connect_redirect import ConnectRedirect
 from boxnet.engine.registry import Registry
+from boxnet.errors import Internal
 from boxnet.firewall import bridge_rules, ruleset
 from boxnet.kernel import nfnl, nft
 from boxnet.model.container import Container, Endpoint
@@ -84,6 +85,8 @@ class Firewall:
         self.connect_redirect = ConnectRedirect()
         # In a swarm: the nodes' underlay addresses, the only sources of VXLAN (None: not in a swarm).
         self.vteps: set[str] | None = None
+        # Encrypted networks' VNIs, and the WireGuard interface each may use (rules only in a swarm).
+        self.sealed: dict[int, str] = {}
 
     def rebuild(self, registry: Registry, without: Network | None = None) -> None:
         """Replaces both tables with what the ledger says, in one transaction (optionally less one network);
@@ -92,7 +95,7 @@ class Firewall:
                  and (r := network_rules(n)) is not None]  # fmt: skip
         ports = desired_port_rules(registry)
         vteps = sorted(self.vteps) if self.vteps is not None else None
-        nft.run(ruleset.full(rules, ports, desired_port_guards(registry), present_objects(), vteps))
+        nft.run(ruleset.full(rules, ports, desired_port_guards(registry), present_objects(), vteps, self.sealed))
         self.connect_redirect.sync(ports)
         self.follow_user_chain()
 
@@ -109,10 +112,28 @@ class Firewall:
             if self.vteps is not None:
                 nft.run(ruleset.unswarm())
         elif self.vteps is None:
-            nft.run(ruleset.swarm(sorted(vteps)))
+            nft.run(ruleset.swarm(sorted(vteps), self.sealed))
         elif vteps != self.vteps:
             nft.run(ruleset.set_vteps(sorted(vteps)))
         self.vteps = set(vteps) if vteps is not None else None
+        if vteps is None:
+            self.sealed = {}
+
+    def seal(self, vni: int, interface: str) -> None:
+        """An encrypted network's VXLAN only through WireGuard, from now on (before its device exists)."""
+        if self.vteps is None:
+            raise Internal("an encrypted network outside a swarm")
+        if self.sealed.get(vni) != interface:
+            sealed = {**self.sealed, vni: interface}
+            nft.run(ruleset.set_sealed(sealed))
+            self.sealed = sealed
+
+    def unseal(self, vni: int) -> None:
+        """After the network's VXLAN device is gone."""
+        if vni in self.sealed and self.vteps is not None:
+            sealed = {k: v for k, v in self.sealed.items() if k != vni}
+            nft.run(ruleset.set_sealed(sealed))
+            self.sealed = sealed
 
     def guard_port(self, guard: bridge_rules.PortGuard) -> None:
         """Pins a container port to its identity before the port exists (the sets match by name)."""

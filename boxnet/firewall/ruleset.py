@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from boxnet.firewall import bridge_rules
@@ -179,10 +179,11 @@ def skeleton() -> list[str]:
 VXLAN_PORT = 4789
 
 
-def swarm(vteps: Sequence[str]) -> list[str]:
+def swarm(vteps: Sequence[str], sealed: Mapping[int, str] | None = None) -> list[str]:
     """In a swarm: VXLAN reaches this node only from the swarm's nodes (a neighbour on the underlay cannot
     inject frames into an overlay), and a container cannot send VXLAN to a node (after masquerade its packets
-    would come from a node's address, and land in any overlay, an internal one included)."""
+    would come from a node's address, and land in any overlay, an internal one included). With sealed, the
+    encrypted networks' rules (set_sealed)."""
     commands = [
         f"add set {T} vteps4 {{ type ipv4_addr; }}",
         f"add chain {T} vxlan_in {{ type filter hook input priority -1; policy accept; }}",
@@ -191,8 +192,32 @@ def swarm(vteps: Sequence[str]) -> list[str]:
         'from the swarm\'s nodes"',
         f'add rule {T} vxlan_fwd iifname @bridges udp dport {VXLAN_PORT} ip daddr @vteps4 counter drop comment '
         '"no VXLAN from a container to the swarm\'s nodes"',
+        *_SEALED_CHAINS,
     ]
-    return commands + set_vteps(vteps)
+    return commands + set_vteps(vteps) + set_sealed(sealed or {})
+
+
+# The VNI of a VXLAN packet: 24 bits at bit 96 of the UDP header (8 bytes of UDP, then 4 of VXLAN flags).
+_VNI = "@th,96,24"
+_SEALED_CHAINS = (f"add chain {T} vxlan_sealed_out {{ type filter hook output priority -1; policy accept; }}",
+                  f"add chain {T} vxlan_sealed_in {{ type filter hook input priority -2; policy accept; }}")
+
+
+def set_sealed(sealed: Mapping[int, str]) -> list[str]:
+    """Encrypted networks fail closed: a VXLAN packet of their VNI leaves only through the node's WireGuard
+    interface and is taken in only from it (a plaintext frame with that VNI, sent or injected on the underlay,
+    is dropped). The rules exist before the network's VXLAN device does, and whether WireGuard runs or not."""
+    commands = [f"flush chain {T} vxlan_sealed_out", f"flush chain {T} vxlan_sealed_in"]
+    for vni, interface in sorted(sealed.items()):
+        if not 0 < int(vni) < 1 << 24:
+            raise ValueError(f"unsafe VNI {vni!r}")
+        commands += [
+            f"add rule {T} vxlan_sealed_out udp dport {VXLAN_PORT} {_VNI} {int(vni)} oifname != {_ifname(interface)} "
+            f'counter drop comment "encrypted VNI {int(vni)}: only through WireGuard"',
+            f"add rule {T} vxlan_sealed_in udp dport {VXLAN_PORT} {_VNI} {int(vni)} iifname != {_ifname(interface)} "
+            f'counter drop comment "encrypted VNI {int(vni)}: only from WireGuard"',
+        ]
+    return commands
 
 
 def set_vteps(vteps: Sequence[str]) -> list[str]:
@@ -206,8 +231,9 @@ def unswarm() -> list[str]:
     """The reverse of swarm() (each `add` first, so that every delete finds its object)."""
     return [f"add chain {T} vxlan_in {{ type filter hook input priority -1; policy accept; }}",
             f"add chain {T} vxlan_fwd {{ type filter hook forward priority -6; policy accept; }}",
-            f"add set {T} vteps4 {{ type ipv4_addr; }}",
-            f"delete chain {T} vxlan_in", f"delete chain {T} vxlan_fwd", f"delete set {T} vteps4"]  # fmt: skip
+            f"add set {T} vteps4 {{ type ipv4_addr; }}", *_SEALED_CHAINS,
+            f"delete chain {T} vxlan_in", f"delete chain {T} vxlan_fwd", f"delete set {T} vteps4",
+            f"delete chain {T} vxlan_sealed_out", f"delete chain {T} vxlan_sealed_in"]  # fmt: skip
 
 
 def _elements(verb: str, name: str, elems: list[str]) -> str:
@@ -301,12 +327,13 @@ def _name(name: str) -> str:
 
 
 def full(networks: list[NetworkRules], ports: list[PortRule], guards: Sequence[bridge_rules.PortGuard] = (),
-         present: Present = Present(), vteps: Sequence[str] | None = None) -> list[str]:  # fmt: skip
+         present: Present = Present(), vteps: Sequence[str] | None = None,
+         sealed: Mapping[int, str] | None = None) -> list[str]:  # fmt: skip
     """The whole desired ruleset, both tables, replacing what they hold (but the user chain), in one
-    transaction; with vteps (in a swarm), the VXLAN rules."""
+    transaction; with vteps (in a swarm), the VXLAN rules, and the encrypted networks' (sealed)."""
     commands = clear_tables(present) + skeleton()
     if vteps is not None:
-        commands += swarm(vteps)
+        commands += swarm(vteps, sealed)
     for net in networks:
         commands += add_network(net)
     if ports:

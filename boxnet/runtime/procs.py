@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 
@@ -24,3 +26,13 @@ def wait_gone(pid: int, start_time: int, timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+def die_with_parent() -> None:
+    """In a child before exec: SIGTERM when the thread that spawned it ends (so spawn from a thread that lives
+    as long as the child should: a supervisor's)."""
+    from boxnet.kernel import libc
+
+    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before the line above ran
+        os._exit(1)

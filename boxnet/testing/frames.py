@@ -95,9 +95,10 @@ def send(frame: bytes, interface: str = "eth0") -> None:
 
 
 def listen(pattern: bytes, seconds: float, interface: str = "eth0", ready: str = "") -> int:
-    """How many frames arriving on the interface contain pattern, within seconds."""
+    """How many frames arriving on the interface (every interface with "") contain pattern, within seconds."""
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)) as sock:
-        sock.bind((interface, 0))
+        if interface:
+            sock.bind((interface, 0))
         if ready:
             print(ready, flush=True)
         count, deadline = 0, time.monotonic() + seconds
@@ -115,11 +116,12 @@ def main() -> int:
     listener = commands.add_parser("listen")
     listener.add_argument("pattern")
     listener.add_argument("seconds", type=float)
+    listener.add_argument("--interface", default="eth0", help="empty: every interface")
     sender = commands.add_parser("send")
     sender.add_argument("hex", help="the whole frame, in hex")
     args = parser.parse_args()
     if args.command == "listen":
-        print(listen(bytes.fromhex(args.pattern), args.seconds, ready="listening"), flush=True)
+        print(listen(bytes.fromhex(args.pattern), args.seconds, args.interface, ready="listening"), flush=True)
     else:
         send(bytes.fromhex(args.hex))
     return 0

@@ -30,6 +30,10 @@ VNI, VXLAN, LOCAL, MTU, INGRESS_ADDRESS = "vni", "vxlan", "local", "mtu", "ingre
 INGRESS_TABLE = 200
 
 
+def encrypted(network: Network) -> bool:
+    return OPT_ENCRYPTED in network.options
+
+
 def device_names(network_id: str) -> tuple[str, str]:
     return f"ov-{network_id[:12]}", f"vx-{network_id[:12]}"
 
@@ -38,13 +42,17 @@ class OverlayDriver(NetworkDriver):
     name = "overlay"
     # Ports are published through the node's gateway bridge, where the container's way out is.
     capabilities = Capabilities(scope="global", subnet_on_host=False, egress_via_gateway=True)
-    options = (OPT_MTU,)
+    options = (OPT_MTU, OPT_ENCRYPTED)
 
     def validate(self, request: NetworkRequest) -> None:
         for key, value in request.options.items():
             if key == OPT_ENCRYPTED:
-                raise InvalidArgument("encrypted overlay networks are not supported yet (they come with WireGuard); "
-                                      "boxnet refuses rather than carry the traffic in clear")  # fmt: skip
+                if value not in ("", "true"):  # Docker encrypts on the key alone, whatever its value says
+                    raise InvalidArgument(f"option {OPT_ENCRYPTED}={value!r}: give it with no value (--opt "
+                                          "encrypted) or true; boxnet does not guess what else was meant")  # fmt: skip
+                if request.ingress:
+                    raise InvalidArgument("the ingress network cannot be encrypted here yet")
+                continue
             if key == OPT_VNI:
                 raise InvalidArgument(f"option {OPT_VNI}: boxnet chooses the VXLAN id itself")
             if key not in self.options:
