@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""`make bench`: prints the numbers issues #2, #3, #4, #9, #10 and #11 ask for. Each part runs in its own sandbox
+"""`make bench`: prints the numbers issues #2, #3, #4, #9, #10, #11 and #12 ask for. Each part runs in its own sandbox
 host namespace, or its own lab of hosts.
 
 Medians (p50) and p95 over repeated runs; ratios are measured within one run, since the machine is shared.
 Usage: bench/run_all.py [--only run,connect,attach,iperf,ports,ports-removal,dns,capture,macvlan,overlay,reach,
-convergence,services,vip,task-traffic,mesh] [--attach-count 500]
+convergence,services,vip,task-traffic,mesh,encrypted] [--attach-count 500]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from capture_bench import bench_capture
 from cluster_bench import bench_convergence, bench_macvlan, bench_overlay_reach, bench_overlay_throughput
 from dns_bench import bench_dns
+from encryption_bench import bench_encrypted_overlay
 from services_bench import bench_mesh, bench_service_start, bench_task_traffic, bench_vip
 
 
@@ -188,7 +189,7 @@ def bench_many_ports_removal(sandbox: Sandbox, runs: int = 5, count: int = 1000)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", default="run,connect,attach,iperf,ports,dns,capture,macvlan,overlay,reach,"
-                                          "convergence,services,vip,task-traffic,mesh")
+                                          "convergence,services,vip,task-traffic,mesh,encrypted")
     parser.add_argument("--attach-count", type=int, default=500)
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -203,7 +204,7 @@ def main() -> int:
     # Parts on labs of several hosts: they make their own.
     lab_parts = {"overlay": bench_overlay_throughput, "reach": bench_overlay_reach, "convergence": bench_convergence,
                  "services": bench_service_start, "vip": bench_vip, "task-traffic": bench_task_traffic,
-                 "mesh": bench_mesh}
+                 "mesh": bench_mesh, "encrypted": bench_encrypted_overlay}
     for name in args.only.split(","):
         if name in lab_parts:
             lab_parts[name]()

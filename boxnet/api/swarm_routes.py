@@ -81,6 +81,10 @@ def add_swarm_routes(router: Router, engine: Engine) -> None:
         swarm.remove_node(ref, request.arg("force").lower() in ("1", "true", "yes"))
         return Response(200, raw=b"")
 
+    def rotate_keys(request: Request) -> Response:
+        return Response(200, {"Epoch": engine.rotate_keys()})
+
+    router.add("POST", "/boxnet/swarm/rotate-keys", rotate_keys)
     router.add("POST", "/swarm/init", init)
     router.add("POST", "/swarm/join", join)
     router.add("POST", "/swarm/leave", leave)

@@ -34,6 +34,9 @@ def register(commands: Any, wanted: str | None = None) -> None:
         leave = sub.add_parser("leave", help="leave the swarm")
         leave.add_argument("-f", "--force", action="store_true")
         leave.set_defaults(func=swarm_leave)
+        rotate = sub.add_parser("rotate-keys", help="every node makes itself a new WireGuard key (encrypted "
+                                "overlays; also every 12 h on its own)")  # fmt: skip
+        rotate.set_defaults(func=swarm_rotate_keys)
     if wanted in (None, "node"):
         node = commands.add_parser("node", help="manage the swarm's nodes")
         sub = node.add_subparsers(dest="node_command", metavar="COMMAND")
@@ -140,4 +143,10 @@ def node_rm(client: Client, args: Namespace) -> int:
     for name in args.names:
         client.delete(f"/nodes/{ref(name)}", force=1 if args.force else None)
         print(name)
+    return 0
+
+
+def swarm_rotate_keys(client: Client, args: Namespace) -> int:
+    epoch = client.post("/boxnet/swarm/rotate-keys")["Epoch"]
+    print(f"key epoch {epoch}: every node makes itself a new WireGuard key as it sees it")
     return 0

@@ -31,5 +31,6 @@ SERVICE_NAMES = PREFIX + "names/services/"
 TASKS = PREFIX + "tasks/"  # desired tasks, written by the leader only (under its election guard)
 WG_NODES = PREFIX + "wg/nodes/"  # <node> -> its WireGuard public key, endpoint and address; on the node's lease
 WG_ADDRESSES = PREFIX + "wg/addresses/"  # <address> -> the node holding it
+WG_EPOCH = PREFIX + "wg/epoch"  # {"epoch": N, "at": time}: each node makes itself a new key when N grows
 PORTS = PREFIX + "ports/"  # <protocol>/<published port> -> the service that publishes it on every node
 STATUS = PREFIX + "status/"  # observed tasks, written by the node that runs them only

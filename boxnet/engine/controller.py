@@ -97,6 +97,12 @@ class Engine:
             self.containers.remove(container_id, force=True)
         self.swarm.leave(force)
 
+    def rotate_keys(self) -> int:
+        """Every node makes itself a new WireGuard key now (the private keys never leave their nodes)."""
+        from boxnet.engine.encryption import bump_epoch
+
+        return bump_epoch(self.ctx.require_manager().store)
+
     # ---- services (a manager's) ---------------------------------------------------------------------
     def _service_records(self) -> ServiceRecords:
         cluster = self.ctx.require_manager()

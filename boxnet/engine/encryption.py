@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 
 from pyroute2 import IPRoute
@@ -23,13 +24,37 @@ from pyroute2.netlink.exceptions import NetlinkError
 from boxnet.cluster import keys
 from boxnet.errors import BoxnetError, Conflict, Exhausted
 from boxnet.kernel import wireguard
-from boxnet.store.cluster import ClusterStore, Entry, Event, Put, absent
+from boxnet.store.cluster import ClusterStore, Entry, Event, Put, absent, unchanged_since
 from boxnet.store.watcher import PrefixWatcher
 
 log = logging.getLogger(__name__)
 
 POOL = ipaddress.ip_network("100.64.0.0/16")  # shared address space: never a container subnet of boxnet's
 UNREACHABLE_METRIC = 4294967295  # below any real route to the pool: the interface's own wins while it exists
+
+
+ROTATE_EVERY = 12 * 3600  # seconds between scheduled key rotations (Docker rotates its overlay keys every 12 h)
+
+
+def bump_epoch(store: ClusterStore, guard: list | None = None, older_than: float = 0.0) -> int:
+    """Asks every node for a new WireGuard key (each makes its own): the epoch goes up by one, by
+    compare-and-swap. older_than: only if the last rotation is at least that many seconds old (0 if none was
+    ever asked for, which starts the clock instead). Returns the epoch after, or 0 if nothing was done."""
+    for _ in range(10):
+        entry = store.get(keys.WG_EPOCH)
+        current = json.loads(entry.value) if entry is not None else None
+        if older_than and (current is None or time.time() - float(current.get("at", 0)) < older_than):
+            if current is None:
+                store.txn([*(guard or []), absent(keys.WG_EPOCH)],
+                          [Put(keys.WG_EPOCH, json.dumps({"epoch": 0, "at": time.time()}))])  # fmt: skip
+            return 0
+        epoch = (int(current["epoch"]) if current else 0) + 1
+        compare = unchanged_since(keys.WG_EPOCH, entry.mod_revision) if entry is not None else absent(keys.WG_EPOCH)
+        if store.txn([*(guard or []), compare], [Put(keys.WG_EPOCH, json.dumps({"epoch": epoch, "at": time.time()}))]):
+            return epoch
+        if guard:
+            return 0  # the guard failed (no longer the leader), or someone else rotated meanwhile
+    raise Conflict("could not ask for a key rotation: too many concurrent changes")
 
 
 def interface_name(node_id: str) -> str:
@@ -52,6 +77,8 @@ class NodeEncryption:
         self.peers: dict[str, dict] = {}  # node id -> its published record
         self._lock = threading.Lock()
         self._watch = PrefixWatcher(store, keys.WG_NODES, self._listed, self._changed)
+        self.epoch_file = os.path.join(state_dir, "wg.epoch")  # the epoch this node's key was made for
+        self._epoch_watch = PrefixWatcher(store, keys.WG_EPOCH, self._epoch_listed, self._epoch_changed)
 
     # ---- start and stop ----------------------------------------------------------------------------
     def ensure(self) -> None:
@@ -69,6 +96,7 @@ class NodeEncryption:
             self.public_key = wireguard.public_key(private)
         self.publish(self.lease())
         self._watch.start()  # peers come as the watch lists them (each change reprograms the networks)
+        self._epoch_watch.start()
 
     def _private_key(self) -> str:
         """This node's, made once and kept (0600) with the node's swarm state."""
@@ -114,6 +142,7 @@ class NodeEncryption:
     def stop(self) -> None:
         """The daemon stops: the interface goes with it (encrypted traffic stops, never in clear)."""
         self._watch.stop()
+        self._epoch_watch.stop()
         with self._lock:
             link, self.link = self.link, None
         if link is not None:
@@ -128,6 +157,54 @@ class NodeEncryption:
                 self.store.delete(keys.WG_ADDRESSES + self.address)
         with IPRoute() as ipr, contextlib.suppress(NetlinkError):
             ipr.route("del", dst=str(POOL), type="unreachable", priority=UNREACHABLE_METRIC)
+
+    # ---- key rotation ------------------------------------------------------------------------------
+    def _epoch_listed(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            self._follow_epoch(entry.value)
+
+    def _epoch_changed(self, events: list[Event]) -> None:
+        for event in events:
+            if event.kind == "put":
+                self._follow_epoch(event.value)
+
+    def _follow_epoch(self, value: str) -> None:
+        try:
+            epoch = int(json.loads(value)["epoch"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("unusable WireGuard key epoch %r", value)
+            return
+        with contextlib.suppress(FileNotFoundError, ValueError), open(self.epoch_file) as handle:
+            if int(handle.read()) >= epoch:
+                return
+        try:
+            self.rotate()
+        except BoxnetError as exc:
+            log.error("rotating this node's WireGuard key: %s", exc.message)
+            return
+        with open(self.epoch_file, "w") as handle:
+            handle.write(str(epoch))
+
+    def rotate(self) -> None:
+        """A new key pair for this node: the private key replaces the old one in place (0600) and on the
+        interface, the public key goes to the store, and each peer replaces its entry as its watch sees it;
+        connections wait for one handshake meanwhile, and none is dropped."""
+        with self._lock:
+            link = self.link
+            if link is None:
+                return
+            private = wireguard.new_private_key()
+            temporary = self.key_file + ".new"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(private + "\n")
+            os.replace(temporary, self.key_file)
+            link.reload_key()
+            self.public_key = wireguard.public_key(private)
+        self.publish(self.lease())
+        log.info("rotated this node's WireGuard key (public %s)", self.public_key)
 
     # ---- peers -------------------------------------------------------------------------------------
     def _listed(self, entries: list[Entry]) -> None:

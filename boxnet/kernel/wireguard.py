@@ -180,6 +180,10 @@ class WireGuardLink:
         for peer in peers:
             self._add_peer(peer)
 
+    def reload_key(self) -> None:
+        """The key file changed (a rotation): the interface takes the new private key."""
+        _wg("set", self.name, "private-key", self.key_file)
+
     @property
     def alive(self) -> bool:
         return links.link_exists(self.name) and (not self.userspace or (self.process is not None

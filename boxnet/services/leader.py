@@ -19,6 +19,7 @@ from datetime import datetime
 from boxnet.cluster import keys, pki
 from boxnet.cluster.election import Election
 from boxnet.cluster.nodes import NodeDirectory
+from boxnet.engine.encryption import ROTATE_EVERY, bump_epoch
 from boxnet.errors import BoxnetError
 from boxnet.model.service import NodeFacts, task_spec
 from boxnet.services.records import ServicesState, now, task_record
@@ -31,6 +32,7 @@ ROUND_SECONDS = 0.25
 MAX_OPERATIONS = 100  # etcd takes at most 128 in one transaction
 
 
+ROTATION_CHECK_ROUNDS = 40  # about every 10 s, the leader asks whether the nodes' keys are due for rotation
 RESTART_DELAY = 5.0  # seconds a failed or rejected task waits before its slot is placed again (Docker's)
 
 
@@ -84,6 +86,8 @@ class Leader:
             try:
                 if self.election.campaign(self.lease()):
                     self.reconcile()
+                    if self.rounds % ROTATION_CHECK_ROUNDS == 1:  # scheduled WireGuard key rotation
+                        bump_epoch(self.store, [self.election.guard()], ROTATE_EVERY)
             except BoxnetError as exc:
                 log.warning("leader round: %s", exc.message)
             except Exception:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -56,7 +57,14 @@ def test_seed_002_secure_network_hides_what_the_insecure_one_shows(lab_factory) 
     half = h1.cli("network", "create", "-d", "overlay", "--opt", "encrypted=false", "oops", check=False)
     assert half.returncode != 0 and "encrypted" in half.stderr
     h1.cli("network", "create", "-d", "overlay", "--attachable", "insecure")
-    h1.cli("network", "create", "-d", "overlay", "--attachable", "--opt", "encrypted", "secure")
+    # The seed's own command, through the docker CLI where there is one.
+    seed = ["network", "create", "secure", "--opt", "encrypted", "--driver", "overlay", "--attachable"]
+    if shutil.which("docker"):
+        made = subprocess.run(["docker", *seed], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "DOCKER_HOST": f"unix://{h1.socket}"})  # fmt: skip
+        assert made.returncode == 0, made.stderr
+    else:
+        h1.cli(*seed)
     h1.cli("run", "-d", "--name", "web", "--network", "insecure", *SERVE)
     h1.cli("network", "connect", "secure", "web")
     h2.cli("run", "-d", "--name", "c", "--network", "insecure", "sleep", "600")
@@ -130,3 +138,38 @@ def test_wireguard_go_killed_mid_transfer_leaks_nothing_and_comes_back(lab_facto
     # boxnetd starts wireguard-go again and rebuilds what went with it; the network carries traffic again.
     wait_for(lambda: h2.cli("exec", "src", "sh", "-c", f"echo back | nc -w 2 {target} 9000", check=False).returncode
              == 0, 20)  # fmt: skip
+
+
+def public_key(host: LabHost) -> str:
+    interface = host.run("wg", "show", "interfaces", check=True).stdout.split()[0]
+    return host.run("wg", "show", interface, "public-key", check=True).stdout.strip()
+
+
+def test_keys_rotate_under_load_and_no_connection_drops(lab_factory) -> None:  # noqa: F811
+    lab = lab_factory("er", hosts=2)
+    h1, h2 = lab.hosts
+    h1.cli("network", "create", "-d", "overlay", "--attachable", "--opt", "encrypted", "secure")
+    h1.cli("run", "-d", "--name", "sink", "--network", "secure", "sh", "-c", "nc -l -p 9000 > /tmp/got; sleep 600")
+    h2.cli("run", "-d", "--name", "src", "--network", "secure", "sleep", "600")
+    target = address(h1, "sink", "secure")
+    wait_for(lambda: h2.cli("exec", "src", "ping", "-c1", "-W1", target, check=False).returncode == 0, 15)
+    before = {h.name: public_key(h) for h in lab.hosts}
+    stream = subprocess.Popen(["ip", "netns", "exec", h2.name, ".venv/bin/python", "-m", "boxnet.cli.main", "exec",
+                               "src", "sh", "-c", f"for i in $(seq 1 400); do echo line-$i; sleep 0.01; done | "
+                               f"nc -w 10 {target} 9000"], env={**os.environ, **h2.env}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    time.sleep(1)
+    assert "key epoch 1" in h1.cli("swarm", "rotate-keys").stdout
+    assert stream.wait(40) == 0, "the connection broke while the keys rotated"
+    received = ""
+    for _ in range(100):
+        received = h1.cli("exec", "sink", "sh", "-c", "wc -l < /tmp/got; tail -n 2 /tmp/got", check=False).stdout
+        if received.split()[:1] == ["400"]:
+            break
+        time.sleep(0.1)
+    assert received.split()[:1] == ["400"], f"the sink got: {received}"
+    after = {h.name: public_key(h) for h in lab.hosts}
+    assert all(after[name] != before[name] for name in before), (before, after)
+    # Each node's peer entry for the other carries the other's new key, and traffic flows on it.
+    assert after["er-h1"] in h2.run("wg", "show", "all", "peers", check=True).stdout
+    assert h2.cli("exec", "src", "ping", "-c1", "-W2", target, check=False).returncode == 0
