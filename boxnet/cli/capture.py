@@ -15,7 +15,8 @@ TYPE_CHECKING = False  # as typing defines it; importing typing would cost the C
 if TYPE_CHECKING:
     from typing import Any
 
-TARGETS_HELP = "a container name, network:NAME (its containers and bridge) or label:K=V"
+TARGETS_HELP = "a container name, network:NAME (its containers and bridge), label:K=V, or host:IFACE (an interface " \
+    "of the daemon's own namespace, as eth0)"
 
 
 def register(commands: Any, wanted: str | None = None) -> None:
@@ -31,6 +32,8 @@ def register(commands: Any, wanted: str | None = None) -> None:
         sniff.add_argument("-m", "--match", required=True, metavar="REGEX", help="a regular expression")
         sniff.add_argument("--ignore-case", action="store_true")
         sniff.add_argument("-c", "--count", type=int, default=0, help="stop after this many matches")
+        sniff.add_argument("--hash", action="store_true", help="print # for each packet that does not match, as "
+                           "ngrep does (encrypted traffic shows as a row of #)")  # fmt: skip
         sniff.set_defaults(func=sniff_command)
 
 
@@ -160,7 +163,11 @@ def sniff_command(client: Client, args: Namespace) -> int:
                 interface = reader.interfaces[packet.interface]
                 decoded = decode.decode(interface.linktype, packet.data)
                 if decoded is None or not decoded.payload or not pattern.search(decoded.payload):
+                    if args.hash and decoded is not None and decoded.payload:
+                        print("#", end="", flush=True)
                     continue
+                if args.hash:
+                    print()
                 matched += 1
                 ports = f":{decoded.source_port}" if decoded.source_port else ""
                 to_port = f":{decoded.destination_port}" if decoded.destination_port else ""

@@ -1,11 +1,15 @@
-"""What a capture target names: containers (by name, `network:NAME`, `label:K=V`) as capture points."""
+"""What a capture target names: containers (by name, `network:NAME`, `label:K=V`), or an interface of the
+daemon's own namespace (`host:IFACE`: the node's uplink, for the underlay), as capture points."""
 
 from __future__ import annotations
+
+import re
 
 from boxnet.capture.session import CapturePoint
 from boxnet.drivers import registry as drivers
 from boxnet.engine.view import EngineView
 from boxnet.errors import InvalidArgument, NotFound
+from boxnet.kernel import links
 from boxnet.model.container import Container
 from boxnet.model.names import parse_key_values
 
@@ -33,6 +37,13 @@ class CaptureTargets:
             for role, device in drivers.of(network).devices(network).items():
                 points.append(CapturePoint(device, f"{role} of network {network.name}", None, device))
             return points
+        if target.startswith("host:"):
+            device = target.split(":", 1)[1]
+            if not re.fullmatch(r"[A-Za-z0-9_.@][A-Za-z0-9_.@-]{0,14}", device):
+                raise InvalidArgument(f"invalid interface name {device!r}")
+            if device != "any" and not links.link_exists(device):
+                raise NotFound(f"no interface {device!r} in the daemon's namespace")
+            return [CapturePoint(f"host:{device}", f"{device} on the host", None, device)]
         if target.startswith("label:"):
             wanted = parse_key_values("label", [target.split(":", 1)[1]])
             members = [c for c in self.registry.containers.values() if c.state.status == "running"

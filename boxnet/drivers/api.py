@@ -81,6 +81,10 @@ class NetworkDriver:
         """The network's NAT and isolation rules in `inet boxnet`, or None if it has none."""
         return None
 
+    def sealed(self, network: Network) -> tuple[int, str] | None:
+        """(VNI, interface) when the network's tunnel may only use that interface (encryption), else None."""
+        return None
+
     def port_guard(self, network: Network, endpoint: Endpoint) -> PortGuard | None:
         """What the endpoint's host-side port is held to (anti-spoofing), or None."""
         return None

@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING
 from boxnet.cluster import keys
 from boxnet.cluster.networks import ClusterNetworks
 from boxnet.drivers import registry as drivers
-from boxnet.drivers.overlay.driver import INGRESS_ADDRESS, LOCAL, MTU, VNI, VXLAN, VXLAN_OVERHEAD, encrypted
+from boxnet.drivers.overlay.driver import (
+    INGRESS_ADDRESS,
+    LOCAL,
+    MTU,
+    VNI,
+    VXLAN,
+    VXLAN_OVERHEAD,
+    WIREGUARD,
+    encrypted,
+)
 from boxnet.engine.context import EngineContext
 from boxnet.engine.encryption import NodeEncryption
 from boxnet.errors import BoxnetError
@@ -87,6 +96,13 @@ class ClusterSync:
         self.endpoint_watch.synced.wait(10)
         self.liveness.on_new_lease.append(self._publish_all)
         self._publish_all(self.liveness.lease)
+        # Encrypted networks this node realized before (a daemon that started again): WireGuard back.
+        if any(encrypted(n) for n in self.ctx.registry.networks.values()):
+            try:
+                self._encryption()
+                self._encryption_changed()
+            except BoxnetError as exc:
+                log.error("WireGuard for the encrypted networks: %s (they stay sealed)", exc.message)
 
     def stop(self) -> None:
         if self._publish_all in self.liveness.on_new_lease:
@@ -182,6 +198,7 @@ class ClusterSync:
                 encryption = self._encryption()
                 self.ctx.firewall.seal(int(network.driver_data[VNI]), encryption.name)
                 network.driver_data[LOCAL] = encryption.address
+                network.driver_data[WIREGUARD] = encryption.name
                 network.driver_data[MTU] = str(vxlan.underlay_mtu(self.addr) - wireguard.OVERHEAD - VXLAN_OVERHEAD)
             drivers.of(network).prepare(network, [n for n in self.ctx.registry.networks.values() if n.id != network.id])
             self.networks.make(network)

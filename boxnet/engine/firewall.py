@@ -8,7 +8,6 @@ import logging
 from boxnet.drivers import registry as drivers
 from boxnet.engine.connect_redirect import ConnectRedirect
 from boxnet.engine.registry import Registry
-from boxnet.errors import Internal
 from boxnet.firewall import bridge_rules, ruleset
 from boxnet.kernel import nfnl, nft
 from boxnet.model.container import Container, Endpoint
@@ -95,6 +94,8 @@ class Firewall:
                  and (r := network_rules(n)) is not None]  # fmt: skip
         ports = desired_port_rules(registry)
         vteps = sorted(self.vteps) if self.vteps is not None else None
+        # From the ledger: a daemon that starts again seals its encrypted networks before anything else.
+        self.sealed = dict(s for n in registry.networks.values() if (s := drivers.of(n).sealed(n)) is not None)
         nft.run(ruleset.full(rules, ports, desired_port_guards(registry), present_objects(), vteps, self.sealed))
         self.connect_redirect.sync(ports)
         self.follow_user_chain()
@@ -110,29 +111,25 @@ class Firewall:
         """The swarm's VXLAN rules with these node addresses, or (None) none at all; one transaction."""
         if vteps is None:
             if self.vteps is not None:
-                nft.run(ruleset.unswarm())
+                nft.run(ruleset.unswarm() + (ruleset.sealed_only(self.sealed) if self.sealed else []))
         elif self.vteps is None:
             nft.run(ruleset.swarm(sorted(vteps), self.sealed))
         elif vteps != self.vteps:
             nft.run(ruleset.set_vteps(sorted(vteps)))
         self.vteps = set(vteps) if vteps is not None else None
-        if vteps is None:
-            self.sealed = {}
 
     def seal(self, vni: int, interface: str) -> None:
         """An encrypted network's VXLAN only through WireGuard, from now on (before its device exists)."""
-        if self.vteps is None:
-            raise Internal("an encrypted network outside a swarm")
         if self.sealed.get(vni) != interface:
             sealed = {**self.sealed, vni: interface}
-            nft.run(ruleset.set_sealed(sealed))
+            nft.run(ruleset.sealed_only(sealed))
             self.sealed = sealed
 
     def unseal(self, vni: int) -> None:
         """After the network's VXLAN device is gone."""
-        if vni in self.sealed and self.vteps is not None:
+        if vni in self.sealed:
             sealed = {k: v for k, v in self.sealed.items() if k != vni}
-            nft.run(ruleset.set_sealed(sealed))
+            nft.run(ruleset.sealed_only(sealed))
             self.sealed = sealed
 
     def guard_port(self, guard: bridge_rules.PortGuard) -> None:

@@ -203,6 +203,12 @@ _SEALED_CHAINS = (f"add chain {T} vxlan_sealed_out {{ type filter hook output pr
                   f"add chain {T} vxlan_sealed_in {{ type filter hook input priority -2; policy accept; }}")
 
 
+def sealed_only(sealed: Mapping[int, str]) -> list[str]:
+    """The sealed chains (made if missing) with these VNIs' rules: in a swarm or not (a daemon that starts
+    again seals its encrypted networks before it is back in the swarm)."""
+    return [*_SEALED_CHAINS, *set_sealed(sealed)]
+
+
 def set_sealed(sealed: Mapping[int, str]) -> list[str]:
     """Encrypted networks fail closed: a VXLAN packet of their VNI leaves only through the node's WireGuard
     interface and is taken in only from it (a plaintext frame with that VNI, sent or injected on the underlay,
@@ -334,6 +340,8 @@ def full(networks: list[NetworkRules], ports: list[PortRule], guards: Sequence[b
     commands = clear_tables(present) + skeleton()
     if vteps is not None:
         commands += swarm(vteps, sealed)
+    elif sealed:
+        commands += sealed_only(sealed)
     for net in networks:
         commands += add_network(net)
     if ports:

@@ -73,13 +73,19 @@ def test_seed_002_secure_network_hides_what_the_insecure_one_shows(lab_factory) 
     wait_for(lambda: h2.cli("exec", "c", "curl", "-s", "-m", "2", f"http://{sealed}/", check=False).returncode == 0,
              15)  # fmt: skip
     sniffer = sniff(lab.underlay, 4)
-    time.sleep(0.5)
+    # The seed's `ngrep -tpd eth0 HTTP` on the node that runs web, as one boxnet command.
+    ngrep = subprocess.Popen(["ip", "netns", "exec", h1.name, sys.executable, "-m", "boxnet.cli.main", "sniff",
+                              "host:eth0", "--match", "seen=", "--hash", "--duration", "4"], env={**os.environ,
+                              **h1.env}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    time.sleep(1)
     for network, target in (("PLAINTEXT", plain), ("SECRET", sealed)):
         h2.cli("exec", "c", "curl", "-s", "-m", "2", "-o", "/dev/null", f"http://{target}/?seen={network}-7c1e")
     seen, _ = sniffer.communicate(timeout=10)
     assert "PLAINTEXT-7c1e" in seen, "the sniffer saw nothing: the test would prove nothing"
     assert "SECRET-7c1e" not in seen
     assert ".51820" in seen  # the secure network's packets went as WireGuard
+    shown, _ = ngrep.communicate(timeout=15)
+    assert "PLAINTEXT-7c1e" in shown and "SECRET-7c1e" not in shown and "#" in shown, shown
 
     # A well-formed plaintext VXLAN frame for the secure VNI is dropped even from a node of the swarm (written
     # on its wire below its own firewall, which would not let it out: see the end); the same frame for the
@@ -137,6 +143,13 @@ def test_wireguard_go_killed_mid_transfer_leaks_nothing_and_comes_back(lab_facto
     assert "MARK-LEAK" not in seen
     # boxnetd starts wireguard-go again and rebuilds what went with it; the network carries traffic again.
     wait_for(lambda: h2.cli("exec", "src", "sh", "-c", f"echo back | nc -w 2 {target} 9000", check=False).returncode
+             == 0, 20)  # fmt: skip
+    # The daemon itself restarted (wireguard-go goes with it): sealed again from its ledger, and back.
+    vni = h1.client.get("/networks/secure")["Options"]["com.docker.network.driver.overlay.vxlanid_list"]
+    h1.stop_daemon()
+    h1.start_daemon()
+    assert f"@th,96,24 {int(vni):#x}" in h1.run("nft", "list", "chain", "inet", "boxnet", "vxlan_sealed_in").stdout
+    wait_for(lambda: h2.cli("exec", "src", "sh", "-c", f"echo again | nc -w 2 {target} 9000", check=False).returncode
              == 0, 20)  # fmt: skip
 
 

@@ -34,3 +34,16 @@ def test_wireguard_keys() -> None:
     for bad in ("", "abc", base64.b64encode(b"x" * 31).decode(), "not base64 !"):
         with pytest.raises(ValueError):
             wireguard.check_key(bad)
+
+
+def test_the_ledger_seals_encrypted_networks_even_outside_a_swarm() -> None:
+    from boxnet.drivers import registry as drivers
+    from boxnet.model.network import Network
+
+    sealed = Network("a" * 64, "secure", "overlay", "", options={"encrypted": ""},
+                     driver_data={"vni": "4098", "wireguard": "bxwgabc"})  # fmt: skip
+    plain = Network("b" * 64, "open", "overlay", "", driver_data={"vni": "4097"})
+    assert drivers.of(sealed).sealed(sealed) == (4098, "bxwgabc") and drivers.of(plain).sealed(plain) is None
+    # A daemon starting again rebuilds before it is back in the swarm (no VTEPs yet): the seal is there anyway.
+    text = "\n".join(ruleset.full([], [], sealed={4098: "bxwgabc"}))
+    assert "vxlan_sealed_in" in text and "@th,96,24 4098" in text and "vxlan_in" not in text.replace("sealed_in", "")

@@ -26,6 +26,8 @@ VXLAN_OVERHEAD = 50
 # driver_data keys: written on each node as it realizes the network. INGRESS_ADDRESS: on the ingress network,
 # the node's own address there (on its bridge), leased in the cluster store.
 VNI, VXLAN, LOCAL, MTU, INGRESS_ADDRESS = "vni", "vxlan", "local", "mtu", "ingress_address"
+# On an encrypted network: the node's WireGuard interface, the only way its VNI may leave or arrive.
+WIREGUARD = "wireguard"
 # In a task's namespace, the routing table its ingress address answers from (see join).
 INGRESS_TABLE = 200
 
@@ -116,6 +118,12 @@ class OverlayDriver(NetworkDriver):
     def endpoint_present(self, network: Network, endpoint: Endpoint, netns_path: str) -> bool:
         assert network.bridge
         return links.ensure_master(endpoint.host_veth, network.bridge)
+
+    def sealed(self, network: Network) -> tuple[int, str] | None:
+        """An encrypted network: its VNI only through the node's WireGuard interface."""
+        if encrypted(network) and network.driver_data.get(VNI) and network.driver_data.get(WIREGUARD):
+            return int(network.driver_data[VNI]), network.driver_data[WIREGUARD]
+        return None
 
     def port_guard(self, network: Network, endpoint: Endpoint) -> bridge_rules.PortGuard:
         return bridge_rules.PortGuard(endpoint.host_veth, endpoint.mac, endpoint.address(4), endpoint.address(6))
