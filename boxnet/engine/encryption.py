@@ -97,6 +97,7 @@ class NodeEncryption:
         self.publish(self.lease())
         self._watch.start()  # peers come as the watch lists them (each change reprograms the networks)
         self._epoch_watch.start()
+        self._epoch_watch.synced.wait(5)  # the epoch this key counts as, before any rotation is asked for
 
     def _private_key(self) -> str:
         """This node's, made once and kept (0600) with the node's swarm state."""
@@ -160,6 +161,9 @@ class NodeEncryption:
 
     # ---- key rotation ------------------------------------------------------------------------------
     def _epoch_listed(self, entries: list[Entry]) -> None:
+        if not entries and not os.path.exists(self.epoch_file):  # no rotation asked for yet: the key is epoch 0's
+            with open(self.epoch_file, "w") as handle:
+                handle.write("0")
         for entry in entries:
             self._follow_epoch(entry.value)
 
@@ -174,9 +178,14 @@ class NodeEncryption:
         except (ValueError, KeyError, TypeError):
             log.warning("unusable WireGuard key epoch %r", value)
             return
-        with contextlib.suppress(FileNotFoundError, ValueError), open(self.epoch_file) as handle:
-            if int(handle.read()) >= epoch:
-                return
+        try:
+            with open(self.epoch_file) as handle:
+                if int(handle.read()) >= epoch:
+                    return
+        except (FileNotFoundError, ValueError):  # a key made before this node saw any epoch: counts as this one
+            with open(self.epoch_file, "w") as handle:
+                handle.write(str(epoch))
+            return
         try:
             self.rotate()
         except BoxnetError as exc:
