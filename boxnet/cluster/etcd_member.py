@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 from boxnet.errors import Internal
-from boxnet.runtime.procs import die_with_parent, proc_start_time, wait_gone
+from boxnet.runtime.procs import die_with_parent, end_child, proc_start_time, wait_gone
 from boxnet.store.etcd import Credentials
 
 log = logging.getLogger(__name__)
@@ -164,14 +164,7 @@ class EtcdMember:
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 5 s; by PID. Idempotent."""
         self._stopping.set()
-        process = self.process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        end_child(self.process)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         with contextlib.suppress(FileNotFoundError):

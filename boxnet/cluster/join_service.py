@@ -12,11 +12,11 @@ import http.client
 import json
 import logging
 import ssl
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from boxnet.cluster.tls_server import TlsHttpServer
 from boxnet.errors import BoxnetError, Forbidden, InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
@@ -66,18 +66,13 @@ class JoinServer:
                 except ValueError:
                     self._answer(400, b'{"message": "join request: not JSON"}')
 
-        self.server = ThreadingHTTPServer((address, port), Handler)
-        self.server.daemon_threads = True
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self._thread = threading.Thread(target=self.server.serve_forever, name="join service", daemon=True)
+        self.service = TlsHttpServer(address, port, context, Handler, "join service")
 
     def start(self) -> None:
-        self._thread.start()
+        self.service.start()
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
+        self.service.stop()
 
 
 def _split(remote: str) -> tuple[str, int]:

@@ -11,12 +11,12 @@ import http.client
 import json
 import logging
 import ssl
-import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from boxnet.cluster.tls_server import TlsHttpServer
 from boxnet.errors import BoxnetError, Forbidden, NotFound, Unavailable
 from boxnet.store.etcd import Credentials
 
@@ -99,18 +99,13 @@ class NodeServer:
                 except (OSError, BoxnetError) as exc:  # the asker went away, or the source did
                     log.debug("node request %s ended: %s", url.path, exc)
 
-        self.server = ThreadingHTTPServer((address, port), Handler)
-        self.server.daemon_threads = True
-        self.server.socket = _server_context(credentials).wrap_socket(self.server.socket, server_side=True)
-        self._thread = threading.Thread(target=self.server.serve_forever, name="node server", daemon=True)
+        self.service = TlsHttpServer(address, port, _server_context(credentials), Handler, "node server")
 
     def start(self) -> None:
-        self._thread.start()
+        self.service.start()
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
+        self.service.stop()
 
 
 def ask(address: str, credentials: Credentials, path: str, query: dict[str, str], timeout: float | None = 30,

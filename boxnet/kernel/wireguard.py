@@ -28,7 +28,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from boxnet.errors import Internal, Unsupported
 from boxnet.kernel import links
-from boxnet.runtime.procs import die_with_parent
+from boxnet.runtime.procs import die_with_parent, end_child
 
 log = logging.getLogger(__name__)
 
@@ -219,14 +219,7 @@ class WireGuardLink:
     def stop(self) -> None:
         """The interface goes (and wireguard-go, by PID). Idempotent."""
         self._stopping.set()
-        process = self.process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        end_child(self.process)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         links.delete_link(self.name)

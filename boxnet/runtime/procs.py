@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 
 
@@ -36,3 +37,14 @@ def die_with_parent() -> None:
     libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() == 1:  # the parent died before the line above ran
         os._exit(1)
+
+
+def end_child(process: subprocess.Popen | None, grace: float = 5) -> None:
+    """A child of ours ends: SIGTERM, then SIGKILL after `grace` seconds; reaped. Nothing if it already ended."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(grace)

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import ast
 import ipaddress
-import json
 import os
 import shutil
 import subprocess
 
 import pytest
-from test_swarm import lab_factory, wait_for  # noqa: F401 - the fixture
+from test_swarm import lab_factory, running_tasks, wait_for  # noqa: F401 - the fixture
 
 from boxnet.lab import LabHost
 
@@ -45,15 +44,6 @@ def requests(client: LabHost, server: LabHost, port: int, count: int = 12) -> di
 def ingress_address(host: LabHost, bridge: str) -> str:
     shown = host.run("ip", "-4", "-o", "addr", "show", "dev", bridge, check=True).stdout.split()
     return str(ipaddress.ip_interface(shown[shown.index("inet") + 1]).ip)
-
-
-def running_tasks(host: LabHost, service: str) -> list[dict]:
-    client = host.client
-    try:
-        return [t for t in client.get("/tasks", filters=json.dumps({"service": {service: True}}))
-                if t["Status"]["State"] == "running"]
-    finally:
-        client.close()
 
 
 def test_a_published_port_answers_on_every_node_balanced_with_the_source_kept_where_it_can(lab_factory) -> None:  # noqa: F811

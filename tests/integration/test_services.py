@@ -5,7 +5,6 @@ placed again when their node dies."""
 from __future__ import annotations
 
 import ast
-import json
 import os
 import shutil
 import signal
@@ -13,7 +12,7 @@ import subprocess
 import time
 
 import pytest
-from test_swarm import lab_factory, wait_for  # noqa: F401 - the fixture
+from test_swarm import lab_factory, running_tasks, wait_for  # noqa: F401 - the fixture
 
 from boxnet.lab import LabHost
 
@@ -102,15 +101,6 @@ def test_the_vip_spreads_requests_over_tasks_on_every_node(lab_factory) -> None:
     wait_for(lambda: h2.cli("exec", "c", "python3", "-c", script, check=False).returncode == 0, 10)
     counts = ast.literal_eval(h2.cli("exec", "c", "python3", "-c", script).stdout)
     assert sorted(counts.values()) == [10, 10, 10], counts
-
-
-def running_tasks(host: LabHost, service: str) -> list[dict]:
-    client = host.client
-    try:
-        return [t for t in client.get("/tasks", filters=json.dumps({"service": {service: True}}))
-                if t["Status"]["State"] == "running"]
-    finally:
-        client.close()
 
 
 def test_tasks_of_a_dead_node_run_elsewhere(lab_factory) -> None:  # noqa: F811

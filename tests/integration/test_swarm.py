@@ -86,6 +86,20 @@ def wait_for(condition, timeout: float, step: float = 0.1):
         time.sleep(step)
 
 
+def tasks_of(host: LabHost, service: str, up_to_date: bool = False) -> list[dict]:
+    """A service's tasks from a manager; up_to_date: only those of its current spec (the docker CLI's filter)."""
+    client = host.client
+    filters = {"service": {service: True}, **({"_up-to-date": {"true": True}} if up_to_date else {})}
+    try:
+        return client.get("/tasks", filters=json.dumps(filters))
+    finally:
+        client.close()
+
+
+def running_tasks(host: LabHost, service: str) -> list[dict]:
+    return [t for t in tasks_of(host, service) if t["Status"]["State"] == "running"]
+
+
 def states(host: LabHost) -> dict[str, str]:
     client = host.client
     try:
