@@ -249,12 +249,24 @@ def capture_stream(engine: Engine, body: dict[str, Any]) -> Stream:
     if not isinstance(bpf, str):
         raise InvalidArgument("Filter must be a string")
     resolver = CaptureTargets(engine.view)
-    points = resolver.points(targets, str(body.get("Interface") or ""))
-    # One point: dumpcap's pcapng passed through untouched; several: tcpdumps merged on one timeline.
-    kind = DirectCapture if len(points) == 1 else Capture
+    interface = str(body.get("Interface") or "")
+    services = [t.split(":", 1)[1] for t in targets if t.startswith("service:")]
+    others = [t for t in targets if not t.startswith("service:")]
+    underlay = bool(body.get("Underlay"))
+    points = resolver.points(others, interface) if others or not (services or underlay) else []
     arguments = (substitute_names(bpf, resolver.addresses()), _number(body, "Count"), _number(body, "Duration", float),
                  _number(body, "Snaplen") or SNAPLEN)  # fmt: skip
-    capture = kind(points[0], *arguments) if kind is DirectCapture else kind(points, *arguments)
+    capture: Any
+    if services or underlay:
+        # Across the swarm: each node's part merged on one timeline (diag/cluster_capture.py).
+        from boxnet.diag.cluster_capture import ClusterCapture, Settings
+
+        settings = Settings(arguments[0], interface, arguments[3], arguments[1], arguments[2], underlay)
+        capture = ClusterCapture(engine, services, points, settings)
+    elif len(points) == 1:
+        capture = DirectCapture(points[0], *arguments)  # dumpcap's pcapng passed through untouched
+    else:
+        capture = Capture(points, *arguments)  # tcpdumps merged on one timeline
     capture.start()
     to_passed_file = bool(body.get("PassFd"))
 

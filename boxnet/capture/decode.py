@@ -1,5 +1,6 @@
 """One line per packet, as tshark prints without options: enough to follow a conversation in a terminal.
-Ethernet and Linux cooked (SLL, SLL2) framing; ARP, IPv4, IPv6; TCP, UDP, ICMP, ICMPv6; DNS names on port 53."""
+Ethernet and Linux cooked (SLL, SLL2) framing; ARP, IPv4, IPv6; TCP, UDP, ICMP, ICMPv6; DNS names on port 53;
+VXLAN on 4789 (the frame inside decoded, its VNI and the outer addresses said) and WireGuard on 51820."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from dataclasses import dataclass
 
 from boxnet.capture import pcapng
 
+VXLAN_PORT, WIREGUARD_PORT = 4789, 51820
+WIREGUARD_MESSAGES = {1: "Handshake Initiation", 2: "Handshake Response", 3: "Cookie Reply", 4: "Transport Data"}
 TCP_FLAGS = ((0x02, "SYN"), (0x10, "ACK"), (0x01, "FIN"), (0x04, "RST"), (0x08, "PSH"), (0x20, "URG"))
 
 
@@ -86,6 +89,13 @@ def _transport(protocol: int, data: bytes, source: str, destination: str, icmp: 
         sport, dport, length = struct.unpack_from("!HHH", data)
         payload = data[8:length] if length >= 8 else data[8:]
         info = f"{sport} → {dport} Len={len(payload)}"
+        if dport == VXLAN_PORT and len(payload) >= 8 + 14 and payload[0] & 0x08:
+            return _vxlan(payload, source, destination)
+        if WIREGUARD_PORT in (sport, dport) and payload[:1] and payload[0] in WIREGUARD_MESSAGES \
+                and payload[1:4] == b"\x00\x00\x00":  # fmt: skip
+            kind = WIREGUARD_MESSAGES[payload[0]]
+            return Decoded(source, destination, "WireGuard", f"{kind}, {len(payload)} bytes (encrypted)", payload,
+                           sport, dport)  # fmt: skip
         if 53 in (sport, dport):
             return Decoded(source, destination, "DNS", _dns(payload) or info, payload, sport, dport)
         return Decoded(source, destination, "UDP", info, payload, sport, dport)
@@ -97,6 +107,17 @@ def _transport(protocol: int, data: bytes, source: str, destination: str, icmp: 
         label = "ICMPv6" if icmp == 58 else "ICMP"
         return Decoded(source, destination, label, f"{names.get(kind, f'type {kind}')} (code {code})", data[8:])
     return Decoded(source, destination, f"IP proto {protocol}", f"{len(data)} bytes")
+
+
+def _vxlan(payload: bytes, source: str, destination: str) -> Decoded:
+    """The frame a VXLAN packet carries, decoded, said to be inside VXLAN (its VNI, between which nodes)."""
+    vni = int.from_bytes(payload[4:7], "big")
+    inner = decode(pcapng.LINKTYPE_ETHERNET, payload[8:])
+    outer = f"VXLAN VNI {vni} {source} → {destination}"
+    if inner is None:
+        return Decoded(source, destination, "VXLAN", outer, payload[8:])
+    return Decoded(inner.source, inner.destination, inner.protocol, f"{inner.info} [{outer}]", inner.payload,
+                   inner.source_port, inner.destination_port)
 
 
 def _dns(payload: bytes) -> str:

@@ -84,6 +84,7 @@ class Interface:
     received: int | None = None
     dropped: int | None = None
     delivered: int | None = None
+    block: bytes = b""  # the whole interface description block, as it came
 
 
 @dataclass
@@ -165,7 +166,8 @@ class Reader:
             linktype, _, _ = struct.unpack_from("<HHI", body)
             options = dict(_read_options(body[8:]))
             self.interfaces.append(Interface(linktype, options.get(IF_NAME, b"").decode(errors="replace"),
-                                             options.get(IF_DESCRIPTION, b"").decode(errors="replace")))  # fmt: skip
+                                             options.get(IF_DESCRIPTION, b"").decode(errors="replace"),
+                                             block=_block(IDB, body)))  # fmt: skip
         elif kind == ISB:
             (interface,) = struct.unpack_from("<I", body)
             options = dict(_read_options(body[12:]))

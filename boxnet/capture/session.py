@@ -43,6 +43,10 @@ class CapturePoint:
     description: str
     netns: str | None  # a namespace path; None for the daemon's own
     interface: str  # what tcpdump -i gets
+    bpf: str | None = None  # a filter of its own (a node's underlay: its VXLAN), instead of the capture's
+
+    def filter(self, bpf: str) -> str:
+        return bpf if self.bpf is None else self.bpf
 
 
 @dataclass
@@ -137,8 +141,8 @@ def _tcpdump_error(stderr: str) -> str:
 def tcpdump_argv(point: CapturePoint, bpf: str, snaplen: int) -> list[str]:
     argv = ["tcpdump", "-i", point.interface, "-U", "-w", "-", "-s", str(snaplen), "--immediate-mode",
             "--time-stamp-precision=nano", "-n"]  # fmt: skip
-    if bpf:
-        argv.append(bpf)
+    if point.filter(bpf):
+        argv.append(point.filter(bpf))
     return (["nsenter", f"--net={point.netns}"] if point.netns else []) + argv
 
 
@@ -172,7 +176,8 @@ class Capture:
         blocks = [pcapng.section_header()]
         for source in self.sources:
             blocks.append(pcapng.interface_description(source.linktype, source.snaplen, source.point.name,
-                                                       source.point.description, self.bpf))  # fmt: skip
+                                                       source.point.description,
+                                                       source.point.filter(self.bpf)))  # fmt: skip
         return b"".join(blocks)
 
     def run(self, write: Callable[[bytes], None]) -> None:
@@ -259,8 +264,8 @@ class DirectCapture:
         # the file than with a plain tcpdump, and a burst must wait in the ring, not be dropped there.
         argv = ["dumpcap", "-q", "-i", self.point.interface, "-w", "-", "-s", str(self.snaplen),
                 "-B", str(RING_MIB)]  # fmt: skip
-        if self.bpf:
-            argv += ["-f", self.bpf]
+        if self.point.filter(self.bpf):
+            argv += ["-f", self.point.filter(self.bpf)]
         if self.count:
             argv += ["-c", str(self.count)]
         return (["nsenter", f"--net={self.point.netns}"] if self.point.netns else []) + argv

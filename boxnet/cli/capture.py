@@ -15,8 +15,8 @@ TYPE_CHECKING = False  # as typing defines it; importing typing would cost the C
 if TYPE_CHECKING:
     from typing import Any
 
-TARGETS_HELP = "a container name, network:NAME (its containers and bridge), label:K=V, or host:IFACE (an interface " \
-    "of the daemon's own namespace, as eth0)"
+TARGETS_HELP = "a container name, network:NAME (its containers and bridge), label:K=V, service:NAME (every task " \
+    "on every node of the swarm), or host:IFACE (an interface of the daemon's own namespace, as eth0)"
 
 
 def register(commands: Any, wanted: str | None = None) -> None:
@@ -44,11 +44,14 @@ def _common(parser: Parser) -> None:
     parser.add_argument("-i", "--interface", default="", help="interface inside each target (default: its one "
                         "network interface, or all of them)")  # fmt: skip
     parser.add_argument("-s", "--snaplen", type=int, default=0, help="bytes kept of each packet")
+    parser.add_argument("--underlay", action="store_true", help="also each node's underlay interface (its VXLAN "
+                        "and WireGuard packets, the VXLAN decoded)")  # fmt: skip
 
 
 def _open(client: Client, args: Namespace, count: int, pass_fd: bool = False) -> tuple[Any, Any]:
     body = {"Targets": args.targets, "Filter": args.filter, "Count": count, "Duration": args.duration,
-            "Interface": args.interface, "Snaplen": args.snaplen, "PassFd": pass_fd}  # fmt: skip
+            "Interface": args.interface, "Snaplen": args.snaplen, "PassFd": pass_fd,
+            "Underlay": args.underlay}  # fmt: skip
     return client.stream("POST", "/boxnet/capture", body=body, upgrade=True)
 
 

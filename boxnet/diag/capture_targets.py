@@ -33,7 +33,7 @@ class CaptureTargets:
         if target.startswith("network:"):
             network = self.registry.find_network(target.split(":", 1)[1])
             members = [c for c in self.registry.containers_on(network.id) if c.state.status == "running"]
-            points = [self._container_point(c, interface or c.endpoints[network.id].ifname) for c in members]
+            points = [self.container_point(c, interface or c.endpoints[network.id].ifname) for c in members]
             for role, device in drivers.of(network).devices(network).items():
                 points.append(CapturePoint(device, f"{role} of network {network.name}", None, device))
             return points
@@ -50,10 +50,10 @@ class CaptureTargets:
                        and all(c.labels.get(k) == v for k, v in wanted.items())]  # fmt: skip
             if not members:
                 raise NotFound(f"no running container has the label {target.split(':', 1)[1]}")
-            return [self._container_point(c, interface) for c in members]
-        return [self._container_point(self.registry.find_container(target), interface)]
+            return [self.container_point(c, interface) for c in members]
+        return [self.container_point(self.registry.find_container(target), interface)]
 
-    def _container_point(self, container: Container, interface: str) -> CapturePoint:
+    def container_point(self, container: Container, interface: str) -> CapturePoint:
         if container.state.status != "running":
             raise InvalidArgument(f"container {container.name} is not running")
         if container.network_mode == "host":

@@ -51,6 +51,15 @@ def underlay_mtu(local: str) -> int:
     return 1500
 
 
+def underlay_device(local: str) -> str | None:
+    """The name of the interface that holds the node's underlay address."""
+    with IPRoute() as ipr:
+        for address in ipr.get_addr(family=2):
+            if address.get_attr("IFA_ADDRESS") == local:
+                return ipr.get_links(address["index"])[0].get_attr("IFLA_IFNAME")
+    return None
+
+
 def peers(name: str) -> set[Peer]:
     """What the device has programmed now: (MAC, IP, VTEP) of each permanent entry pair."""
     with IPRoute() as ipr:

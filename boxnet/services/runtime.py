@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import ssl
 import threading
 from typing import TYPE_CHECKING
 
 from boxnet.cluster import keys
 from boxnet.cluster.node_server import NodeServer
+from boxnet.diag.cluster_capture import NodeCaptures
 from boxnet.errors import BoxnetError
 from boxnet.services.agent import TaskAgent
 from boxnet.services.endpoints import ServiceEndpoints
@@ -42,6 +44,7 @@ class ServicesRuntime:
         credentials = swarm.files.credentials() if swarm.external is None else None
         self.logs = TaskLogs(engine, swarm.store, swarm.state.node_id, credentials)
         self.address = swarm.state.addr
+        self.captures = NodeCaptures(engine, self.address, socket.gethostname())
         self.node_server: NodeServer | None = None
         self.store = swarm.store
         self._thread = threading.Thread(target=self._run, name="services", daemon=True)
@@ -57,7 +60,7 @@ class ServicesRuntime:
         if self.logs.credentials is not None:
             try:
                 self.node_server = NodeServer(self.address, self.logs.credentials, self._is_manager,
-                                              {ROUTE: self.logs.serve})  # fmt: skip
+                                              {("GET", ROUTE): self.logs.serve, **self.captures.routes()})  # fmt: skip
                 self.node_server.start()
             except (OSError, ssl.SSLError) as exc:
                 log.error("the node port is not served (no service logs from this node): %s", exc)
