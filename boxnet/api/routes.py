@@ -289,9 +289,21 @@ def build_router(engine: Engine) -> Router:
     def topology(request: Request) -> Response:
         from boxnet.diag.topology import Topology
 
-        return Response(200, Topology(engine.view).build())
+        found = Topology(engine.view).build()
+        if request.flag("cluster"):
+            from boxnet.diag.cluster_view import cluster_topology
+
+            found["Cluster"] = cluster_topology(engine)
+        return Response(200, found)
 
     router.add("GET", "/boxnet/topology", topology)
+
+    def overlay_check(request: Request, ref: str) -> Response:
+        from boxnet.diag.cluster_view import overlay_check as check
+
+        return Response(200, check(engine, ref))
+
+    router.add("GET", "/boxnet/overlay/(?P<ref>[^/]+)/check", overlay_check)
 
     def trace(request: Request) -> Response:
         from boxnet.diag.trace import Tracer

@@ -13,7 +13,7 @@ from boxnet.errors import BoxnetError
 # Commands outside containers.py, and the module that registers each.
 MODULES = {"network": "networks", "dns": "dns", "capture": "capture", "sniff": "capture", "debug": "debug",
            "topology": "topology", "trace": "trace", "swarm": "swarm", "node": "swarm", "lab": "lab",
-           "service": "service"}
+           "service": "service", "overlay": "overlay"}
 
 
 def requested_command(argv: list[str]) -> str | None:

@@ -21,15 +21,21 @@ def register(commands: Any, wanted: str | None = None) -> None:
                                    "kernel has them now")  # fmt: skip
     topology.add_argument("--format", choices=("text", "json", "dot", "svg"), default="text")
     topology.add_argument("--no-rules", action="store_true", help="leave the nftables rules out of the text")
+    topology.add_argument("--cluster", action="store_true", help="the swarm too (on a manager): nodes, underlay, "
+                          "tunnels and their state, WireGuard peers, services and tasks")  # fmt: skip
     topology.set_defaults(func=topology_command)
 
 
 def topology_command(client: Client, args: Namespace) -> int:
-    data = client.get("/boxnet/topology")
+    data = client.get("/boxnet/topology", **({"cluster": "1"} if args.cluster else {}))
     if args.format == "json":
         print(dumps(data, indent=2))
     elif args.format == "text":
         print(render_text(data, rules=not args.no_rules), end="")
+        if "Cluster" in data:
+            from boxnet.cli import cluster_render
+
+            print(cluster_render.render_text(data["Cluster"]), end="")
     elif args.format == "dot":
         print(render_dot(data), end="")
     else:
@@ -133,5 +139,9 @@ def render_dot(data: dict) -> str:
             out.append(f"  {_id('host', 'out')} -> {_id('port', name)} [style=dotted];")
             out.append(f"  {_id('port', name)} -> {_id('container', container['Name'])} "
                        f"[label={dumps(str(port['ContainerPort']))}];")  # fmt: skip
+    if "Cluster" in data:
+        from boxnet.cli import cluster_render
+
+        out += cluster_render.render_dot(data["Cluster"])
     out.append("}")
     return "\n".join(out) + "\n"

@@ -228,8 +228,8 @@ def route_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
 
 
 def interfaces() -> list[dict]:
-    """Every link in this namespace: name, index, kind, MAC, state, master index, peer index (a veth's other
-    end, or a macvlan's parent, as IFLA_LINK gives it) and addresses (CIDR)."""
+    """Every link in this namespace: name, index, kind, MAC, state, MTU, master index, peer index (a veth's
+    other end, or a macvlan's parent, as IFLA_LINK gives it) and addresses (CIDR)."""
     with IPRoute() as ipr:
         addresses: dict[int, list[str]] = {}
         for addr in ipr.get_addr():
@@ -240,7 +240,8 @@ def interfaces() -> list[dict]:
                 "name": link.get_attr("IFLA_IFNAME"), "index": link["index"], "mac": link.get_attr("IFLA_ADDRESS"),
                 "kind": (link.get_attr("IFLA_LINKINFO") or {}).get_attr("IFLA_INFO_KIND") if link.get_attr(
                     "IFLA_LINKINFO") else "",
-                "state": link.get_attr("IFLA_OPERSTATE"), "master": link.get_attr("IFLA_MASTER") or 0,
+                "state": link.get_attr("IFLA_OPERSTATE"), "mtu": link.get_attr("IFLA_MTU"),
+                "master": link.get_attr("IFLA_MASTER") or 0,
                 "peer": link.get_attr("IFLA_LINK") or 0, "addresses": addresses.get(link["index"], []),
             })  # fmt: skip
         return found

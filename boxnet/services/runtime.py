@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from boxnet.cluster import keys
 from boxnet.cluster.node_server import NodeServer
 from boxnet.diag.cluster_capture import NodeCaptures
+from boxnet.diag.cluster_view import serve_view
+from boxnet.diag.node_view import ROUTE as VIEW_ROUTE
 from boxnet.errors import BoxnetError
 from boxnet.services.agent import TaskAgent
 from boxnet.services.endpoints import ServiceEndpoints
@@ -46,6 +48,7 @@ class ServicesRuntime:
         self.address = swarm.state.addr
         self.captures = NodeCaptures(engine, self.address, socket.gethostname())
         self.node_server: NodeServer | None = None
+        self.engine = engine
         self.store = swarm.store
         self._thread = threading.Thread(target=self._run, name="services", daemon=True)
 
@@ -59,8 +62,9 @@ class ServicesRuntime:
     def start(self) -> None:
         if self.logs.credentials is not None:
             try:
-                self.node_server = NodeServer(self.address, self.logs.credentials, self._is_manager,
-                                              {("GET", ROUTE): self.logs.serve, **self.captures.routes()})  # fmt: skip
+                routes = {("GET", ROUTE): self.logs.serve, ("GET", VIEW_ROUTE): serve_view(self.engine),
+                          **self.captures.routes()}  # fmt: skip
+                self.node_server = NodeServer(self.address, self.logs.credentials, self._is_manager, routes)
                 self.node_server.start()
             except (OSError, ssl.SSLError) as exc:
                 log.error("the node port is not served (no service logs from this node): %s", exc)
