@@ -25,7 +25,9 @@ class ServiceEndpoints:
     def __init__(self, ctx: EngineContext) -> None:
         self.ctx = ctx
         self._named: set[tuple[str, str]] = set()  # (service id, network id) with a VIP name registered
-        self._applied: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}  # (container, service) -> rules
+        # (container, (service, network)) -> the VIP and backends applied in the container's namespace
+        self._applied: dict[tuple[str, tuple[str, str]], tuple[str, tuple[str, ...]]] = {}
+        self._fresh_done: set[str] = set()  # containers whose VIP table this daemon has made
 
     def reconcile(self, state: ServicesState) -> None:
         services, tasks, status = state.services, state.tasks, state.status
@@ -37,7 +39,8 @@ class ServiceEndpoints:
                 if address:
                     backends = tuple(sorted({s["addresses"][network_id] for s in running
                                              if s.get("addresses", {}).get(network_id)}))  # fmt: skip
-                    wanted[(service.id, network_id)] = vip.VipService(service.id.lower(), address, backends)
+                    wanted[(service.id, network_id)] = vip.VipService(service.id.lower(), address, backends,
+                                                                      network_id)
         self._names(services, wanted)
         self._rules(wanted)
 
@@ -56,33 +59,35 @@ class ServiceEndpoints:
                 self._named.add(key)
 
     def _rules(self, wanted: dict[tuple[str, str], vip.VipService]) -> None:
+        """Each local container gets the VIP of every service on every network it shares with it."""
         with self.ctx.lock:
             containers = [c for c in self.ctx.registry.containers.values()
                           if c.state.status == "running" and c.sandbox_key and c.endpoints]  # fmt: skip
-        present = set()
         for container in containers:
-            mine = {service_id: v for (service_id, network_id), v in wanted.items()
-                    if network_id in container.endpoints}  # fmt: skip
+            mine = {key: v for key, v in wanted.items() if key[1] in container.endpoints}
             commands: list[str] = []
-            fresh = not any(key[0] == container.id for key in self._applied)
+            fresh = container.id not in self._fresh_done
             if mine and fresh:
                 commands += vip.skeleton()
-            for service_id, service in mine.items():
-                present.add((container.id, service_id))
+            for key, service in mine.items():
                 state = (service.vip, service.backends)
-                if self._applied.get((container.id, service_id)) != state:
+                if fresh or self._applied.get((container.id, key)) != state:
                     commands += vip.set_backends(service)
-                    self._applied[(container.id, service_id)] = state
-            for key in [k for k in self._applied if k[0] == container.id and k[1] not in mine]:
-                old_vip = self._applied.pop(key)[0]
-                commands += vip.remove(vip.VipService(key[1].lower(), old_vip, ()))
+                    self._applied[(container.id, key)] = state
+            for key in [k[1] for k in self._applied if k[0] == container.id and k[1] not in mine]:
+                old_vip = self._applied.pop((container.id, key))[0]
+                commands += vip.remove(vip.VipService(key[0].lower(), old_vip, (), key[1]))
             if commands:
                 try:
                     netns.run_in(container.sandbox_key, nft.run, commands)
+                    if mine:
+                        self._fresh_done.add(container.id)
                 except (BoxnetError, OSError, nft.NftError) as exc:
                     log.warning("service VIPs in %s: %s", container.name, exc)
                     for key in [k for k in self._applied if k[0] == container.id]:
                         self._applied.pop(key)
+                    self._fresh_done.discard(container.id)
         running = {c.id for c in containers}
         for key in [k for k in self._applied if k[0] not in running]:
             self._applied.pop(key)
+        self._fresh_done &= running

@@ -22,28 +22,41 @@ _ID = re.compile(r"^[0-9a-z]{12,64}$")
 
 @dataclass(frozen=True)
 class VipService:
+    """A service's VIP on one network: a container on several of the service's networks has one each."""
+
     service_id: str
     vip: str
     backends: tuple[str, ...]  # the running tasks' addresses on the VIP's network
+    network_id: str = ""
 
     def __post_init__(self) -> None:
         if not _ID.match(self.service_id):
             raise ValueError(f"unsafe service id {self.service_id!r}")
+        if self.network_id and not _ID.match(self.network_id):
+            raise ValueError(f"unsafe network id {self.network_id!r}")
         for address in (self.vip, *self.backends):
             if ipaddress.ip_address(address).version != 4:
                 raise ValueError(f"{address}: only IPv4 virtual addresses")
 
     @property
+    def _suffix(self) -> str:
+        return f"{self.service_id[:12]}-{self.network_id[:12]}" if self.network_id else self.service_id[:12]
+
+    @property
     def chain(self) -> str:
-        return f"svc-{self.service_id[:12]}"
+        return f"svc-{self._suffix}"
 
     @property
     def map(self) -> str:
-        return f"be-{self.service_id[:12]}"
+        return f"be-{self._suffix}"
 
 
 def skeleton() -> list[str]:
+    """The table made anew (in the same transaction as every VIP that follows: no moment without them), so
+    that nothing of an earlier daemon's stays."""
     return [
+        f"add table {T}",
+        f"delete table {T}",
         f"add table {T}",
         f"add map {T} vips {{ type ipv4_addr : verdict; }}",
         f"add chain {T} output {{ type nat hook output priority -100; policy accept; }}",
