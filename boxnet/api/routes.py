@@ -312,7 +312,12 @@ def build_router(engine: Engine) -> Router:
         source, target = body.get("Source"), body.get("Destination")
         if not isinstance(source, str) or not isinstance(target, str) or not source or not target:
             raise InvalidArgument("trace needs Source and Destination")
-        return Response(200, Tracer(engine.view).trace(source, target).to_json())
+        remote = None
+        if engine.services_runtime is not None:  # in a swarm: the destination's node traces its side too
+            from boxnet.diag.remote_trace import RemoteTrace
+
+            remote = RemoteTrace(engine)
+        return Response(200, Tracer(engine.view, remote).trace(source, target).to_json())
 
     router.add("POST", "/boxnet/trace", trace)
     router.add("GET", "/boxnet/containers/(?P<ref>[^/]+)/dns-log", dns_log)

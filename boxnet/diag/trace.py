@@ -27,7 +27,7 @@ from boxnet.checksum import internet_checksum
 from boxnet.drivers import registry as drivers
 from boxnet.engine.view import EngineView
 from boxnet.errors import InvalidArgument, NotFound
-from boxnet.kernel import netns, nft
+from boxnet.kernel import conntrack, netns, nft
 from boxnet.kernel.readiness import readable
 from boxnet.model.container import Container
 
@@ -127,12 +127,15 @@ def reason_for(dropper: str) -> str:
 
 
 class Tracer:
-    def __init__(self, view: EngineView) -> None:
+    def __init__(self, view: EngineView, remote: Any = None) -> None:
+        """remote: the swarm's side of a trace (diag/remote_trace.py), when this node is in one."""
         self.view = view
         self.registry = view
+        self.remote = remote
 
     def trace(self, source: str, target: str) -> TraceResult:
         destination, port, protocol = parse_target(target)
+        self.path_network: Any = None  # the network the probe leaves its source by
         with self.view.lock:
             src = self._source(source)
             dst_address = self._destination(destination, src)
@@ -221,9 +224,14 @@ class Tracer:
         except NotFound:
             # A container on another node of the swarm, on a network the source shares.
             source = self._container_of(near.namespace) if near.namespace else None
-            remote = self.view.remote_address(text, set(source.endpoints) if source else set())
+            networks = set(source.endpoints) if source else set()
+            remote = self.view.remote_address(text, networks)
             if remote:
                 return remote
+            # A service of the swarm: its VIP on a network the source shares.
+            vip = self.remote.service_address(text, networks) if self.remote is not None else ""
+            if vip:
+                return vip
             raise
 
     # ---- the path, from the kernel's routing tables ----------------------------------------------------
@@ -248,6 +256,7 @@ class Tracer:
         network = self.registry.networks.get(endpoint.network_id)
         if network is None:
             return route["src"]
+        self.path_network = network
         driver = drivers.of(network)
         result.steps.append(f"{driver.describe_endpoint(network, endpoint)} (container {container.name}, network "
                             f"{network.name})")  # fmt: skip
@@ -271,17 +280,73 @@ class Tracer:
 
     # ---- the probe ---------------------------------------------------------------------------------------
     def _probe(self, result: TraceResult, src: Endpoint, dst: str, port: int, protocol: str) -> None:
-        family = "ip6" if ":" in dst else "ip"
         if protocol in ("tcp", "udp"):  # a port free in the source's namespace (a random one may be taken there)
             pick = _free_port if src.namespace is None else (lambda *a: netns.run_in(src.namespace, _free_port, *a))
             marker = pick(protocol, ":" in dst)
         else:
             marker = random.randint(20000, 60000)
+        far = self._far_side(dst)
+        watch = TraceWatch(src.address, protocol, marker)
+        watch.start()
+        try:
+            remote = far.begin(src.address, protocol, marker) if far is not None else None
+            send = _send_probe if src.namespace is None else (lambda *a: netns.run_in(src.namespace, _send_probe, *a))
+            outcome, answered = send(dst, port, protocol, marker)
+            time.sleep(0.2)
+        finally:
+            lines = watch.finish()
+        chains, verdict, dropper = parse_trace(lines)
+        result.chains = chains
+        result.probe = outcome
+        for line in chains:
+            result.steps.append(f"nftables {line}")
+        if far is not None and remote is not None:
+            backend = self._answering(src, dst, marker, protocol)
+            network = self.path_network
+            tunnel = drivers.of(network).tunnel_step(network, backend) if network is not None else None
+            far.report(result, remote, dst, backend, tunnel)
+        result.steps.append(f"probe: {outcome}")
+        if answered is True or (answered is None and verdict != "drop"):
+            result.delivered = True
+            result.reason = "delivered"
+        else:
+            result.delivered = False
+            if dropper:
+                result.reason = f"dropped at {dropper}: {reason_for(dropper)}"
+            elif not result.reason:  # set already when there was no route at all
+                result.reason = "no answer, and no rule of boxnet's dropped it (dropped elsewhere, or lost)"
+
+    def _far_side(self, dst: str) -> Any:
+        """What another node of the swarm reports of this probe, when the destination is there (or is a VIP)."""
+        return self.remote.far_side(dst) if self.remote is not None else None
+
+    @staticmethod
+    def _answering(src: Endpoint, dst: str, marker: int, protocol: str) -> str:
+        """The address that answered the probe's flow in the source's conntrack (a VIP's chosen backend)."""
+        look = (lambda *a: conntrack.reply_source(*a)) if src.namespace is None else \
+            (lambda *a: netns.run_in(src.namespace, conntrack.reply_source, *a))  # fmt: skip
+        try:
+            return look(src.address, dst, marker, protocol) or dst
+        except OSError:
+            return dst
+
+
+class TraceWatch:
+    """nftrace set on one probe (by its source address and source port, or echo id) in this namespace, and
+    `nft monitor trace` reading every chain it meets. The table (`boxnet_trace_<marker>`) is its own: two
+    traces at once do not remove each other's."""
+
+    def __init__(self, source: str, protocol: str, marker: int) -> None:
+        address = ipaddress.ip_address(source)  # what goes into the rule is checked first
+        if protocol not in ("tcp", "udp", "icmp") or not 0 < int(marker) < 65536:
+            raise InvalidArgument(f"bad trace selector {protocol} {marker}")
+        family = "ip6" if address.version == 6 else "ip"
         match = {"tcp": f"tcp sport {marker}", "udp": f"udp sport {marker}"}.get(protocol) or (
             f"icmp{'v6' if family == 'ip6' else ''} id {marker}")
-        selector = f"{family} saddr {src.address} {match}"
-        table = f"{TRACE_TABLE}_{marker}"  # one per trace: two at once must not remove each other's
-        commands = [
+        selector = f"{family} saddr {address} {match}"
+        self.table = f"{TRACE_TABLE}_{int(marker)}"
+        table = self.table
+        self.commands = [
             f"add table inet {table}",
             f"add chain inet {table} pre {{ type filter hook prerouting priority -350; }}",
             f"add chain inet {table} out {{ type filter hook output priority -350; }}",
@@ -291,35 +356,31 @@ class Tracer:
             f"add chain bridge {table} pre {{ type filter hook prerouting priority -350; }}",
             f"add rule bridge {table} pre {selector} meta nftrace set 1",
         ]
-        monitor = subprocess.Popen(["nft", "monitor", "trace"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.monitor: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.monitor = subprocess.Popen(["nft", "monitor", "trace"], stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL)  # fmt: skip
         try:
-            nft.run(commands)
-            time.sleep(0.1)  # the monitor subscribes before the probe leaves
-            send = _send_probe if src.namespace is None else (lambda *a: netns.run_in(src.namespace, _send_probe, *a))
-            outcome, answered = send(dst, port, protocol, marker)
-            time.sleep(0.2)
-        finally:
-            with contextlib.suppress(nft.NftError):
-                nft.run([f"delete table inet {table}", f"delete table bridge {table}"])
-            monitor.terminate()
-            output, _ = monitor.communicate(timeout=5)
-        lines = output.decode(errors="replace").splitlines()
-        chains, verdict, dropper = parse_trace(lines)
-        result.chains = chains
-        result.probe = outcome
-        for line in chains:
-            result.steps.append(f"nftables {line}")
-        if answered is True or (answered is None and verdict != "drop"):
-            result.delivered = True
-            result.steps.append(f"probe: {outcome}")
-            result.reason = "delivered"
-        else:
-            result.delivered = False
-            result.steps.append(f"probe: {outcome}")
-            if dropper:
-                result.reason = f"dropped at {dropper}: {reason_for(dropper)}"
-            elif not result.reason:  # set already when there was no route at all
-                result.reason = "no answer, and no rule of boxnet's dropped it (dropped elsewhere, or lost)"
+            nft.run(self.commands)
+        except BaseException:
+            self.finish()
+            raise
+        time.sleep(0.1)  # the monitor subscribes before the probe leaves
+
+    def finish(self) -> list[str]:
+        with contextlib.suppress(nft.NftError):
+            nft.run([f"delete table inet {self.table}", f"delete table bridge {self.table}"])
+        if self.monitor is None:
+            return []
+        self.monitor.terminate()
+        output, _ = self.monitor.communicate(timeout=5)
+        self.monitor = None
+        return output.decode(errors="replace").splitlines()
+
+    def reached(self, lines: list[str]) -> bool:
+        """Whether the probe passed here at all (its own trace rule saw it)."""
+        return any(f" {self.table} " in line for line in lines)
 
 
 def _route_get(destination: str) -> dict[str, Any] | None:

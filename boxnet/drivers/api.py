@@ -97,6 +97,10 @@ class NetworkDriver:
         """Options Docker shows in `network inspect` that the driver chose (a VXLAN id), beside the user's."""
         return {}
 
+    def tunnel_step(self, network: Network, address: str) -> str | None:
+        """For trace: how a frame to this address on the network leaves the node, if through a tunnel."""
+        return None
+
     def describe_endpoint(self, network: Network, endpoint: Endpoint) -> str:
         """One line saying how the endpoint's frames reach the network, for trace."""
         return f"{endpoint.ifname} on network {network.name} ({self.name})"

@@ -144,6 +144,40 @@ def original_addresses(family: int = socket.AF_INET) -> list[tuple[str, str]]:
     return found
 
 
+CTA_PROTO_SRC_PORT, CTA_PROTO_ICMP_ID, CTA_PROTO_ICMPV6_ID = 2, 4, 7
+
+
+def reply_source(source: str, destination: str, marker: int, protocol: str) -> str:
+    """For the flow this namespace tracks from source (its source port, or echo id, marker) to destination:
+    the address its replies come from, which DNAT made another one (the backend a VIP chose). '' if none."""
+    family = socket.AF_INET6 if ":" in source else socket.AF_INET
+    want = (ipaddress.ip_address(source).packed, ipaddress.ip_address(destination).packed)
+    number = {"tcp": 6, "udp": 17, "icmp": 58 if family == socket.AF_INET6 else 1}[protocol]
+    src_attr = CTA_IP_V4_SRC if family == socket.AF_INET else CTA_IP_V6_SRC
+    with _socket() as sock:
+        sock.send(_request(IPCTNL_MSG_CT_GET, NLM_F_DUMP, 1, family, b""))
+        found = ""
+        for msg_type, payload in answers(sock, {1}):
+            if msg_type in (NLMSG_ERROR, NLMSG_DONE) or found:
+                continue
+            attrs = parse_attrs(payload, 4)
+            original = parse_attrs(attrs.get(CTA_TUPLE_ORIG, b""))
+            address = parse_attrs(original.get(CTA_TUPLE_IP, b""))
+            proto = parse_attrs(original.get(CTA_TUPLE_PROTO, b""))
+            if (address.get(src_attr), address.get(src_attr + 1)) != want:
+                continue
+            if proto.get(CTA_PROTO_NUM) != bytes([number]):
+                continue
+            port_attr = CTA_PROTO_SRC_PORT if protocol != "icmp" else \
+                (CTA_PROTO_ICMPV6_ID if family == socket.AF_INET6 else CTA_PROTO_ICMP_ID)  # fmt: skip
+            if proto.get(port_attr) != struct.pack("!H", marker):
+                continue
+            reply = parse_attrs(parse_attrs(attrs.get(CTA_TUPLE_REPLY, b"")).get(CTA_TUPLE_IP, b""))
+            if src_attr in reply:
+                found = str(ipaddress.ip_address(reply[src_attr]))
+        return found
+
+
 def _delete(sock: socket.socket, family: int, requests: list[bytes]) -> None:
     seq = 2
     for start in range(0, len(requests), DELETES_PER_SEND):

@@ -82,6 +82,16 @@ def _wg(*args: str) -> str:
         raise Internal(f"wg {' '.join(args[:2])}: {exc.stderr.strip()}") from None
 
 
+def peer_states(name: str) -> list[PeerState]:
+    """What a WireGuard interface reports of each peer (`wg show NAME dump`)."""
+    found = []
+    for line in _wg("show", name, "dump").splitlines()[1:]:
+        fields = line.split("\t")
+        if len(fields) >= 8:
+            found.append(PeerState(fields[0], fields[2], fields[3], int(fields[4]), int(fields[5]), int(fields[6])))
+    return found
+
+
 class WireGuardLink:
     def __init__(self, name: str, key_file: str, address: str, port: int = PORT,
                  on_restart: Callable[[], None] | None = None) -> None:  # fmt: skip
@@ -206,14 +216,7 @@ class WireGuardLink:
             peer.allowed, "persistent-keepalive", "25")  # fmt: skip
 
     def peers(self) -> list[PeerState]:
-        """What the interface reports of each peer (`wg show NAME dump`)."""
-        found = []
-        for line in _wg("show", self.name, "dump").splitlines()[1:]:
-            fields = line.split("\t")
-            if len(fields) >= 8:
-                found.append(PeerState(fields[0], fields[2], fields[3], int(fields[4]), int(fields[5]),
-                                       int(fields[6])))  # fmt: skip
-        return found
+        return peer_states(self.name)
 
     # ---- the end -----------------------------------------------------------------------------------
     def stop(self) -> None:

@@ -15,6 +15,8 @@ from boxnet.cluster.node_server import NodeServer
 from boxnet.diag.cluster_capture import NodeCaptures
 from boxnet.diag.cluster_view import serve_view
 from boxnet.diag.node_view import ROUTE as VIEW_ROUTE
+from boxnet.diag.remote_trace import ROUTE as TRACE_ROUTE
+from boxnet.diag.remote_trace import serve_trace
 from boxnet.errors import BoxnetError
 from boxnet.services.agent import TaskAgent
 from boxnet.services.endpoints import ServiceEndpoints
@@ -63,7 +65,7 @@ class ServicesRuntime:
         if self.logs.credentials is not None:
             try:
                 routes = {("GET", ROUTE): self.logs.serve, ("GET", VIEW_ROUTE): serve_view(self.engine),
-                          **self.captures.routes()}  # fmt: skip
+                          ("GET", TRACE_ROUTE): serve_trace(self.engine), **self.captures.routes()}  # fmt: skip
                 self.node_server = NodeServer(self.address, self.logs.credentials, self._is_manager, routes)
                 self.node_server.start()
             except (OSError, ssl.SSLError) as exc:

@@ -11,11 +11,12 @@ node's (`driver_data`: the VNI, the device names, the local VTEP address and the
 from __future__ import annotations
 
 import secrets
+import time
 
 from boxnet.drivers.api import Capabilities, NetworkDriver
-from boxnet.errors import Conflict, InvalidArgument
+from boxnet.errors import BoxnetError, Conflict, InvalidArgument
 from boxnet.firewall import bridge_rules
-from boxnet.kernel import links, netns, vxlan
+from boxnet.kernel import links, netns, vxlan, wireguard
 from boxnet.model.container import Endpoint
 from boxnet.model.macs import mac_for
 from boxnet.model.network import OPT_MTU, Network, NetworkRequest, check_mtu
@@ -133,6 +134,28 @@ class OverlayDriver(NetworkDriver):
 
     def inspect_options(self, network: Network) -> dict[str, str]:
         return {OPT_VNI: network.driver_data.get(VNI, "")}
+
+    def tunnel_step(self, network: Network, address: str) -> str | None:
+        """The VXLAN entry for the address: its MAC and VTEP, and whether the VTEP is reached through
+        WireGuard (with that peer's last handshake) or in clear on the underlay."""
+        device, vni = network.driver_data.get(VXLAN, ""), network.driver_data.get(VNI, "")
+        entry = next((p for p in vxlan.peers(device) if p.ip == address), None)
+        if entry is None:
+            return f"VXLAN {device} (VNI {vni}): no entry for {address} (not on another node, or not programmed)"
+        line = (f"VXLAN {device} (VNI {vni}): {address} is {entry.mac} behind VTEP {entry.vtep}, UDP "
+                f"{vxlan.VXLAN_PORT} from {network.driver_data.get(LOCAL, '?')}")  # fmt: skip
+        interface = network.driver_data.get(WIREGUARD, "")
+        if not interface:
+            return line + ", in clear on the underlay"
+        try:
+            peer = next((p for p in wireguard.peer_states(interface) if p.allowed == f"{entry.vtep}/32"), None)
+        except BoxnetError as exc:
+            return line + f", sealed to WireGuard {interface} (its peers unreadable: {exc.message})"
+        if peer is None:
+            return line + f", sealed to WireGuard {interface}, which has no peer for {entry.vtep}: dropped"
+        shaken = f"last handshake {time.time() - peer.latest_handshake:.0f}s ago" if peer.latest_handshake \
+            else "no handshake yet"  # fmt: skip
+        return line + f", encrypted by WireGuard {interface} to {peer.endpoint} ({shaken})"
 
     def describe_endpoint(self, network: Network, endpoint: Endpoint) -> str:
         return (f"veth: {endpoint.ifname} <-> {endpoint.host_veth} on the host, port of bridge {network.bridge}, "
