@@ -4,11 +4,16 @@ every packet stays in namespaces made here."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+
+from capture_bench import TICKS, cpu_seconds
 
 from boxnet.lab import Lab, LabHost
 
@@ -24,6 +29,26 @@ def _wireguard_address(host: LabHost) -> str:
                 and shown[i + 1].startswith("100.64."))  # fmt: skip
 
 
+def _busy_seconds() -> float:
+    """CPU time the whole machine spent busy (every CPU, user + system + softirq...), from /proc/stat."""
+    with open("/proc/stat") as handle:
+        fields = [int(v) for v in handle.readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / TICKS  # all but idle and iowait
+
+
+def _wireguard_go_seconds(hosts: list[LabHost]) -> float:
+    """CPU time of the wireguard-go processes in these hosts' namespaces (found by namespace and executable)."""
+    inodes = {os.stat(f"/run/netns/{h.name}").st_ino for h in hosts}
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes and \
+                        os.path.basename(os.readlink(f"/proc/{entry}/exe")) == "wireguard-go":  # fmt: skip
+                    total += cpu_seconds(int(entry))
+    return total
+
+
 def bench_encrypted_overlay(seconds: int = 5, rounds: int = 4) -> None:
     with Lab("benc", hosts=2, directory=tempfile.mkdtemp(prefix="boxnet-bench-")) as lab:
         h1, h2 = lab.hosts
@@ -36,12 +61,25 @@ def bench_encrypted_overlay(seconds: int = 5, rounds: int = 4) -> None:
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         time.sleep(1)
         results: dict[str, list[float]] = {"overlay": [], "raw": []}
+        # CPU seconds per gigabyte moved: the machine's, and wireguard-go's
+        costs: dict[str, list[tuple[float, float]]] = {"overlay": [], "raw": []}
+
+        def measured(kind: str, run: Callable[[], float]) -> None:
+            busy, crypto = _busy_seconds(), _wireguard_go_seconds(lab.hosts)
+            rate = run()
+            gigabytes = rate * seconds / 8
+            costs[kind].append(((_busy_seconds() - busy) / gigabytes, (_wireguard_go_seconds(lab.hosts) - crypto)
+                                / gigabytes))  # fmt: skip
+            results[kind].append(rate)
+
+        def overlay_run() -> float:
+            run = h2.cli("exec", "client", "iperf3", "-c", target, "-t", str(seconds), "-J", timeout=seconds + 30)
+            return json.loads(run.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
+
         try:
             for _ in range(rounds):  # interleaved: the machine's noise hits both alike
-                run = h2.cli("exec", "client", "iperf3", "-c", target, "-t", str(seconds), "-J",
-                             timeout=seconds + 30)  # fmt: skip
-                results["overlay"].append(json.loads(run.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9)
-                results["raw"].append(_iperf(h2, ["iperf3", "-c", raw_target, "-p", "5202"], seconds))
+                measured("overlay", overlay_run)
+                measured("raw", lambda: _iperf(h2, ["iperf3", "-c", raw_target, "-p", "5202"], seconds))
         finally:
             raw.terminate()
             raw.wait(5)
@@ -49,3 +87,8 @@ def bench_encrypted_overlay(seconds: int = 5, rounds: int = 4) -> None:
         engine = "wireguard-go" if h1.run("sh", "-c", "ls /sys/module/wireguard").returncode else "kernel WireGuard"
         print(f"(e1) encrypted overlay: {overlay:.2f} Gbit/s; raw {engine} between the same namespaces: "
               f"{plain:.2f} Gbit/s; ratio {overlay / plain:.2f} (target >= 0.9; medians of {rounds}, interleaved)")
+        for kind in ("overlay", "raw"):
+            machine = statistics.median(c[0] for c in costs[kind])
+            crypto = statistics.median(c[1] for c in costs[kind])
+            print(f"     {kind:>7}: CPU per GB moved: {machine:.1f} s on the machine, of which wireguard-go "
+                  f"{crypto:.1f} s ({os.cpu_count()} CPUs, both nodes on them)")

@@ -4,7 +4,7 @@ host namespace, or its own lab of hosts.
 
 Medians (p50) and p95 over repeated runs; ratios are measured within one run, since the machine is shared.
 Usage: bench/run_all.py [--only run,connect,attach,iperf,ports,ports-removal,dns,capture,macvlan,overlay,reach,
-convergence,services,vip,task-traffic,mesh,encrypted] [--attach-count 500]
+convergence,services,vip,task-traffic,mesh,encrypted,service-capture] [--attach-count 500]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from boxnet.testing.sandbox import HOST_ADDR, Sandbox
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from capture_bench import bench_capture
+from capture_service_bench import bench_service_capture
 from cluster_bench import bench_convergence, bench_macvlan, bench_overlay_reach, bench_overlay_throughput
 from dns_bench import bench_dns
 from encryption_bench import bench_encrypted_overlay
@@ -189,7 +190,7 @@ def bench_many_ports_removal(sandbox: Sandbox, runs: int = 5, count: int = 1000)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", default="run,connect,attach,iperf,ports,dns,capture,macvlan,overlay,reach,"
-                                          "convergence,services,vip,task-traffic,mesh,encrypted")
+                                          "convergence,services,vip,task-traffic,mesh,encrypted,service-capture")
     parser.add_argument("--attach-count", type=int, default=500)
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -204,7 +205,8 @@ def main() -> int:
     # Parts on labs of several hosts: they make their own.
     lab_parts = {"overlay": bench_overlay_throughput, "reach": bench_overlay_reach, "convergence": bench_convergence,
                  "services": bench_service_start, "vip": bench_vip, "task-traffic": bench_task_traffic,
-                 "mesh": bench_mesh, "encrypted": bench_encrypted_overlay}
+                 "mesh": bench_mesh, "encrypted": bench_encrypted_overlay,
+                 "service-capture": bench_service_capture}
     for name in args.only.split(","):
         if name in lab_parts:
             lab_parts[name]()

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """`make demo`: a user network, two containers talking, a published port reached from the host; then a lab of
-three hosts in a swarm, with an overlay network across them and a service published on every node.
+three hosts in a swarm, with an overlay network across them and a service published on every node, traced,
+captured and checked across the nodes.
 
 The daemon runs in a sandbox host namespace of its own (with a simulated outside), so the demo never
 touches this machine's real network. Pass --keep to leave it running and explore with the printed commands.
@@ -160,6 +161,20 @@ def many_hosts(bin_dir: str) -> None:
                   f"http://{host.address}:8080/"], env3, prefix=["ip", "netns", "exec", h3.name])  # fmt: skip
         step("Every task's log, gathered from the nodes they run on")
         show(["boxnet", "service", "logs", "web"], env1)
+
+        step("Troubleshooting across the nodes, from a manager: trace to the service (VIP, backend, tunnel, the "
+             "other node's side), its traffic captured on every node at once, the cluster, the overlay doctor")
+        show(["boxnet", "trace", "api", "web:80"], env1)
+        traffic = subprocess.Popen(["ip", "netns", "exec", h3.name, "sh", "-c", "for i in $(seq 40); do curl -s -o "
+                                    f"/dev/null http://{h3.address}:8080/; sleep 0.1; done"])  # fmt: skip
+        try:
+            show(["boxnet", "capture", "service:web", "--underlay", "-f", "tcp port 80", "-c", "8", "--duration",
+                  "5"], env1)  # fmt: skip
+        finally:
+            traffic.kill()
+            traffic.wait()
+        show(["boxnet", "topology", "--cluster", "--no-rules"], env1)
+        show(["boxnet", "overlay", "check", "mesh"], env1)
         show(["boxnet", "service", "rm", "web"], env1)
         for _ in range(100):  # the nodes remove the tasks' containers (and their endpoints) as they see it
             if not any(h.cli("ps", "-q", "--filter", "label=com.docker.swarm.service.name=web").stdout.strip()

@@ -29,10 +29,11 @@ PORT = 7946
 
 @dataclass
 class Reply:
-    """An answer a route writes itself, after the status line and these headers."""
+    """An answer a route writes itself, after the status line and these headers; it gets the connection's
+    socket too, to see the asker go away (the asker sends nothing once it has asked)."""
 
     content_type: str
-    write_body: Callable[[Callable[[bytes], Any]], None]
+    write_body: Callable[[Callable[[bytes], Any], Any], None]
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -117,7 +118,7 @@ class NodeServer:
                 self.send_header("Connection", "close")
                 self.end_headers()
                 try:
-                    reply.write_body(self.wfile.write)
+                    reply.write_body(self.wfile.write, self.connection)
                 except (OSError, BoxnetError) as exc:
                     log.debug("node reply ended: %s", exc)
 

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import secrets
+import select
 import socket
 import threading
 from dataclasses import dataclass
@@ -111,10 +112,12 @@ class NodeCaptures:
         with self._lock:
             self.running[capture_id] = capture
 
-        def write_body(write: Any) -> None:
+        def write_body(write: Any, sock: Any) -> None:
+            threading.Thread(target=_stop_when_gone, args=(sock, capture), daemon=True).start()
             try:
                 capture.run(write)
             finally:
+                capture.stopping.set()
                 with self._lock:
                     self.running.pop(capture_id, None)
 
@@ -129,6 +132,19 @@ class NodeCaptures:
         if capture is not None:
             capture.stopping.set()
         yield {"stopped": capture is not None}
+
+
+def _stop_when_gone(sock: Any, capture: Capture) -> None:
+    """Ends a node's capture when the manager that asked for it goes away (dies, or drops the connection):
+    a capture that sees no packet would otherwise never write, and never learn. The socket is polled, not
+    read (a read here would race the TLS writes of the capture's thread); the manager sends nothing after
+    its request, so anything readable, or a hang-up, means it is done."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN | select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+    while not capture.stopping.is_set():
+        if poller.poll(500):
+            capture.stopping.set()
+            return
 
 
 class _Local:
