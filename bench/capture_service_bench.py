@@ -1,24 +1,27 @@
-"""(service-capture) A service's traffic on a lab of three, captured in the same run by `boxnet capture
-service:web` (every task on every node, one pcapng, from the manager) and by plain tcpdump in each task's
-network namespace (what one would do by hand on each node): packets captured, dropped by the kernel, CPU.
+"""(service-capture) A service's traffic on a lab of three, captured by `boxnet capture service:web` (every
+task on every node, one pcapng, from the manager) and by plain tcpdump in each task's network namespace (what
+one would do by hand on each node): packets captured, dropped by the kernel, and the CPU each adds.
 
-The traffic is iperf3 from a client container on the manager to the service's task on each node at once.
-boxnet's CPU is what it runs for the capture on every node: its tcpdumps, the daemons (which turn pcap into
-pcapng, stream it to the manager and merge it there; otherwise near idle) and the `boxnet capture` client.
-Labs only: every packet stays in namespaces made here."""
+The traffic is iperf3 from a client container on the manager to the service's task on each node at once,
+paced so that every run moves the same. The CPU is the machine's busy time, every process and softirq: the
+nodes all share this machine, so this is the whole cluster's cost. Labs only: every packet stays in
+namespaces made here."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
-from capture_bench import children, cpu_seconds
+from encryption_bench import _busy_seconds
 
 from boxnet.capture import pcapng
 from boxnet.lab import Lab, LabHost
@@ -34,16 +37,8 @@ def _inspect(host: LabHost, path: str) -> dict:
         client.close()
 
 
-def _descendants(pid: int) -> list[int]:
-    found, queue = [], [pid]
-    while queue:
-        for child in children(queue.pop()):
-            found.append(child)
-            queue.append(child)
-    return found
-
-
 def bench_service_capture(rounds: int = 3) -> None:
+    """Paced traffic, so that every run moves the same: the CPU a capture adds is then comparable."""
     with Lab("bcap", hosts=3, directory=tempfile.mkdtemp(prefix="boxnet-bench-")) as lab:
         h1 = lab.hosts[0]
         h1.cli("network", "create", "-d", "overlay", "--attachable", "front")
@@ -59,48 +54,72 @@ def bench_service_capture(rounds: int = 3) -> None:
         namespaces = [_inspect(h, f"/containers/{c}/json")["NetworkSettings"]["SandboxKey"]
                       for h in lab.hosts for c in h.cli("ps", "-q").stdout.split()
                       if _inspect(h, f"/containers/{c}/json")["Config"]["Labels"].get("com.docker.swarm.task.id")]
-        daemons = [h.process.pid for h in lab.hosts if h.process is not None]
-        load = " ".join(f"iperf3 -c {a} -t {SECONDS} -J > /tmp/ip{i}.json &" for i, a in enumerate(addresses))
-        for round_number in range(rounds):
-            directory = tempfile.mkdtemp(prefix="boxnet-bench-cap-")
-            plain = [subprocess.Popen(["nsenter", f"--net={ns}", "tcpdump", "-i", "any", "-w",
-                                       os.path.join(directory, f"plain{i}.pcap"), "tcp"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                     for i, ns in enumerate(namespaces)]  # fmt: skip
-            before = {p: set(_descendants(p)) for p in daemons}
-            out = os.path.join(directory, "boxnet.pcapng")
-            capture = subprocess.Popen([sys.executable, "-m", "boxnet.cli.main", "capture", "service:web", "-f", "tcp",
-                                        "-w", out], env={**os.environ, **h1.env}, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.PIPE)  # fmt: skip
-            time.sleep(2.5)
-            ours = [c for p in daemons for c in _descendants(p) if c not in before[p]]
-            theirs = [c for p in plain for c in _descendants(p.pid)] + [p.pid for p in plain]
-
-            def cpu(pids: list[int]) -> float:
-                return sum(cpu_seconds(p) for p in pids)
-
-            start = (cpu(daemons) + cpu(ours) + cpu_seconds(capture.pid), cpu(theirs))
+        def traffic(rate: str) -> float:
+            """iperf3 to every task at once; the total Gbit/s."""
+            limit = f"-b {rate}" if rate else ""
+            load = " ".join(f"iperf3 -c {a} -t {SECONDS} {limit} -J > /tmp/ip{i}.json &"
+                            for i, a in enumerate(addresses))  # fmt: skip
             h1.cli("exec", "client", "sh", "-c", load + " wait", timeout=SECONDS + 60)
-            end = (cpu(daemons) + cpu(ours) + cpu_seconds(capture.pid), cpu(theirs))
-            rates = []
+            total = 0.0
             for i in range(len(addresses)):
                 shown = h1.cli("exec", "client", "cat", f"/tmp/ip{i}.json").stdout
-                rates.append(json.loads(shown)["end"]["sum_received"]["bits_per_second"] / 1e9)
-            capture.send_signal(signal.SIGINT)
-            capture.communicate(timeout=60)
-            plain_captured = plain_dropped = 0
-            for process in plain:
-                process.send_signal(signal.SIGINT)
-                text = process.communicate(timeout=60)[1].decode()
-                plain_captured += int(re.search(r"(\d+) packets captured", text).group(1))
-                plain_dropped += int(re.search(r"(\d+) packets dropped by kernel", text).group(1))
-            scanned = pcapng.scan_file(out)
-            dropped = sum(i.dropped or 0 for i in scanned.interfaces)
-            ours_cpu, plain_cpu = end[0] - start[0], end[1] - start[1]
-            if round_number == 0:
-                print(f"(service-capture) iperf3 to a service's 3 tasks on 3 nodes at once, {SECONDS} s, captured "
-                      "twice: boxnet capture service:web (one pcapng) and tcpdump in each task's namespace")
-            print(f"    round {round_number + 1}: {sum(rates):.2f} Gbit/s in all; tcpdump x3: {plain_captured:,} "
-                  f"packets, {plain_dropped:,} dropped, CPU {plain_cpu:.2f} s; boxnet: {scanned.packets:,} packets "
-                  f"({len(scanned.interfaces)} interfaces), {dropped:,} dropped, CPU {ours_cpu:.2f} s "
-                  f"(ratio {ours_cpu / max(plain_cpu, 0.01):.2f}x)")  # fmt: skip
+                total += json.loads(shown)["end"]["sum_received"]["bits_per_second"] / 1e9
+            return total
+
+        print(f"(service-capture) iperf3 to a service's 3 tasks on 3 nodes at once, paced, {SECONDS} s a run; each "
+              "round runs it three times: not captured, captured by tcpdump in each task's namespace, captured by "
+              "boxnet capture service:web (one pcapng, from the manager). A capture's CPU is the machine's busy time "
+              "(every process, softirqs too) less the uncaptured run's")  # fmt: skip
+        for rate in ("150M", "500M"):
+            rows = []
+            for _ in range(rounds):
+                busy = _busy_seconds()
+                traffic(rate)
+                baseline = _busy_seconds() - busy
+                plain_n, plain_d, plain_busy = _tcpdumps(namespaces, lambda r=rate: traffic(r))
+                ours_n, ours_d, ours_busy, total = _boxnet(h1, lambda r=rate: traffic(r))
+                rows.append((total, plain_n, plain_d, plain_busy - baseline, ours_n, ours_d, ours_busy - baseline))
+            medians = [statistics.median(column) for column in zip(*rows, strict=True)]
+            total, plain_n, plain_d, plain_cpu, ours_n, ours_d, ours_cpu = medians
+            print(f"    {rate}bit/s a task ({total:.2f} Gbit/s in all): tcpdump x3: {plain_n:,.0f} packets, "
+                  f"{plain_d:,.0f} dropped, CPU {plain_cpu:.2f} s ({plain_cpu / max(plain_n, 1) * 1e6:.0f} µs a "
+                  f"packet); boxnet: {ours_n:,.0f} packets, {ours_d:,.0f} dropped, CPU {ours_cpu:.2f} s "
+                  f"({ours_cpu / max(ours_n, 1) * 1e6:.0f} µs a packet); ratio {ours_cpu / max(plain_cpu, 0.01):.2f}x "
+                  f"(medians of {rounds})")  # fmt: skip
+
+
+def _tcpdumps(namespaces: list[str], traffic: Callable[[], float]) -> tuple[int, int, float]:
+    directory = tempfile.mkdtemp(prefix="boxnet-bench-cap-")
+    plain = [subprocess.Popen(["nsenter", f"--net={ns}", "tcpdump", "-i", "any", "-w",
+                               os.path.join(directory, f"plain{i}.pcap"), "tcp"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for i, ns in enumerate(namespaces)]  # fmt: skip
+    time.sleep(1.5)
+    busy = _busy_seconds()
+    traffic()
+    used = _busy_seconds() - busy
+    captured = dropped = 0
+    for process in plain:
+        process.send_signal(signal.SIGINT)
+        text = process.communicate(timeout=60)[1].decode()
+        captured += int(re.search(r"(\d+) packets captured", text).group(1))
+        dropped += int(re.search(r"(\d+) packets dropped by kernel", text).group(1))
+    shutil.rmtree(directory, ignore_errors=True)
+    return captured, dropped, used
+
+
+def _boxnet(manager: LabHost, traffic: Callable[[], float]) -> tuple[int, int, float, float]:
+    directory = tempfile.mkdtemp(prefix="boxnet-bench-cap-")
+    out = os.path.join(directory, "boxnet.pcapng")
+    capture = subprocess.Popen([sys.executable, "-m", "boxnet.cli.main", "capture", "service:web", "-f", "tcp", "-w",
+                                out], env={**os.environ, **manager.env}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)  # fmt: skip
+    time.sleep(2.5)
+    busy = _busy_seconds()
+    total = traffic()
+    used = _busy_seconds() - busy
+    capture.send_signal(signal.SIGINT)
+    capture.communicate(timeout=60)
+    scanned = pcapng.scan_file(out)
+    shutil.rmtree(directory, ignore_errors=True)
+    return scanned.packets, sum(i.dropped or 0 for i in scanned.interfaces), used, total

@@ -54,6 +54,17 @@ def interface_description(linktype: int, snaplen: int, name: str, description: s
     return _block(IDB, struct.pack("<HHI", linktype, 0, snaplen) + _options(options))
 
 
+def enhanced_packet_parts(interface: int, timestamp_ns: int, data: bytes | memoryview,
+                          original_length: int) -> tuple[bytes, bytes | memoryview, bytes]:  # fmt: skip
+    """An enhanced packet block in three pieces (its head, the packet, its tail), to be joined with others:
+    the packet is copied once, into the joined write."""
+    padding = -len(data) % 4
+    length = 12 + 20 + len(data) + padding
+    head = struct.pack("<IIIIIII", EPB, length, interface, timestamp_ns >> 32, timestamp_ns & 0xFFFFFFFF, len(data),
+                       original_length)  # fmt: skip
+    return head, data, b"\x00" * padding + struct.pack("<I", length)
+
+
 def enhanced_packet(interface: int, timestamp_ns: int, data: bytes | memoryview, original_length: int) -> bytes:
     header = struct.pack("<IIIII", interface, timestamp_ns >> 32, timestamp_ns & 0xFFFFFFFF, len(data),
                          original_length)  # fmt: skip

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import fcntl
 import heapq
+import itertools
 import os
 import re
 import signal
@@ -24,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from boxnet.capture import pcapng
+from boxnet.capture import pcap, pcapng
 from boxnet.errors import InvalidArgument
 from boxnet.kernel.readiness import readable
 
@@ -51,11 +52,11 @@ class CapturePoint:
 
 @dataclass
 class Source:
-    """One tcpdump and the pcap it writes."""
+    """One tcpdump and the pcap it writes (a subclass: pcap that comes from another node's tcpdump)."""
 
     index: int
     point: CapturePoint
-    process: subprocess.Popen
+    process: subprocess.Popen | None
     linktype: int = 0
     snaplen: int = 0
     nanoseconds: bool = True
@@ -70,6 +71,11 @@ class Source:
     def fd(self) -> int:
         return self.process.stdout.fileno()  # type: ignore[union-attr]
 
+    @property
+    def started(self) -> bool:
+        """Whether the pcap header is read (linktype known)."""
+        return bool(self.linktype)
+
     def read_header(self, deadline: float) -> None:
         while len(self.buffer) < 24:
             remaining = deadline - time.monotonic()
@@ -78,6 +84,7 @@ class Source:
                 raise InvalidArgument(f"tcpdump for {self.point.name} did not start within {START_SECONDS}s")
             chunk = os.read(self.fd, READ_CHUNK)
             if not chunk:
+                assert self.process is not None
                 self.process.wait()
                 error = self.process.stderr.read().decode(errors="replace").strip()  # type: ignore[union-attr]
                 raise InvalidArgument(f"capture on {self.point.name}: {_tcpdump_error(error)}")
@@ -93,30 +100,24 @@ class Source:
         self.linktype = network & 0x0FFFFFFF
         del self.buffer[:24]
 
-    def records(self) -> list[tuple[int, bytes, int]]:
-        """Whole records read so far: (timestamp ns, data, original length)."""
-        found = []
-        header = struct.Struct(self.endian + "IIII")
-        offset, size, buffer = 0, len(self.buffer), self.buffer
-        scale = 1 if self.nanoseconds else 1000
-        while offset + 16 <= size:
-            seconds, fraction, captured, original = header.unpack_from(buffer, offset)
-            if offset + 16 + captured > size:
-                break
-            data = bytes(buffer[offset + 16 : offset + 16 + captured])
-            found.append((seconds * 1_000_000_000 + fraction * scale, data, original))
-            offset += 16 + captured
-        del buffer[:offset]
-        return found
+    def pull(self) -> list[bytes] | None:
+        """What tcpdump wrote since the last pull (None at its end)."""
+        chunk = os.read(self.fd, READ_CHUNK)
+        return [chunk] if chunk else None
+
+    def take(self, chunk: bytes) -> list[pcap.Record]:
+        """The whole records read so far, as views of what was read (capture/pcap.py)."""
+        return pcap.take(self.buffer, chunk, self.endian, self.nanoseconds)
 
     def interrupt(self) -> None:
         """SIGINT makes tcpdump flush what it holds, print its counters and exit."""
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.process.pid, signal.SIGINT)
 
-    def finish(self) -> list[tuple[int, bytes, int]]:
+    def finish(self) -> list[pcap.Record]:
         """Reads tcpdump's last packets and its counters (both pipes at once: a full one would stall it)."""
+        assert self.process is not None
         try:
             rest, report = self.process.communicate(timeout=5)
         except subprocess.TimeoutExpired:
@@ -124,13 +125,12 @@ class Source:
             rest, report = self.process.communicate()
         except ValueError:  # already read to the end
             rest, report = b"", b""
-        self.buffer += rest or b""
         text = (report or b"").decode(errors="replace")
         received = re.search(r"(\d+) packets? received by filter", text)
         dropped = re.search(r"(\d+) packets? dropped by kernel", text)
         self.received = int(received.group(1)) if received else None
         self.dropped = int(dropped.group(1)) if dropped else None
-        return self.records() if self.linktype else []
+        return self.take(rest or b"") if self.linktype else []
 
 
 def _tcpdump_error(stderr: str) -> str:
@@ -148,11 +148,16 @@ def tcpdump_argv(point: CapturePoint, bpf: str, snaplen: int) -> list[str]:
 
 class Capture:
     def __init__(self, points: list[CapturePoint], bpf: str = "", count: int = 0, duration: float = 0,
-                 snaplen: int = SNAPLEN) -> None:  # fmt: skip
-        if not points:
+                 snaplen: int = SNAPLEN, relayed: list[Source] | None = None,
+                 reorder_seconds: float = REORDER_SECONDS) -> None:  # fmt: skip
+        """relayed: sources that are already started elsewhere (other nodes' tcpdumps), merged with these
+        points' own; reorder_seconds: how long a packet is held back for an earlier one that may come."""
+        if not points and not relayed:
             raise InvalidArgument("nothing to capture: no running container matched the targets")
         self.points, self.bpf, self.count, self.duration = points, bpf, count, duration
         self.snaplen = snaplen
+        self.relayed = list(relayed or [])
+        self.reorder_seconds = reorder_seconds
         self.sources: list[Source] = []
         self.started_ns = time.time_ns()
         self.stopping = threading.Event()
@@ -164,10 +169,16 @@ class Capture:
             for index, point in enumerate(self.points):
                 process = subprocess.Popen(tcpdump_argv(point, self.bpf, self.snaplen), stdout=subprocess.PIPE,
                                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)  # fmt: skip
+                with contextlib.suppress(OSError):  # fewer, larger reads of a busy tcpdump
+                    fcntl.fcntl(process.stdout.fileno(), F_SETPIPE_SZ, READ_CHUNK)  # type: ignore[union-attr]
                 self.sources.append(Source(index, point, process))
+            for source in self.relayed:
+                source.index = len(self.sources)
+                self.sources.append(source)
             deadline = time.monotonic() + START_SECONDS
             for source in self.sources:
-                source.read_header(deadline)
+                if not source.started:
+                    source.read_header(deadline)
         except BaseException:
             self.abort()
             raise
@@ -188,25 +199,28 @@ class Capture:
         write(self.header())
         deadline = time.monotonic() + self.duration if self.duration else None
         by_fd = {source.fd: source for source in self.sources}
-        pending: list[tuple[int, int, bytes, int]] = []  # (timestamp, source index, data, original length)
-        out: list[bytes] = []
+        # (timestamp, source index, arrival, record): arrival keeps equal timestamps in order, never compared
+        # further (records are views, which do not order)
+        pending: list[tuple[int, int, int, pcap.Record]] = []
+        arrival = itertools.count()
+        out: list[bytes | memoryview] = []
         try:
             while by_fd and not self.stopping.is_set() and not self._enough():
                 timeout = 0.1 if deadline is None else max(min(0.1, deadline - time.monotonic()), 0)
                 ready = readable(by_fd, timeout)
                 for fd in ready:
                     source = by_fd[fd]
-                    chunk = os.read(fd, READ_CHUNK)
-                    if not chunk:
+                    chunks = source.pull()
+                    if chunks is None:
                         source.ended = True
                         del by_fd[fd]
                         continue
-                    source.buffer += chunk
-                    for timestamp, data, original in source.records():
-                        heapq.heappush(pending, (timestamp, source.index, data, original))
-                horizon = time.time_ns() - int(REORDER_SECONDS * 1e9)
+                    for chunk in chunks:
+                        for record in source.take(chunk):
+                            heapq.heappush(pending, (record.timestamp_ns, source.index, next(arrival), record))
+                horizon = time.time_ns() - int(self.reorder_seconds * 1e9)
                 while pending and pending[0][0] <= horizon and not self._enough():
-                    out.append(self._block(heapq.heappop(pending)))
+                    self._block(heapq.heappop(pending), out)
                 if out:
                     write(b"".join(out))
                     out.clear()
@@ -216,10 +230,10 @@ class Capture:
             for source in self.sources:
                 source.interrupt()
             for source in self.sources:
-                for timestamp, data, original in source.finish():
-                    heapq.heappush(pending, (timestamp, source.index, data, original))
+                for record in source.finish():
+                    heapq.heappush(pending, (record.timestamp_ns, source.index, next(arrival), record))
             while pending and not self._enough():
-                out.append(self._block(heapq.heappop(pending)))
+                self._block(heapq.heappop(pending), out)
             out.append(self.trailer())
             with contextlib.suppress(OSError):
                 write(b"".join(out))
@@ -227,11 +241,10 @@ class Capture:
     def _enough(self) -> bool:
         return bool(self.count) and sum(s.delivered for s in self.sources) >= self.count
 
-    def _block(self, item: tuple[int, int, bytes, int]) -> bytes:
-        timestamp, index, data, original = item
-        source = self.sources[index]
-        source.delivered += 1
-        return pcapng.enhanced_packet(index, timestamp, data, original)
+    def _block(self, item: tuple[int, int, int, pcap.Record], out: list[bytes | memoryview]) -> None:
+        _, index, _, record = item
+        self.sources[index].delivered += 1
+        out.extend(pcapng.enhanced_packet_parts(index, record.timestamp_ns, record.data, record.original_length))
 
     def trailer(self) -> bytes:
         now = time.time_ns()

@@ -8,6 +8,11 @@ import time
 from boxnet.cli.jsoncodec import dumps
 
 
+def _state(state: str) -> str:
+    """A link's operational state as a person says it: a VXLAN or TUN device that is up reports UNKNOWN."""
+    return "up" if state in ("UP", "UNKNOWN") else state.lower()
+
+
 def _handshake(peer: dict, now: float) -> str:
     if not peer["LatestHandshake"]:
         return "no handshake yet"
@@ -32,7 +37,7 @@ def render_text(cluster: dict) -> str:
             continue
         wg = view.get("WireGuard")
         if wg:
-            lines.append(f"  wireguard {wg['Interface']} {wg['Address']} udp/{wg['Port']} ({wg['State'].lower()})")
+            lines.append(f"  wireguard {wg['Interface']} {wg['Address']} udp/{wg['Port']} ({_state(wg['State'])})")
             for peer in wg["Peers"]:
                 lines.append(f"    peer {by_key.get(peer['PublicKey'], '?')} at {peer['Endpoint']} "
                              f"{peer['AllowedIps']}: {_handshake(peer, now)}, {peer['Received']} B in, "
@@ -40,7 +45,7 @@ def render_text(cluster: dict) -> str:
         for network in view["Networks"]:
             crypt = f", through {network['WireGuard']}" if network["Encrypted"] else ""
             lines.append(f"  network {network['Name']}  VNI {network['Vni']} {network['Vxlan']} "
-                         f"({network['VxlanState'].lower()}, MTU {network['VxlanMtu']}){crypt}, "
+                         f"({_state(network['VxlanState'])}, MTU {network['VxlanMtu']}){crypt}, "
                          f"{len(network['Entries'])} remote entries")  # fmt: skip
         for task in view["Tasks"]:
             lines.append(f"  task {task['Name']}  {' '.join(task['Addresses'].values())}")

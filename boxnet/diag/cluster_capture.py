@@ -2,10 +2,12 @@
 one pcapng, one interface per task (named after its container), on one timeline; `--underlay` adds each node's
 underlay interface, with only what carries overlays on it (VXLAN, and WireGuard for encrypted networks).
 
-The manager asked runs the capture of its own tasks itself and asks each other node, over the node port
-(cluster/node_server.py: the swarm's certificates, managers only), to capture its tasks and stream the pcapng
-back; capture/merge.py puts the streams together. A node's capture stops when the manager asks it to (a second
-request, by the capture's id), so that its last packets and its counters still come.
+The manager asked starts tcpdumps for its own tasks and asks each other node, over the node port
+(cluster/node_server.py: the swarm's certificates, managers only), to start tcpdumps for its tasks and stream
+what they write (capture/relay.py). All of them are sources of one Capture on the manager, which parses the
+packets once and merges them on one timeline. A node's tcpdumps stop when the manager asks (a second request,
+by the capture's id), so that their last packets and their counters still come, or when the manager's
+connection goes.
 """
 
 from __future__ import annotations
@@ -17,16 +19,19 @@ import secrets
 import select
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from boxnet.capture.merge import Input, Merge
-from boxnet.capture.session import SNAPLEN, Capture, CapturePoint
+from boxnet.capture import relay
+from boxnet.capture.relay import RelayedSource
+from boxnet.capture.session import READ_CHUNK, SNAPLEN, Capture, CapturePoint
 from boxnet.cluster import keys
 from boxnet.cluster.node_server import Reply, open_stream
 from boxnet.diag.capture_targets import CaptureTargets
 from boxnet.errors import BoxnetError, InvalidArgument, NotFound, Unavailable
 from boxnet.kernel import vxlan, wireguard
+from boxnet.kernel.readiness import readable
 from boxnet.model.service import TASK_LABEL
 from boxnet.store.etcd import Credentials
 
@@ -34,8 +39,9 @@ if TYPE_CHECKING:
     from boxnet.engine.controller import Engine
 
 ROUTE = "/captures/"  # GET /captures/<id>?tasks=...: the stream; POST /captures/<id>/stop
-PCAPNG = "application/x-pcapng"
-INTERFACES_HEADER = "X-Boxnet-Interfaces"
+FRAMES = "application/x-boxnet-pcap-frames"
+REORDER_SECONDS = 0.5  # more than on one node: another node's packets come later than this one's
+STOP_GRACE_SECONDS = 5
 UNDERLAY_FILTER = f"udp port {vxlan.VXLAN_PORT} or udp port {wireguard.PORT}"
 CAPTURE_ID_LENGTH = 16
 
@@ -106,8 +112,7 @@ class NodeCaptures:
             raise InvalidArgument(f"bad capture id {capture_id!r}")
         settings = Settings.from_query(query)
         task_ids = [t for t in query.get("tasks", "").split(",") if t]
-        capture = Capture(self.points(task_ids, settings), settings.bpf, settings.count, settings.duration,
-                          settings.snaplen)  # fmt: skip
+        capture = Capture(self.points(task_ids, settings), settings.bpf, snaplen=settings.snaplen)
         capture.start()
         with self._lock:
             self.running[capture_id] = capture
@@ -115,13 +120,13 @@ class NodeCaptures:
         def write_body(write: Any, sock: Any) -> None:
             threading.Thread(target=_stop_when_gone, args=(sock, capture), daemon=True).start()
             try:
-                capture.run(write)
+                _stream(capture, settings.bpf, write)
             finally:
                 capture.stopping.set()
                 with self._lock:
                     self.running.pop(capture_id, None)
 
-        return Reply(PCAPNG, write_body, {INTERFACES_HEADER: str(len(capture.points))})
+        return Reply(FRAMES, write_body)
 
     def stop(self, rest: str, query: dict[str, str]) -> Any:
         capture_id, _, what = rest.strip("/").partition("/")
@@ -132,6 +137,38 @@ class NodeCaptures:
         if capture is not None:
             capture.stopping.set()
         yield {"stopped": capture is not None}
+
+
+def _stream(capture: Capture, bpf: str, write: Any) -> None:
+    """A node's part: what each tcpdump writes, in frames, as it comes; then their counters."""
+    sources = capture.sources
+    write(relay.describe(sources, bpf))
+    for source in sources:  # what came with the header
+        if source.buffer:
+            write(relay.frame(relay.DATA, source.index, bytes(source.buffer)))
+            source.buffer.clear()
+    live = {source.fd: source for source in sources}
+    grace: float | None = None
+    try:
+        while live:
+            if grace is None and capture.stopping.is_set():
+                for source in sources:
+                    source.interrupt()
+                grace = time.monotonic() + STOP_GRACE_SECONDS
+            if grace is not None and time.monotonic() > grace:
+                break
+            for fd in readable(live, 0.2):
+                chunk = os.read(fd, READ_CHUNK)
+                if not chunk:
+                    del live[fd]
+                    continue
+                write(relay.frame(relay.DATA, live[fd].index, chunk))
+    finally:
+        for source in sources:
+            source.interrupt()
+        for source in sources:
+            source.finish()  # the counters (what is left unread after a grace that ran out is lost)
+    write(relay.counters(sources))
 
 
 def _stop_when_gone(sock: Any, capture: Capture) -> None:
@@ -147,44 +184,9 @@ def _stop_when_gone(sock: Any, capture: Capture) -> None:
             return
 
 
-class _Local:
-    """The manager's own part, run on a thread into a pipe, as another node's arrives."""
-
-    def __init__(self, capture: Capture) -> None:
-        self.capture = capture
-        self.read_fd, self.write_fd = os.pipe()
-        self.begun = False
-
-    def begin(self) -> None:
-        self.begun = True
-
-        def write(data: bytes) -> None:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self.write_fd, view) :]
-
-        def run() -> None:
-            try:
-                with contextlib.suppress(OSError):
-                    self.capture.run(write)
-            finally:
-                os.close(self.write_fd)
-
-        threading.Thread(target=run, name="capture-local", daemon=True).start()
-
-    def input(self, name: str) -> Input:
-        return Input(name, self.read_fd, len(self.capture.points), self.capture.stopping.set)
-
-    def abort(self) -> None:
-        if self.begun:
-            self.capture.stopping.set()
-            return
-        self.capture.abort()
-        os.close(self.write_fd)
-
-
 class _Remote:
-    """Another node's part: its answer relayed from the TLS connection into a pipe, which the merge reads."""
+    """Another node's part: its tcpdumps' frames read from the TLS connection, each one's pcap handed to its
+    RelayedSource, which the manager's Capture reads with its local tcpdumps."""
 
     def __init__(self, address: str, hostname: str, credentials: Credentials, capture_id: str, tasks: list[str],
                  settings: Settings) -> None:  # fmt: skip
@@ -192,53 +194,83 @@ class _Remote:
         query = settings.query() | {"tasks": ",".join(tasks)}
         self.connection, self.response = open_stream(address, credentials, f"{ROUTE}{capture_id}", query,
                                                      timeout=None)  # fmt: skip
+        self.frames = relay.FrameReader()
+        self.pending: list[tuple[int, int, bytes]] = []
+        self._stopped = False
         try:
-            self.interfaces = int(self.response.getheader(INTERFACES_HEADER) or "")
-        except ValueError:
+            info = self._first_frame()
+        except BaseException:
             self.connection.close()
-            raise Unavailable(f"{hostname} answered the capture without saying what it captures") from None
-        self.read_fd, self.write_fd = os.pipe()
+            raise
+        self.sources = [RelayedSource.from_info(item, self.stop) for item in info]
         self.begun = False
+
+    def _first_frame(self) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + STOP_GRACE_SECONDS * 2
+        while not self.pending:
+            if time.monotonic() > deadline:
+                raise Unavailable(f"{self.hostname} did not start its capture")
+            chunk = self.response.read1(READ_CHUNK)
+            if not chunk:
+                raise Unavailable(f"{self.hostname} ended its capture before it started")
+            self.pending += self.frames.feed(chunk)
+        kind, _, payload = self.pending.pop(0)
+        if kind != relay.INFO:
+            raise Unavailable(f"{self.hostname} answered the capture without saying what it captures")
+        return json.loads(payload)
 
     def begin(self) -> None:
         self.begun = True
         threading.Thread(target=self._relay, name=f"capture-{self.hostname}", daemon=True).start()
 
     def _relay(self) -> None:
+        stats = None
         try:
-            while chunk := self.response.read1(1 << 20):
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(self.write_fd, view) :]
-        except OSError:
-            pass  # the merge has ended, or the node went away: either way this stream is over
+            frames, self.pending = self.pending, []
+            while True:
+                for kind, index, payload in frames:
+                    if kind == relay.DATA and index < len(self.sources):
+                        self.sources[index].deliver(payload)
+                    elif kind == relay.STATS:
+                        stats = json.loads(payload)
+                chunk = self.response.read1(READ_CHUNK)
+                if not chunk:
+                    break
+                frames = self.frames.feed(chunk)
+        except (OSError, ValueError):
+            pass  # the capture has ended here, or the node went away, or sent garbage: this stream is over
         finally:
-            os.close(self.write_fd)
+            for index, source in enumerate(self.sources):
+                source.end(stats[index] if isinstance(stats, list) and index < len(stats) else None)
             self.connection.close()
 
     def stop(self) -> None:
-        """Asks the node to end its capture; a node that does not answer is cut off."""
+        """Asks the node to end its capture (once, for all its tcpdumps); a node that does not answer is cut
+        off."""
+        if self._stopped:
+            return
+        self._stopped = True
         try:
             connection, response = open_stream(self.address, self.credentials, f"{ROUTE}{self.capture_id}/stop",
                                                {}, timeout=5, method="POST")  # fmt: skip
             response.read()
             connection.close()
         except BoxnetError:
-            with contextlib.suppress(OSError):
-                if self.connection.sock is not None:
-                    self.connection.sock.shutdown(socket.SHUT_RDWR)
-
-    def input(self) -> Input:
-        return Input(self.hostname, self.read_fd, self.interfaces, self.stop)
+            self.abort()
 
     def abort(self) -> None:
         if not self.begun:
-            os.close(self.write_fd)
+            for source in self.sources:
+                source.end(None)
             self.connection.close()
             return
         with contextlib.suppress(OSError):
             if self.connection.sock is not None:
                 self.connection.sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        for source in self.sources:
+            source.close()
 
 
 class ClusterCapture:
@@ -256,9 +288,8 @@ class ClusterCapture:
         self.node_captures = runtime.captures
         self.by_node = self._tasks_by_node(services)
         self.local_points = local_points
-        self._locals: list[_Local] = []
         self._remotes: list[_Remote] = []
-        self.merge: Merge | None = None
+        self.capture: Capture | None = None
         self.stopping = threading.Event()
 
     def _tasks_by_node(self, services: list[str]) -> dict[str, list[str]]:
@@ -283,20 +314,12 @@ class ClusterCapture:
     def start(self) -> None:
         """Starts every node's part; any one refusing (its reason named) stops them all before a byte is sent."""
         capture_id = secrets.token_hex(CAPTURE_ID_LENGTH)
-        inputs = []
         try:
             local = list(self.local_points)
             if self.node_id in self.by_node:
                 local = self.node_captures.points(self.by_node[self.node_id], self.settings) + local
             elif self.settings.underlay:
                 local.append(self.node_captures.underlay_point())
-            if local:
-                capture = Capture(local, self.settings.bpf, self.settings.count, self.settings.duration,
-                                  self.settings.snaplen)  # fmt: skip
-                capture.start()
-                part = _Local(capture)  # made after start: a capture that did not start has stopped itself
-                self._locals.append(part)
-                inputs.append(part.input(self.node_captures.hostname))
             remote_nodes = [n for n in self.by_node if n != self.node_id]
             if remote_nodes and self.credentials is None:
                 raise Unavailable("tasks on other nodes are captured over the swarm's own certificates, which a "
@@ -304,33 +327,32 @@ class ClusterCapture:
             for node_id in remote_nodes:
                 address, hostname = self._node(node_id)
                 assert self.credentials is not None
-                remote = _Remote(address, hostname, self.credentials, capture_id, self.by_node[node_id],
-                                 self.settings)  # fmt: skip
-                self._remotes.append(remote)
-                inputs.append(remote.input())
-            for part in [*self._locals, *self._remotes]:
-                part.begin()
-            self.merge = Merge(inputs, self.settings.count, self.settings.duration)
-            self.merge.stopping = self.stopping
-            self.merge.start()
+                self._remotes.append(_Remote(address, hostname, self.credentials, capture_id, self.by_node[node_id],
+                                             self.settings))  # fmt: skip
+            settings = self.settings
+            self.capture = Capture(local, settings.bpf, settings.count, settings.duration, settings.snaplen,
+                                   relayed=[s for r in self._remotes for s in r.sources],
+                                   reorder_seconds=REORDER_SECONDS)  # fmt: skip
+            self.capture.stopping = self.stopping
+            for remote in self._remotes:  # first: a local tcpdump that fails to start stops them, quickly
+                remote.begin()
+            self.capture.start()
         except BaseException:
             self.abort()
             raise
 
     def run(self, write: Any) -> None:
-        assert self.merge is not None
+        assert self.capture is not None
         try:
-            self.merge.run(write)
+            self.capture.run(write)
         finally:
-            self._close_pipes()
+            for remote in self._remotes:
+                remote.close()
 
     def abort(self) -> None:
-        for part in [*self._locals, *self._remotes]:
-            part.abort()
-        self._close_pipes()
-
-    def _close_pipes(self) -> None:
-        for part in [*self._locals, *self._remotes]:
-            with contextlib.suppress(OSError):
-                os.close(part.read_fd)
-        self._locals, self._remotes = [], []
+        for remote in self._remotes:
+            remote.abort()
+        if self.capture is not None:
+            self.capture.abort()
+        for remote in self._remotes:
+            remote.close()

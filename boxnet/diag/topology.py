@@ -66,8 +66,12 @@ class Topology:
 
     def _host(self, host_links: dict[int, dict]) -> dict[str, Any]:
         """The way out: the host's interfaces that are not boxnet's bridges and veths, with addresses."""
+        ours = {name for n in self.registry.networks.values() for name in (n.bridge, *drivers.of(n).devices(n).values())
+                if name}  # fmt: skip
+        cluster = self.view.cluster_devices()
         uplinks = [{"Name": link["name"], "Ifindex": link["index"], "Addresses": link["addresses"]}
                    for link in host_links.values() if link["name"] != "lo" and link["addresses"]
+                   and link["name"] not in ours | cluster
                    and not link["name"].startswith(("br-", "veth", "boxnet"))]  # fmt: skip
         redirect = self.view.connect_redirect
         redirected = [{"HostIp": host[0], "HostPort": host[1], "To": f"{to[0]}:{to[1]}"}

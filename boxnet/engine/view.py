@@ -63,5 +63,11 @@ class EngineView:
         cluster = self._ctx.cluster
         return cluster.remote_address(name, network_ids) if cluster is not None else ""
 
+    def cluster_devices(self) -> set[str]:
+        """The node's own swarm devices that are no network's (its WireGuard interface)."""
+        cluster = self._ctx.cluster
+        encryption = cluster.encryption if cluster is not None else None
+        return {encryption.name} if encryption is not None else set()
+
     def dns_status(self) -> dict:
         return self._ctx.dns.status()

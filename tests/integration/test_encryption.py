@@ -186,3 +186,25 @@ def test_keys_rotate_under_load_and_no_connection_drops(lab_factory) -> None:  #
     # Each node's peer entry for the other carries the other's new key, and traffic flows on it.
     assert after["er-h1"] in h2.run("wg", "show", "all", "peers", check=True).stdout
     assert h2.cli("exec", "src", "ping", "-c1", "-W2", target, check=False).returncode == 0
+
+
+def test_an_encrypted_ingress_carries_the_routing_mesh_only_through_wireguard(lab_factory) -> None:  # noqa: F811
+    """Docker's way to encrypt the mesh: the ingress network made again with --opt encrypted. A request to a
+    node that runs no task reaches a task on another node, and nothing of it crosses the underlay in clear."""
+    lab = lab_factory("ei", hosts=3)
+    h1 = lab.hosts[0]
+    h1.cli("network", "rm", "ingress")
+    h1.cli("network", "create", "-d", "overlay", "--ingress", "--opt", "encrypted", "ingress")
+    h1.cli("service", "create", "--name", "web", "--replicas", "2", "--constraint", f"node.hostname!={h1.name}",
+           "-p", "8080:80", "host", *SERVE)  # fmt: skip
+    url = f"http://{h1.address}:8080/?mesh=MESHED-5d2a"
+    wait_for(lambda: h1.run("curl", "-s", "-m", "2", "-o", "/dev/null", url).returncode == 0, 30)
+    sniffer = sniff(lab.underlay, 3)
+    time.sleep(1)
+    answered = [h1.run("curl", "-s", "-m", "2", "-o", "/dev/null", "-w", "%{http_code}", url).stdout for _ in range(4)]
+    seen, _ = sniffer.communicate(timeout=10)
+    assert answered == ["200"] * 4
+    assert "MESHED-5d2a" not in seen and ".4789" not in seen, seen
+    assert ".51820" in seen  # it went, as WireGuard
+    checked = h1.cli("overlay", "check", "ingress", check=False)
+    assert checked.returncode == 0 and "encrypted (WireGuard)" in checked.stdout, checked.stdout

@@ -53,8 +53,6 @@ class OverlayDriver(NetworkDriver):
                 if value not in ("", "true"):  # Docker encrypts on the key alone, whatever its value says
                     raise InvalidArgument(f"option {OPT_ENCRYPTED}={value!r}: give it with no value (--opt "
                                           "encrypted) or true; boxnet does not guess what else was meant")  # fmt: skip
-                if request.ingress:
-                    raise InvalidArgument("the ingress network cannot be encrypted here yet")
                 continue
             if key == OPT_VNI:
                 raise InvalidArgument(f"option {OPT_VNI}: boxnet chooses the VXLAN id itself")
