@@ -238,7 +238,7 @@ def _number(body: dict[str, Any], key: str, kind: type = int) -> Any:
 def capture_stream(engine: Engine, body: dict[str, Any]) -> Stream:
     """A capture as a pcapng byte stream on a hijacked connection. It ends with the count or the duration,
     or when the client closes its side (Ctrl-C), always with a statistics block per interface."""
-    from boxnet.capture.filters import substitute_names
+    from boxnet.capture.filters import check_filter, check_snaplen, substitute_names
     from boxnet.capture.session import SNAPLEN, Capture, DirectCapture
     from boxnet.diag.capture_targets import CaptureTargets
 
@@ -248,6 +248,7 @@ def capture_stream(engine: Engine, body: dict[str, Any]) -> Stream:
     bpf = body.get("Filter") or ""
     if not isinstance(bpf, str):
         raise InvalidArgument("Filter must be a string")
+    check_filter(bpf)
     resolver = CaptureTargets(engine.view)
     interface = str(body.get("Interface") or "")
     services = [t.split(":", 1)[1] for t in targets if t.startswith("service:")]
@@ -255,7 +256,7 @@ def capture_stream(engine: Engine, body: dict[str, Any]) -> Stream:
     underlay = bool(body.get("Underlay"))
     points = resolver.points(others, interface) if others or not (services or underlay) else []
     arguments = (substitute_names(bpf, resolver.addresses()), _number(body, "Count"), _number(body, "Duration", float),
-                 _number(body, "Snaplen") or SNAPLEN)  # fmt: skip
+                 check_snaplen(_number(body, "Snaplen") or SNAPLEN))  # fmt: skip
     capture: Any
     if services or underlay:
         # Across the swarm: each node's part merged on one timeline (diag/cluster_capture.py).

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from boxnet.capture import pcapng
 
 VXLAN_PORT, WIREGUARD_PORT = 4789, 51820
+MAX_VXLAN_DEPTH = 2  # an overlay inside an overlay is decoded; deeper nesting is shown as UDP
 WIREGUARD_MESSAGES = {1: "Handshake Initiation", 2: "Handshake Response", 3: "Cookie Reply", 4: "Transport Data"}
 TCP_FLAGS = ((0x02, "SYN"), (0x10, "ACK"), (0x01, "FIN"), (0x04, "RST"), (0x08, "PSH"), (0x20, "URG"))
 
@@ -40,7 +41,8 @@ def link_payload(linktype: int, frame: bytes) -> tuple[int, bytes] | None:
     return None
 
 
-def decode(linktype: int, frame: bytes) -> Decoded | None:
+def decode(linktype: int, frame: bytes, depth: int = 0) -> Decoded | None:
+    """depth: how many VXLAN headers are around this frame (a frame crafted to nest them is cut short)."""
     link = link_payload(linktype, frame)
     if link is None:
         return None
@@ -49,9 +51,9 @@ def decode(linktype: int, frame: bytes) -> Decoded | None:
         if ethertype == 0x0806:
             return _arp(data)
         if ethertype == 0x0800:
-            return _ipv4(data)
+            return _ipv4(data, depth)
         if ethertype == 0x86DD:
-            return _ipv6(data)
+            return _ipv6(data, depth)
     except (struct.error, ValueError, IndexError):
         return Decoded("?", "?", "?", "truncated or malformed")
     return Decoded("?", "?", f"0x{ethertype:04x}", f"ethertype 0x{ethertype:04x}")
@@ -64,21 +66,21 @@ def _arp(data: bytes) -> Decoded:
     return Decoded(sender, target, "ARP", info)
 
 
-def _ipv4(data: bytes) -> Decoded:
+def _ipv4(data: bytes, depth: int = 0) -> Decoded:
     header_length = (data[0] & 0x0F) * 4
     total = struct.unpack_from("!H", data, 2)[0]
     protocol = data[9]
     source, destination = str(ipaddress.IPv4Address(data[12:16])), str(ipaddress.IPv4Address(data[16:20]))
-    return _transport(protocol, data[header_length:total or None], source, destination, icmp=1)
+    return _transport(protocol, data[header_length:total or None], source, destination, 1, depth)
 
 
-def _ipv6(data: bytes) -> Decoded:
+def _ipv6(data: bytes, depth: int = 0) -> Decoded:
     payload_length, next_header = struct.unpack_from("!HB", data, 4)
     source, destination = str(ipaddress.IPv6Address(data[8:24])), str(ipaddress.IPv6Address(data[24:40]))
-    return _transport(next_header, data[40 : 40 + payload_length], source, destination, icmp=58)
+    return _transport(next_header, data[40 : 40 + payload_length], source, destination, 58, depth)
 
 
-def _transport(protocol: int, data: bytes, source: str, destination: str, icmp: int) -> Decoded:
+def _transport(protocol: int, data: bytes, source: str, destination: str, icmp: int, depth: int = 0) -> Decoded:
     if protocol == 6:
         sport, dport, seq, ack, offset_flags, window = struct.unpack_from("!HHIIHH", data)
         flags = ", ".join(name for bit, name in TCP_FLAGS if offset_flags & bit)
@@ -89,8 +91,8 @@ def _transport(protocol: int, data: bytes, source: str, destination: str, icmp: 
         sport, dport, length = struct.unpack_from("!HHH", data)
         payload = data[8:length] if length >= 8 else data[8:]
         info = f"{sport} → {dport} Len={len(payload)}"
-        if dport == VXLAN_PORT and len(payload) >= 8 + 14 and payload[0] & 0x08:
-            return _vxlan(payload, source, destination)
+        if dport == VXLAN_PORT and len(payload) >= 8 + 14 and payload[0] & 0x08 and depth < MAX_VXLAN_DEPTH:
+            return _vxlan(payload, source, destination, depth + 1)
         if WIREGUARD_PORT in (sport, dport) and payload[:1] and payload[0] in WIREGUARD_MESSAGES \
                 and payload[1:4] == b"\x00\x00\x00":  # fmt: skip
             kind = WIREGUARD_MESSAGES[payload[0]]
@@ -109,10 +111,10 @@ def _transport(protocol: int, data: bytes, source: str, destination: str, icmp: 
     return Decoded(source, destination, f"IP proto {protocol}", f"{len(data)} bytes")
 
 
-def _vxlan(payload: bytes, source: str, destination: str) -> Decoded:
+def _vxlan(payload: bytes, source: str, destination: str, depth: int) -> Decoded:
     """The frame a VXLAN packet carries, decoded, said to be inside VXLAN (its VNI, between which nodes)."""
     vni = int.from_bytes(payload[4:7], "big")
-    inner = decode(pcapng.LINKTYPE_ETHERNET, payload[8:])
+    inner = decode(pcapng.LINKTYPE_ETHERNET, payload[8:], depth)
     outer = f"VXLAN VNI {vni} {source} → {destination}"
     if inner is None:
         return Decoded(source, destination, "VXLAN", outer, payload[8:])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from boxnet.errors import InvalidArgument
+
 # Words of the pcap-filter language: a container that happens to be called `host` stays a keyword.
 KEYWORDS = frozenset((
     "and", "or", "not", "host", "net", "port", "portrange", "src", "dst", "ether", "ip", "ip6", "arp", "rarp",
@@ -14,6 +16,22 @@ KEYWORDS = frozenset((
     "ppp", "slip", "ifname", "on", "rnr", "reason", "rset", "srnr", "action",
 ))
 TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+
+
+MAX_SNAPLEN = 262144
+
+
+def check_filter(bpf: str) -> str:
+    """A capture filter as the pcap-filter language writes one: never an option, never a second line."""
+    if bpf.lstrip().startswith("-") or any(ord(c) < 32 for c in bpf):
+        raise InvalidArgument(f"invalid capture filter {bpf!r}: a pcap-filter expression, such as 'tcp port 80'")
+    return bpf
+
+
+def check_snaplen(snaplen: int) -> int:
+    if not 0 < snaplen <= MAX_SNAPLEN:
+        raise InvalidArgument(f"invalid snaplen {snaplen}: between 1 and {MAX_SNAPLEN} bytes")
+    return snaplen
 
 
 def substitute_names(bpf: str, addresses: dict[str, list[str]]) -> str:

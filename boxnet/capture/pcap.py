@@ -13,6 +13,7 @@ import struct
 from typing import NamedTuple
 
 HEADER_SIZE = 16
+MAX_RECORD = 1 << 20  # more than any snaplen boxnet asks for: a longer record is a corrupt stream
 
 
 class Record(NamedTuple):
@@ -31,7 +32,7 @@ def take(buffer: bytearray, chunk: bytes, endian: str, nanoseconds: bool) -> lis
     while buffer:
         # Complete the record the buffer has begun (its header first, then its data), from the chunk's head.
         while start < len(chunk):
-            need = HEADER_SIZE if len(buffer) < HEADER_SIZE else HEADER_SIZE + header.unpack_from(buffer)[2]
+            need = HEADER_SIZE if len(buffer) < HEADER_SIZE else HEADER_SIZE + _length(header, buffer, 0)
             if len(buffer) >= need:
                 break
             taken = min(need - len(buffer), len(chunk) - start)
@@ -54,10 +55,17 @@ def _records(view: memoryview, header: struct.Struct, scale: int, found: list[Re
     """Appends the whole records at the start of view; returns the bytes they take."""
     offset, size = 0, len(view)
     while offset + HEADER_SIZE <= size:
-        seconds, fraction, captured, original = header.unpack_from(view, offset)
-        end = offset + HEADER_SIZE + captured
+        seconds, fraction, _, original = header.unpack_from(view, offset)
+        end = offset + HEADER_SIZE + _length(header, view, offset)
         if end > size:
             break
         found.append(Record(seconds * 1_000_000_000 + fraction * scale, view[offset + HEADER_SIZE : end], original))
         offset = end
     return offset
+
+
+def _length(header: struct.Struct, data: bytes | bytearray | memoryview, offset: int) -> int:
+    captured = header.unpack_from(data, offset)[2]
+    if captured > MAX_RECORD:
+        raise ValueError(f"corrupt pcap record: {captured} bytes captured")
+    return captured

@@ -26,6 +26,8 @@ INFO, DATA, STATS = 1, 2, 3
 FRAME = struct.Struct("<BBI")  # kind, the source's index on its node, payload length
 FINISH_SECONDS = 5
 MAX_FRAME = 1 << 24
+MAX_SOURCES = 255  # a frame names its source in one byte
+MAX_QUEUED = 32 << 20  # bytes a remote tcpdump may have waiting for the Capture
 
 
 def frame(kind: int, index: int, payload: bytes) -> bytes:
@@ -70,35 +72,50 @@ class FrameReader:
 class RelayedSource(Source):
     """Another node's tcpdump: its pcap arrives as chunks that the node's relay queues here (an eventfd, which
     the Capture polls with its local tcpdumps' pipes, says when), its header fields came in the INFO frame,
-    its counters come in the STATS frame. No pipe: a chunk is not copied on its way to the Capture."""
+    its counters come in the STATS frame. No pipe: a chunk is not copied on its way to the Capture.
+
+    The queue is bounded: a relay that gets ahead of the Capture waits, which stops it reading the node's
+    connection, which makes the node's tcpdump drop in its kernel ring, where the drop is counted."""
 
     stop: Callable[[], None] = field(default=lambda: None)
     event_fd: int = -1
     queue: deque[bytes] = field(default_factory=deque)
+    queued: int = 0  # bytes in the queue
     done: threading.Event = field(default_factory=threading.Event)  # the relay has ended: nothing more comes
+    room: threading.Condition = field(default_factory=threading.Condition)
+    closed: bool = False
 
     @classmethod
     def from_info(cls, info: dict[str, Any], stop: Callable[[], None]) -> RelayedSource:
         point = CapturePoint(str(info["name"]), str(info["description"]), None, "", str(info["filter"]))
         return cls(0, point, None, linktype=int(info["linktype"]), snaplen=int(info["snaplen"]),
                    nanoseconds=bool(info["nanoseconds"]), endian="<" if info["endian"] == "<" else ">",
-                   stop=stop, event_fd=os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK))  # fmt: skip
+                   header_read=True, stop=stop,
+                   event_fd=os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK))  # fmt: skip
 
     @property
     def fd(self) -> int:
         return self.event_fd
 
     def deliver(self, chunk: bytes) -> None:
-        """The relay's thread: a chunk of this tcpdump's pcap."""
-        self.queue.append(chunk)
-        os.eventfd_write(self.event_fd, 1)
+        """The relay's thread: a chunk of this tcpdump's pcap (waits while the queue is full)."""
+        with self.room:
+            while self.queued >= MAX_QUEUED and not self.closed:
+                self.room.wait(1)
+            if self.closed:
+                return
+            self.queue.append(chunk)
+            self.queued += len(chunk)
+            os.eventfd_write(self.event_fd, 1)
 
     def end(self, counters: list | None) -> None:
         """The relay's thread: nothing more comes; the counters, if the node sent them."""
-        if counters is not None:
-            self.received, self.dropped = counters
-        self.done.set()
-        os.eventfd_write(self.event_fd, 1)
+        with self.room:
+            if counters is not None:
+                self.received, self.dropped = counters
+            self.done.set()
+            if not self.closed:
+                os.eventfd_write(self.event_fd, 1)
 
     def pull(self) -> list[bytes] | None:
         with contextlib.suppress(BlockingIOError):
@@ -110,9 +127,11 @@ class RelayedSource(Source):
         return None if finished and not chunks else chunks
 
     def _drain(self) -> list[bytes]:
-        chunks = []
-        while self.queue:
-            chunks.append(self.queue.popleft())
+        with self.room:
+            chunks = list(self.queue)
+            self.queue.clear()
+            self.queued = 0
+            self.room.notify_all()
         return chunks
 
     def interrupt(self) -> None:
@@ -124,5 +143,11 @@ class RelayedSource(Source):
         return [record for chunk in self._drain() for record in self.take(chunk)]
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
+        """Idempotent; a relay still running delivers nothing more, and never to a closed descriptor."""
+        with self.room:
+            if self.closed:
+                return
+            self.closed = True
+            self.room.notify_all()
             os.close(self.event_fd)
+            self.event_fd = -1

@@ -66,15 +66,12 @@ class Source:
     received: int | None = None
     dropped: int | None = None
     ended: bool = False
+    header_read: bool = False
 
     @property
     def fd(self) -> int:
         return self.process.stdout.fileno()  # type: ignore[union-attr]
 
-    @property
-    def started(self) -> bool:
-        """Whether the pcap header is read (linktype known)."""
-        return bool(self.linktype)
 
     def read_header(self, deadline: float) -> None:
         while len(self.buffer) < 24:
@@ -99,6 +96,7 @@ class Source:
         _, _, _, _, self.snaplen, network = struct.unpack_from(self.endian + "HHiIII", self.buffer, 4)
         self.linktype = network & 0x0FFFFFFF
         del self.buffer[:24]
+        self.header_read = True
 
     def pull(self) -> list[bytes] | None:
         """What tcpdump wrote since the last pull (None at its end)."""
@@ -130,7 +128,7 @@ class Source:
         dropped = re.search(r"(\d+) packets? dropped by kernel", text)
         self.received = int(received.group(1)) if received else None
         self.dropped = int(dropped.group(1)) if dropped else None
-        return self.take(rest or b"") if self.linktype else []
+        return self.take(rest or b"") if self.header_read else []
 
 
 def _tcpdump_error(stderr: str) -> str:
@@ -142,7 +140,7 @@ def tcpdump_argv(point: CapturePoint, bpf: str, snaplen: int) -> list[str]:
     argv = ["tcpdump", "-i", point.interface, "-U", "-w", "-", "-s", str(snaplen), "--immediate-mode",
             "--time-stamp-precision=nano", "-n"]  # fmt: skip
     if point.filter(bpf):
-        argv.append(point.filter(bpf))
+        argv += ["--", point.filter(bpf)]  # after --: a filter is never taken for an option
     return (["nsenter", f"--net={point.netns}"] if point.netns else []) + argv
 
 
@@ -177,7 +175,7 @@ class Capture:
                 self.sources.append(source)
             deadline = time.monotonic() + START_SECONDS
             for source in self.sources:
-                if not source.started:
+                if not source.header_read:
                     source.read_header(deadline)
         except BaseException:
             self.abort()

@@ -35,6 +35,7 @@ class Reply:
     content_type: str
     write_body: Callable[[Callable[[bytes], Any], Any], None]
     headers: dict[str, str] = field(default_factory=dict)
+    cleanup: Callable[[], None] = field(default=lambda: None)  # always run, even if nothing could be sent
 
 
 # (method, path prefix) -> handler(rest of the path, query): JSON-able items, or a Reply
@@ -111,16 +112,18 @@ class NodeServer:
                 self._stream(url.path, first, answer)
 
             def _reply(self, reply: Reply) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", reply.content_type)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Connection", "close")
-                self.end_headers()
                 try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", reply.content_type)
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Connection", "close")
+                    self.end_headers()
                     reply.write_body(self.wfile.write, self.connection)
                 except (OSError, BoxnetError) as exc:
                     log.debug("node reply ended: %s", exc)
+                finally:
+                    reply.cleanup()
 
             def _stream(self, path: str, first: Any, items: Iterator[Any]) -> None:
                 self.send_response(200)
@@ -172,10 +175,18 @@ def open_stream(address: str, credentials: Credentials, path: str, query: dict[s
 
 def ask(address: str, credentials: Credentials, path: str, query: dict[str, str], timeout: float | None = 30,
         port: int = PORT) -> Iterator[Any]:  # fmt: skip
-    """The items another node streams back for a GET, as they come (timeout None: for as long as it streams)."""
+    """The items another node streams back for a GET, as they come (timeout None: for as long as it streams).
+    Whatever goes wrong on the way is an Unavailable that names the node."""
     connection, response = open_stream(address, credentials, path, query, timeout, port=port)
     try:
-        while line := response.readline():
-            yield json.loads(line)
+        while True:
+            try:
+                line = response.readline()
+                if not line:
+                    return
+                item = json.loads(line)
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                raise Unavailable(f"node {address} stopped answering: {exc or type(exc).__name__}") from None
+            yield item
     finally:
         connection.close()

@@ -13,8 +13,10 @@ connection goes.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
+import re
 import secrets
 import select
 import socket
@@ -24,12 +26,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from boxnet.capture import relay
+from boxnet.capture.filters import check_filter, check_snaplen
 from boxnet.capture.relay import RelayedSource
 from boxnet.capture.session import READ_CHUNK, SNAPLEN, Capture, CapturePoint
 from boxnet.cluster import keys
 from boxnet.cluster.node_server import Reply, open_stream
 from boxnet.diag.capture_targets import CaptureTargets
-from boxnet.errors import BoxnetError, InvalidArgument, NotFound, Unavailable
+from boxnet.errors import BoxnetError, Conflict, InvalidArgument, NotFound, Unavailable
 from boxnet.kernel import vxlan, wireguard
 from boxnet.kernel.readiness import readable
 from boxnet.model.service import TASK_LABEL
@@ -42,6 +45,7 @@ ROUTE = "/captures/"  # GET /captures/<id>?tasks=...: the stream; POST /captures
 FRAMES = "application/x-boxnet-pcap-frames"
 REORDER_SECONDS = 0.5  # more than on one node: another node's packets come later than this one's
 STOP_GRACE_SECONDS = 5
+START_SECONDS = 10
 UNDERLAY_FILTER = f"udp port {vxlan.VXLAN_PORT} or udp port {wireguard.PORT}"
 CAPTURE_ID_LENGTH = 16
 
@@ -65,11 +69,16 @@ class Settings:
     @classmethod
     def from_query(cls, query: dict[str, str]) -> Settings:
         try:
-            return cls(query.get("filter", ""), query.get("interface", ""), int(query.get("snaplen") or SNAPLEN),
-                       int(query.get("count") or 0), float(query.get("duration") or 0),
-                       query.get("underlay") == "1")  # fmt: skip
+            settings = cls(query.get("filter", ""), query.get("interface", ""), int(query.get("snaplen") or SNAPLEN),
+                           int(query.get("count") or 0), float(query.get("duration") or 0),
+                           query.get("underlay") == "1")  # fmt: skip
         except ValueError as exc:
             raise InvalidArgument(f"bad capture settings: {exc}") from None
+        check_filter(settings.bpf)
+        check_snaplen(settings.snaplen)
+        if settings.interface and not re.fullmatch(r"[A-Za-z0-9_.@][A-Za-z0-9_.@-]{0,14}", settings.interface):
+            raise InvalidArgument(f"invalid interface name {settings.interface!r}")
+        return settings
 
 
 class NodeCaptures:
@@ -97,6 +106,8 @@ class NodeCaptures:
                 points.append(targets.container_point(container, settings.interface))
         if settings.underlay:
             points.append(self.underlay_point())
+        if len(points) > relay.MAX_SOURCES:
+            raise InvalidArgument(f"{len(points)} capture points on {self.hostname}: at most {relay.MAX_SOURCES}")
         return points
 
     def underlay_point(self) -> CapturePoint:
@@ -113,20 +124,31 @@ class NodeCaptures:
         settings = Settings.from_query(query)
         task_ids = [t for t in query.get("tasks", "").split(",") if t]
         capture = Capture(self.points(task_ids, settings), settings.bpf, snaplen=settings.snaplen)
-        capture.start()
-        with self._lock:
+        with self._lock:  # taken before anything starts: one capture per id
+            if capture_id in self.running:
+                raise Conflict(f"capture {capture_id} is already running here")
             self.running[capture_id] = capture
+        try:
+            capture.start()
+        except BaseException:
+            self._forget(capture_id)
+            raise
 
         def write_body(write: Any, sock: Any) -> None:
             threading.Thread(target=_stop_when_gone, args=(sock, capture), daemon=True).start()
-            try:
-                _stream(capture, settings.bpf, write)
-            finally:
-                capture.stopping.set()
-                with self._lock:
-                    self.running.pop(capture_id, None)
+            _stream(capture, settings.bpf, write)
 
-        return Reply(FRAMES, write_body)
+        def cleanup() -> None:
+            """Whatever happened (the manager gone before the first byte): the tcpdumps end, by PID."""
+            capture.stopping.set()
+            capture.abort()
+            self._forget(capture_id)
+
+        return Reply(FRAMES, write_body, cleanup=cleanup)
+
+    def _forget(self, capture_id: str) -> None:
+        with self._lock:
+            self.running.pop(capture_id, None)
 
     def stop(self, rest: str, query: dict[str, str]) -> Any:
         capture_id, _, what = rest.strip("/").partition("/")
@@ -138,18 +160,25 @@ class NodeCaptures:
             capture.stopping.set()
         yield {"stopped": capture is not None}
 
+    def stop_all(self) -> None:
+        """The daemon stops: every capture a manager asked for ends (their streams end with their counters)."""
+        with self._lock:
+            captures = list(self.running.values())
+        for capture in captures:
+            capture.stopping.set()
+
 
 def _stream(capture: Capture, bpf: str, write: Any) -> None:
     """A node's part: what each tcpdump writes, in frames, as it comes; then their counters."""
     sources = capture.sources
-    write(relay.describe(sources, bpf))
-    for source in sources:  # what came with the header
-        if source.buffer:
-            write(relay.frame(relay.DATA, source.index, bytes(source.buffer)))
-            source.buffer.clear()
     live = {source.fd: source for source in sources}
     grace: float | None = None
     try:
+        write(relay.describe(sources, bpf))
+        for source in sources:  # what came with the header
+            if source.buffer:
+                write(relay.frame(relay.DATA, source.index, bytes(source.buffer)))
+                source.buffer.clear()
         while live:
             if grace is None and capture.stopping.is_set():
                 for source in sources:
@@ -192,18 +221,26 @@ class _Remote:
                  settings: Settings) -> None:  # fmt: skip
         self.address, self.hostname, self.credentials, self.capture_id = address, hostname, credentials, capture_id
         query = settings.query() | {"tasks": ",".join(tasks)}
+        # A timeout while the node starts its part (a node that does not answer must not hang the request);
+        # none once it streams (a quiet capture is not a dead one: the stop request, or a shutdown, ends it).
         self.connection, self.response = open_stream(address, credentials, f"{ROUTE}{capture_id}", query,
-                                                     timeout=None)  # fmt: skip
+                                                     timeout=START_SECONDS)  # fmt: skip
         self.frames = relay.FrameReader()
         self.pending: list[tuple[int, int, bytes]] = []
         self._stopped = False
         try:
             info = self._first_frame()
+            if self.connection.sock is not None:
+                self.connection.sock.settimeout(None)
+        except (OSError, ValueError) as exc:
+            self.connection.close()
+            raise Unavailable(f"{hostname} did not start its capture: {exc}") from None
         except BaseException:
             self.connection.close()
             raise
         self.sources = [RelayedSource.from_info(item, self.stop) for item in info]
         self.begun = False
+        self._thread: threading.Thread | None = None
 
     def _first_frame(self) -> list[dict[str, Any]]:
         deadline = time.monotonic() + STOP_GRACE_SECONDS * 2
@@ -221,7 +258,8 @@ class _Remote:
 
     def begin(self) -> None:
         self.begun = True
-        threading.Thread(target=self._relay, name=f"capture-{self.hostname}", daemon=True).start()
+        self._thread = threading.Thread(target=self._relay, name=f"capture-{self.hostname}", daemon=True)
+        self._thread.start()
 
     def _relay(self) -> None:
         stats = None
@@ -246,19 +284,23 @@ class _Remote:
 
     def stop(self) -> None:
         """Asks the node to end its capture (once, for all its tcpdumps); a node that does not answer is cut
-        off."""
+        off. Never raises: it runs in the Capture's cleanup, which must reach every source."""
         if self._stopped:
             return
         self._stopped = True
+        connection = None
         try:
             connection, response = open_stream(self.address, self.credentials, f"{ROUTE}{self.capture_id}/stop",
                                                {}, timeout=5, method="POST")  # fmt: skip
             response.read()
-            connection.close()
-        except BoxnetError:
+        except (BoxnetError, OSError, http.client.HTTPException):
             self.abort()
+        finally:
+            if connection is not None:
+                connection.close()
 
     def abort(self) -> None:
+        """Cuts the node's stream (its relay ends, and the node's tcpdumps with the connection)."""
         if not self.begun:
             for source in self.sources:
                 source.end(None)
@@ -269,6 +311,12 @@ class _Remote:
                 self.connection.sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
+        """After the Capture: the relay is made to end (and waited for), then the sources' descriptors go."""
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(STOP_GRACE_SECONDS)
+            if self._thread.is_alive():
+                self.abort()
+                self._thread.join(STOP_GRACE_SECONDS)
         for source in self.sources:
             source.close()
 
@@ -306,10 +354,10 @@ class ClusterCapture:
 
     def _node(self, node_id: str) -> tuple[str, str]:
         entry = self.engine.ctx.require_manager().store.get(keys.node(node_id))
-        if entry is None:
-            raise Unavailable(f"node {node_id} has tasks to capture but is not in the swarm's store")
-        record = json.loads(entry.value)
-        return record.get("addr", ""), record.get("hostname", node_id)
+        record = json.loads(entry.value) if entry is not None else {}
+        if not record.get("addr"):
+            raise Unavailable(f"node {node_id} has tasks to capture but no address in the swarm's store")
+        return record["addr"], record.get("hostname", node_id)
 
     def start(self) -> None:
         """Starts every node's part; any one refusing (its reason named) stops them all before a byte is sent."""

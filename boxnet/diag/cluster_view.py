@@ -75,8 +75,9 @@ def gather(engine: Engine, control: ControlPlane, probe: bool = False) -> tuple[
         if credentials is None:
             return node_id, None, "a swarm on --cluster-store has no node port: ask that node itself"
         try:
+            waited = ASK_SECONDS + (node_view.probe_seconds(len(control.alive())) if probe else 0)
             answer = ask(control.nodes[node_id]["addr"], credentials, node_view.ROUTE, {"probe": "1" if probe else ""},
-                         timeout=ASK_SECONDS)  # fmt: skip
+                         timeout=waited)  # fmt: skip
             return node_id, next(answer, None), ""
         except BoxnetError as exc:
             return node_id, None, exc.message

@@ -9,7 +9,6 @@ don't-fragment ICMP echo of the full underlay MTU to each other node: the path's
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import socket
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from boxnet.checksum import internet_checksum
 from boxnet.drivers import registry as drivers
-from boxnet.drivers.overlay.driver import VNI, VXLAN, WIREGUARD, encrypted
+from boxnet.drivers.overlay.driver import VNI, VXLAN, VXLAN_OVERHEAD, WIREGUARD, encrypted
 from boxnet.errors import BoxnetError
 from boxnet.firewall.ruleset import T as FIREWALL_TABLE
 from boxnet.kernel import links, nft, vxlan, wireguard
@@ -35,6 +34,7 @@ SERVICE_NAME_LABEL = "com.docker.swarm.service.name"  # GET /view?probe=1 on the
 PROBE_SECONDS = 1.0
 IP_MTU_DISCOVER, IP_PMTUDISC_DO = 10, 2
 IPV4_AND_ICMP_HEADERS = 28
+PROBES_AT_ONCE = 8
 
 
 def node_view(engine: Engine, node_id: str, hostname: str, address: str, probe: bool = False) -> dict[str, Any]:
@@ -70,7 +70,7 @@ def node_view(engine: Engine, node_id: str, hostname: str, address: str, probe: 
         "Time": time.time(),
     }  # fmt: skip
     if probe:
-        view["Probes"] = _probes(engine, underlay_mtu, view["WireGuard"])
+        view["Probes"] = _probes(engine, networks, view["WireGuard"])
     return view
 
 
@@ -93,33 +93,44 @@ def _wireguard(engine: Engine, by_name: dict[str, dict]) -> dict[str, Any] | Non
             "Error": error}  # fmt: skip
 
 
-def _probes(engine: Engine, underlay_mtu: int, wg: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """A full-size don't-fragment echo to every other node's underlay address (and WireGuard address)."""
+def _probes(engine: Engine, networks: list[dict[str, Any]], wg: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A don't-fragment echo to every other node of the size the networks here need: over the underlay, the
+    largest VXLAN packet (and WireGuard packet) any of them sends; through WireGuard, the largest VXLAN packet
+    of an encrypted one. A network made with a lower MTU needs, and is checked for, no more."""
     cluster = engine.ctx.cluster
-    if cluster is None or not underlay_mtu:
+    if cluster is None or not networks:
         return []
-    targets = [(node, address, underlay_mtu, "underlay") for node, address in cluster.nodes.items()
+    underlay = max(n["VxlanMtu"] + VXLAN_OVERHEAD + (wireguard.OVERHEAD if n["Encrypted"] else 0) for n in networks)
+    targets = [(node, address, underlay, "underlay") for node, address in cluster.nodes.items()
                if address and node != cluster.node_id]  # fmt: skip
+    sealed = [n["VxlanMtu"] + VXLAN_OVERHEAD for n in networks if n["Encrypted"]]
     encryption = cluster.encryption
-    if encryption is not None and wg is not None and wg.get("Mtu"):
-        targets += [(node, encryption.address_of(node), wg["Mtu"], "wireguard") for node in list(encryption.peers)
+    if encryption is not None and wg is not None and sealed:
+        targets += [(node, encryption.address_of(node), max(sealed), "wireguard") for node in list(encryption.peers)
                     if encryption.address_of(node)]  # fmt: skip
 
     def probe(target: tuple[str, str, int, str]) -> dict[str, Any]:
-        node, address, mtu, path = target
-        answered, detail = echo(address, mtu - IPV4_AND_ICMP_HEADERS)
-        found = {"Node": node, "Address": address, "Path": path, "Size": mtu - IPV4_AND_ICMP_HEADERS,
+        node, address, size, path = target
+        answered, detail = echo(address, size - IPV4_AND_ICMP_HEADERS)
+        found = {"Node": node, "Address": address, "Path": path, "Size": size - IPV4_AND_ICMP_HEADERS,
                  "Answered": answered, "Detail": detail}  # fmt: skip
         if not answered:  # a small one tells a path too narrow from a peer out of reach
             found["SmallAnswered"] = echo(address, 56)[0]
         return found
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with ThreadPoolExecutor(max_workers=PROBES_AT_ONCE) as pool:
         return list(pool.map(probe, targets))
 
 
+def probe_seconds(nodes: int) -> float:
+    """How long a node's probes may take, for whoever waits for its view."""
+    return 2 * PROBE_SECONDS * -(-max(nodes, 1) * 2 // PROBES_AT_ONCE)
+
+
 def echo(address: str, payload: int, seconds: float = PROBE_SECONDS) -> tuple[bool, str]:
-    """One ICMP echo of payload bytes with don't-fragment set: (answered, what happened)."""
+    """One ICMP echo of payload bytes with don't-fragment set: (answered, what happened). The raw socket sees
+    every ICMP message of the namespace: only the answer from address to this echo (its id), or an error
+    about this very echo, counts."""
     marker = random.randint(1, 0xFFFF)
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
         sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
@@ -134,13 +145,26 @@ def echo(address: str, payload: int, seconds: float = PROBE_SECONDS) -> tuple[bo
         while (remaining := deadline - time.monotonic()) > 0:
             if not readable([sock], remaining):
                 break
-            with contextlib.suppress(OSError):
-                data = sock.recv(65535)
-                offset = (data[0] & 0x0F) * 4
-                if len(data) >= offset + 8 and data[offset] == 0 and struct.unpack_from("!H", data, offset + 4)[0] \
-                        == marker:  # fmt: skip
-                    return True, "answered"
-                if len(data) >= offset + 8 and data[offset] == 3 and data[offset + 1] == 4:
-                    mtu = struct.unpack_from("!H", data, offset + 6)[0]
-                    return False, f"fragmentation needed (next hop MTU {mtu})"
+            try:
+                data, (sender, _) = sock.recvfrom(65535)
+            except OSError:
+                continue
+            offset = (data[0] & 0x0F) * 4
+            if len(data) < offset + 8:
+                continue
+            kind, code = data[offset], data[offset + 1]
+            if kind == 0 and sender == address and struct.unpack_from("!H", data, offset + 4)[0] == marker:
+                return True, "answered"
+            if kind == 3 and code == 4 and _quotes_this_echo(data[offset + 8 :], address, marker):
+                mtu = struct.unpack_from("!H", data, offset + 6)[0]
+                return False, f"fragmentation needed (next hop MTU {mtu})"
         return False, f"no answer within {seconds:g}s"
+
+
+def _quotes_this_echo(quoted: bytes, address: str, marker: int) -> bool:
+    """Whether an ICMP error quotes this probe: an echo to address with this id."""
+    if len(quoted) < 20:
+        return False
+    inner = (quoted[0] & 0x0F) * 4
+    return (len(quoted) >= inner + 8 and socket.inet_ntoa(quoted[16:20]) == address and quoted[inner] == 8
+            and struct.unpack_from("!H", quoted, inner + 4)[0] == marker)  # fmt: skip

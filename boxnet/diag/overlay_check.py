@@ -157,7 +157,11 @@ def _encryption(control: ControlPlane, network_id: str, node_id: str, host: str,
         problems.append(Problem(host, "no WireGuard interface: the encrypted network carries nothing to or from "
                                 "other nodes", fix))  # fmt: skip
         return problems
+    if wg.get("Error"):
+        problems.append(Problem(host, f"its WireGuard peers cannot be read: {wg['Error']}", fix))
+        return problems
     peers = {p["PublicKey"]: p for p in wg["Peers"]}
+    published = {record.get("public_key") for record in control.wireguard.values()}
     talking = {e["node"] for e in control.endpoints.get(network_id, [])}
     now = view.get("Time", 0)
     for other in control.alive():
@@ -182,7 +186,7 @@ def _encryption(control: ControlPlane, network_id: str, node_id: str, host: str,
                                         "endpoints on the network", f"check that udp/{wg['Port']} passes between "
                                         f"{host} and {other_host}; `boxnet swarm rotate-keys` has every node "
                                         "publish a fresh key"))  # fmt: skip
-    for key in sorted(peers):
+    for key in sorted(k for k in peers if k not in published):  # a node not alive now keeps its peer a while
         problems.append(Problem(host, f"a WireGuard peer ({key[:8]}..., {peers[key]['Endpoint']}) belongs to no "
                                 "node of the swarm: left behind by a node that left", fix))  # fmt: skip
     return problems
@@ -201,8 +205,9 @@ def _paths(control: ControlPlane, host: str, view: dict[str, Any], encrypted: bo
             continue
         problems.append(Problem(host, f"a {probe['Size'] + 28}-byte packet with don't-fragment set to {other} "
                                 f"({probe['Address']}, over the {probe['Path']}) got {probe['Detail']}: the path's "
-                                "MTU is smaller than the interface's", "lower the MTU of the nodes' underlay "
-                                "interfaces to the path's, then recreate the network"))  # fmt: skip
+                                "MTU is smaller than the overlays here send", "make the path carry it (every link's "
+                                "MTU between the nodes), or recreate the networks with a smaller "
+                                "--opt com.docker.network.driver.mtu"))  # fmt: skip
     return problems
 
 

@@ -14,6 +14,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -78,16 +79,21 @@ class FarSide:
 
     def begin(self, source: str, protocol: str, marker: int) -> list[tuple[str, Iterator[Any]]]:
         """Each node's answer stream, once its watch is in place (a node that cannot watch is left out)."""
-        started = []
         query = {"source": source, "protocol": protocol, "marker": str(marker)}
-        for hostname, address in self.nodes:
+
+        def one(node: tuple[str, str]) -> tuple[str, Iterator[Any] | None]:
+            hostname, address = node
             try:
                 stream = ask(address, self.tracer.credentials, ROUTE, query, timeout=10)
                 if next(stream, None) is not None:
-                    started.append((hostname, stream))
+                    return hostname, stream
             except BoxnetError as exc:
                 self.tracer.unreachable[hostname] = exc.message
-        return started
+            return hostname, None
+
+        with ThreadPoolExecutor(max_workers=8) as pool:  # at once: each node watches for WATCH_SECONDS only
+            answers = list(pool.map(one, self.nodes))
+        return [(hostname, stream) for hostname, stream in answers if stream is not None]
 
     def report(self, result: TraceResult, started: list[tuple[str, Iterator[Any]]], destination: str,
                backend: str, tunnel: str | None) -> None:  # fmt: skip

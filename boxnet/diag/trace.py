@@ -337,6 +337,8 @@ class TraceWatch:
     traces at once do not remove each other's."""
 
     def __init__(self, source: str, protocol: str, marker: int) -> None:
+        if "%" in source:  # a scope id is free text: it never goes into a rule
+            raise InvalidArgument(f"bad trace source {source!r}")
         address = ipaddress.ip_address(source)  # what goes into the rule is checked first
         if protocol not in ("tcp", "udp", "icmp") or not 0 < int(marker) < 65536:
             raise InvalidArgument(f"bad trace selector {protocol} {marker}")

@@ -69,6 +69,8 @@ class ServiceEndpoints:
             fresh = container.id not in self._fresh_done
             if mine and fresh:
                 commands += vip.skeleton()
+            elif fresh:  # none of its services is left: nothing of an earlier daemon's VIPs either
+                commands += vip.clear()
             for key, service in mine.items():
                 state = (service.vip, service.backends)
                 if fresh or self._applied.get((container.id, key)) != state:
@@ -80,8 +82,7 @@ class ServiceEndpoints:
             if commands:
                 try:
                     netns.run_in(container.sandbox_key, nft.run, commands)
-                    if mine:
-                        self._fresh_done.add(container.id)
+                    self._fresh_done.add(container.id)
                 except (BoxnetError, OSError, nft.NftError) as exc:
                     log.warning("service VIPs in %s: %s", container.name, exc)
                     for key in [k for k in self._applied if k[0] == container.id]:

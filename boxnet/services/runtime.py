@@ -89,6 +89,7 @@ class ServicesRuntime:
             log.error("the services round did not end within 30 s of the daemon stopping")
         if self.leader is not None:
             self.leader.stop()
+        self.captures.stop_all()  # their handler threads outlive the server's shutdown
         if self.node_server is not None:
             self.node_server.stop()
         if leaving:

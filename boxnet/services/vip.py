@@ -65,6 +65,11 @@ def skeleton() -> list[str]:
     ]
 
 
+def clear() -> list[str]:
+    """No VIP table (whether there was one or not)."""
+    return [f"add table {T}", f"delete table {T}"]
+
+
 def set_backends(service: VipService) -> list[str]:
     """The service's chain and map made equal to its backends, in one transaction (its VIP added if new).
     With no backend the VIP leads nowhere: packets to it go out unanswered, as to any unused address."""

@@ -67,3 +67,13 @@ def test_topology_and_the_doctor_see_the_whole_cluster(lab_factory) -> None:  # 
     assert as_json["Network"] == "front" and as_json["Problems"], as_json
     worker = h2.cli("overlay", "check", "front", check=False)
     assert worker.returncode != 0 and "manager" in worker.stderr, worker.stderr
+
+    # A node that leaves is removed from every other node's WireGuard peers (its record goes with its lease).
+    key_of_h3 = views[h3.name]["WireGuard"]["PublicKey"]
+
+    def peers(host) -> str:
+        return host.run("wg", "show", views[host.name]["WireGuard"]["Interface"], "peers", check=True).stdout
+
+    assert key_of_h3 in peers(h2)
+    h3.cli("swarm", "leave", "--force")
+    wait_for(lambda: key_of_h3 not in peers(h1) and key_of_h3 not in peers(h2), 30)

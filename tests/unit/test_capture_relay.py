@@ -106,3 +106,30 @@ def test_wireguard_is_named_and_its_payload_stays_opaque() -> None:
     # Not WireGuard's framing on its port (reserved bytes set): plain UDP.
     other = decode.decode(pcapng.LINKTYPE_ETHERNET, _udp_frame(51820, 51820, b"\x04\x01\x00\x00"))
     assert other is not None and other.protocol == "UDP"
+
+
+def test_filters_and_snaplens_that_would_be_options_or_absurd_are_refused() -> None:
+    from boxnet.capture.filters import check_filter, check_snaplen
+    from boxnet.errors import InvalidArgument
+
+    assert check_filter("tcp port 80 and host 10.0.1.3") == "tcp port 80 and host 10.0.1.3"
+    for bad in ("-w/etc/cron.d/x", " -r /etc/shadow", "tcp\nport 80"):
+        with pytest.raises(InvalidArgument, match="invalid capture filter"):
+            check_filter(bad)
+    for bad in (0, -1, 262145):
+        with pytest.raises(InvalidArgument, match="invalid snaplen"):
+            check_snaplen(bad)
+
+
+def test_nested_vxlan_is_decoded_twice_then_shown_as_udp() -> None:
+    payload = b"GET /"
+    frame = _udp_frame(40000, 80, payload)
+    for _ in range(50):  # a crafted frame, VXLAN in VXLAN 50 times: no recursion error
+        frame = _udp_frame(51000, 4789, b"\x08\x00\x00\x00" + (7).to_bytes(3, "big") + b"\x00" + frame)
+    decoded = decode.decode(pcapng.LINKTYPE_ETHERNET, frame)
+    assert decoded is not None and decoded.protocol == "UDP" and decoded.info.count("VXLAN VNI 7") == 2
+
+
+def test_a_corrupt_record_length_is_an_error_not_a_growing_buffer() -> None:
+    with pytest.raises(ValueError, match="corrupt pcap record"):
+        pcap.take(bytearray(), struct.pack("<IIII", 1, 0, 1 << 30, 1 << 30) + b"x" * 32, "<", True)
