@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from boxnet.capture import pcap, pcapng
 from boxnet.errors import InvalidArgument
 from boxnet.kernel.readiness import readable
+from boxnet.runtime.procs import dies_with_its_thread
 
 SNAPLEN = 262144
 REORDER_SECONDS = 0.2
@@ -137,11 +138,14 @@ def _tcpdump_error(stderr: str) -> str:
 
 
 def tcpdump_argv(point: CapturePoint, bpf: str, snaplen: int) -> list[str]:
+    # -Z root: Debian's tcpdump otherwise changes to its own user once capturing, which clears the parent-death
+    # signal (dies_with_its_thread): a daemon killed mid-capture would leave it behind. It only writes the
+    # packets (-w), it does not dissect them, so staying root exposes no parser.
     argv = ["tcpdump", "-i", point.interface, "-U", "-w", "-", "-s", str(snaplen), "--immediate-mode",
-            "--time-stamp-precision=nano", "-n"]  # fmt: skip
+            "--time-stamp-precision=nano", "-n", "-Z", "root"]  # fmt: skip
     if point.filter(bpf):
         argv += ["--", point.filter(bpf)]  # after --: a filter is never taken for an option
-    return (["nsenter", f"--net={point.netns}"] if point.netns else []) + argv
+    return dies_with_its_thread((["nsenter", f"--net={point.netns}"] if point.netns else []) + argv)
 
 
 class Capture:
@@ -279,7 +283,7 @@ class DirectCapture:
             argv += ["-f", self.point.filter(self.bpf)]
         if self.count:
             argv += ["-c", str(self.count)]
-        return (["nsenter", f"--net={self.point.netns}"] if self.point.netns else []) + argv
+        return dies_with_its_thread((["nsenter", f"--net={self.point.netns}"] if self.point.netns else []) + argv)
 
     def start(self) -> None:
         self.process = subprocess.Popen(self.argv(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -30,6 +30,7 @@ from boxnet.errors import InvalidArgument, NotFound
 from boxnet.kernel import conntrack, netns, nft
 from boxnet.kernel.readiness import readable
 from boxnet.model.container import Container
+from boxnet.runtime.procs import dies_with_its_thread
 
 PROBE_SECONDS = 1.5
 TRACE_TABLE = "boxnet_trace"
@@ -361,7 +362,7 @@ class TraceWatch:
         self.monitor: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.monitor = subprocess.Popen(["nft", "monitor", "trace"], stdout=subprocess.PIPE,
+        self.monitor = subprocess.Popen(dies_with_its_thread(["nft", "monitor", "trace"]), stdout=subprocess.PIPE,
                                         stderr=subprocess.DEVNULL)  # fmt: skip
         try:
             nft.run(self.commands)

@@ -39,6 +39,13 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
+def dies_with_its_thread(argv: list[str]) -> list[str]:
+    """argv, run so that the kernel kills it when the thread that started it ends (PR_SET_PDEATHSIG, which
+    setpriv sets before it execs argv, and which nsenter's exec keeps): a capture tool or a trace monitor must
+    not outlive a daemon that was killed. Start it from the thread that also waits for it."""
+    return ["setpriv", "--pdeathsig", "KILL", "--", *argv]
+
+
 def end_child(process: subprocess.Popen | None, grace: float = 5) -> None:
     """A child of ours ends: SIGTERM, then SIGKILL after `grace` seconds; reaped. Nothing if it already ended."""
     if process is not None and process.poll() is None:

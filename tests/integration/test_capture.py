@@ -226,3 +226,39 @@ def test_one_target_to_a_file_ends_whole_on_ctrl_c(sandbox: Sandbox) -> None:
     assert f"{len(names)} packets captured".encode() in stderr and b"dropped by kernel" in stderr
     info = subprocess.run(["capinfos", path], capture_output=True, text=True, check=True).stdout
     assert "Number of stat entries = 1" in info and "Description = eth0 in the network namespace of es01" in info
+
+
+def _capture_tools(pid: int) -> list[int]:
+    """The capture tools (tcpdump, dumpcap) among a process's children."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as handle:
+            for child in handle.read().split():
+                if os.path.basename(os.readlink(f"/proc/{child}/exe")) in ("tcpdump", "dumpcap"):
+                    found.append(int(child))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_capture_tools_end_with_a_daemon_that_is_killed(sandbox: Sandbox) -> None:
+    """A daemon killed mid-capture leaves no tcpdump (nor dumpcap) behind: they die with it."""
+    two_nodes(sandbox)
+    merged = start_capture(sandbox, "capture", "es01", "es02", "-w", os.path.join(sandbox.root, "two.pcapng"))
+    direct = start_capture(sandbox, "capture", "es01", "-w", os.path.join(sandbox.root, "one.pcapng"))
+    tools = _capture_tools(sandbox.daemon.pid)
+    assert len(tools) == 3, tools  # two tcpdumps, one dumpcap
+    sandbox.kill_daemon()
+    deadline = time.monotonic() + 10
+    while not all(_gone(pid) for pid in tools) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(_gone(pid) for pid in tools), [p for p in tools if not _gone(p)]
+    for client in (merged, direct):
+        client.wait(timeout=20)
+    sandbox.start_daemon()
