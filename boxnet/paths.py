@@ -22,3 +22,8 @@ def socket_path() -> str:
     if os.environ.get("BOXNET_ROOT"):
         return os.path.join(os.environ["BOXNET_ROOT"], "boxnet.sock")
     return DEFAULT_SOCKET
+
+
+def trace_records(root: str) -> str:
+    """Where a trace records the nft table it is about to make (boxnet.diag.trace)."""
+    return os.path.join(root, "traces")

@@ -37,7 +37,8 @@ def serve_trace(engine: Engine) -> Any:
 
     def route(rest: str, query: dict[str, str]) -> Iterator[dict[str, Any]]:
         try:
-            watch = TraceWatch(query.get("source", ""), query.get("protocol", ""), int(query.get("marker", "0")))
+            watch = TraceWatch(query.get("source", ""), query.get("protocol", ""), int(query.get("marker", "0")),
+                               engine.view.trace_records)  # fmt: skip
         except ValueError as exc:
             raise InvalidArgument(f"bad trace request: {exc}") from None
         watch.start()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import random
 import re
 import socket
@@ -287,7 +288,7 @@ class Tracer:
         else:
             marker = random.randint(20000, 60000)
         far = self._far_side(dst)
-        watch = TraceWatch(src.address, protocol, marker)
+        watch = TraceWatch(src.address, protocol, marker, self.view.trace_records)
         watch.start()
         try:
             remote = far.begin(src.address, protocol, marker) if far is not None else None
@@ -337,7 +338,9 @@ class TraceWatch:
     `nft monitor trace` reading every chain it meets. The table (`boxnet_trace_<marker>`) is its own: two
     traces at once do not remove each other's."""
 
-    def __init__(self, source: str, protocol: str, marker: int) -> None:
+    def __init__(self, source: str, protocol: str, marker: int, record_dir: str) -> None:
+        """record_dir: where the table's name is written before it exists (and removed after it is gone), so
+        that a daemon killed mid-trace removes it when it starts again (end_recorded_traces)."""
         if "%" in source:  # a scope id is free text: it never goes into a rule
             raise InvalidArgument(f"bad trace source {source!r}")
         address = ipaddress.ip_address(source)  # what goes into the rule is checked first
@@ -348,6 +351,7 @@ class TraceWatch:
             f"icmp{'v6' if family == 'ip6' else ''} id {marker}")
         selector = f"{family} saddr {address} {match}"
         self.table = f"{TRACE_TABLE}_{int(marker)}"
+        self.record = os.path.join(record_dir, self.table)
         table = self.table
         self.commands = [
             f"add table inet {table}",
@@ -365,6 +369,9 @@ class TraceWatch:
         self.monitor = subprocess.Popen(dies_with_its_thread(["nft", "monitor", "trace"]), stdout=subprocess.PIPE,
                                         stderr=subprocess.DEVNULL)  # fmt: skip
         try:
+            os.makedirs(os.path.dirname(self.record), exist_ok=True)
+            with open(self.record, "w"):
+                pass
             nft.run(self.commands)
         except BaseException:
             self.finish()
@@ -372,8 +379,9 @@ class TraceWatch:
         time.sleep(0.1)  # the monitor subscribes before the probe leaves
 
     def finish(self) -> list[str]:
-        with contextlib.suppress(nft.NftError):
-            nft.run([f"delete table inet {self.table}", f"delete table bridge {self.table}"])
+        _delete_trace_tables(self.table)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.record)
         if self.monitor is None:
             return []
         self.monitor.terminate()
@@ -384,6 +392,25 @@ class TraceWatch:
     def reached(self, lines: list[str]) -> bool:
         """Whether the probe passed here at all (its own trace rule saw it)."""
         return any(f" {self.table} " in line for line in lines)
+
+
+def _delete_trace_tables(table: str) -> None:
+    for family in ("inet", "bridge"):  # one at a time: either may be missing (a trace cut short)
+        with contextlib.suppress(nft.NftError):
+            nft.run([f"delete table {family} {table}"])
+
+
+def end_recorded_traces(record_dir: str) -> list[str]:
+    """At start-up: the tables of traces that a killed daemon left, as it recorded them (names checked)."""
+    ended = []
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(record_dir):
+            if re.fullmatch(rf"{TRACE_TABLE}_\d{{1,5}}", name):
+                _delete_trace_tables(name)
+                ended.append(name)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(record_dir, name))
+    return ended
 
 
 def _route_get(destination: str) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 
+from boxnet import paths
 from boxnet.drivers import registry as drivers
 from boxnet.engine.containers import ContainerService
 from boxnet.engine.context import EngineContext
@@ -66,6 +67,10 @@ class Reconciler:
                     report["cleaned"].append(container.name + (f" ({errors.errors})" if errors else ""))
             self._finish_network_removals(report)
             report["repaired"] = self.repair()
+            from boxnet.diag.trace import end_recorded_traces  # the tools' module: only its leftovers here
+
+            ended = end_recorded_traces(paths.trace_records(self.ctx.config.root))
+            report["cleaned"] += [f"trace table {table}" for table in ended]
         for container in list(self.registry.containers.values()):
             if container.state.status == "running" and not self.containers.monitor.watch(
                 container.id, container.state.shim_pid

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from boxnet import paths
 from boxnet.engine.connect_redirect import ConnectRedirect
 from boxnet.engine.context import EngineContext
 from boxnet.model.container import Container
@@ -62,6 +63,11 @@ class EngineView:
         """The address of a container on another node of the swarm, by name, on one of these networks."""
         cluster = self._ctx.cluster
         return cluster.remote_address(name, network_ids) if cluster is not None else ""
+
+    @property
+    def trace_records(self) -> str:
+        """Where a trace records the table it makes, before it makes it."""
+        return paths.trace_records(self._ctx.config.root)
 
     def cluster_devices(self) -> set[str]:
         """The node's own swarm devices that are no network's (its WireGuard interface)."""

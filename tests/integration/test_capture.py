@@ -262,3 +262,29 @@ def test_capture_tools_end_with_a_daemon_that_is_killed(sandbox: Sandbox) -> Non
     for client in (merged, direct):
         client.wait(timeout=20)
     sandbox.start_daemon()
+
+
+def test_a_trace_cut_short_by_a_killed_daemon_leaves_no_table(sandbox: Sandbox) -> None:
+    """The trace's table is recorded before it is made; the daemon that starts again removes it."""
+    sandbox.cli("network", "create", "front")
+    sandbox.cli("network", "create", "back")
+    sandbox.cli("run", "-d", "--name", "cli", "--network", "front", "sleep", "600")
+    sandbox.cli("run", "-d", "--name", "db", "--network", "back", "sleep", "600")
+
+    def trace_tables() -> list[str]:
+        listed = sandbox.in_host("nft", "list", "tables").stdout.split()
+        return [word for word in listed if word.startswith("boxnet_trace_")]
+
+    assert not trace_tables()
+    tracing = subprocess.Popen([sys.executable, "-m", "boxnet.cli.main", "trace", "cli", "db:80"],
+                               env=sandbox.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 5  # the probe is dropped (isolation): the trace waits for it 1.5 s
+    while not trace_tables() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert trace_tables(), "the trace made no table: the test would prove nothing"
+    sandbox.kill_daemon()
+    tracing.wait(timeout=20)
+    assert trace_tables()  # left by the killed daemon
+    sandbox.start_daemon()
+    assert not trace_tables()
+    assert "trace table boxnet_trace_" in sandbox.daemon_log()
