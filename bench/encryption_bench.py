@@ -16,6 +16,7 @@ from collections.abc import Callable
 from capture_bench import TICKS
 
 from boxnet.lab import Lab, LabHost
+from boxnet.testing.sandbox import pids_of
 
 
 def _iperf(host: LabHost, argv: list[str], seconds: int) -> float:
@@ -42,15 +43,11 @@ def _wireguard_go_seconds(hosts: list[LabHost]) -> tuple[float, float]:
     context: for the overlay, VXLAN decapsulation, the bridge and the veth."""
     inodes = {os.stat(f"/run/netns/{h.name}").st_ino for h in hosts}
     user = system = 0.0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes and \
-                        os.path.basename(os.readlink(f"/proc/{entry}/exe")) == "wireguard-go":  # fmt: skip
-                    with open(f"/proc/{entry}/stat") as handle:
-                        fields = handle.read().rsplit(")", 1)[1].split()
-                    user += int(fields[11]) / TICKS
-                    system += int(fields[12]) / TICKS
+    for pid in pids_of("wireguard-go", inodes):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+            user += int(fields[11]) / TICKS
+            system += int(fields[12]) / TICKS
     return user, system
 
 

@@ -22,6 +22,15 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def node_address(store: EtcdStore, node_id: str) -> tuple[str, str]:
+    """(underlay address, hostname) of a node, from its record: ("", node_id) if the store has none."""
+    entry = store.get(keys.node(node_id))
+    if entry is None:
+        return "", node_id
+    node = Node.from_json(entry.value)
+    return node.addr, node.hostname or node_id
+
+
 @dataclass
 class NodeStatus:
     """A node record with what the store says of it now."""

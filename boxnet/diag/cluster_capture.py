@@ -29,8 +29,8 @@ from boxnet.capture import relay
 from boxnet.capture.filters import check_filter, check_snaplen
 from boxnet.capture.relay import RelayedSource
 from boxnet.capture.session import READ_CHUNK, SNAPLEN, Capture, CapturePoint
-from boxnet.cluster import keys
 from boxnet.cluster.node_server import Reply, open_stream
+from boxnet.cluster.nodes import node_address
 from boxnet.diag.capture_targets import CaptureTargets
 from boxnet.errors import BoxnetError, Conflict, InvalidArgument, NotFound, Unavailable
 from boxnet.kernel import vxlan, wireguard
@@ -353,11 +353,10 @@ class ClusterCapture:
         return by_node
 
     def _node(self, node_id: str) -> tuple[str, str]:
-        entry = self.engine.ctx.require_manager().store.get(keys.node(node_id))
-        record = json.loads(entry.value) if entry is not None else {}
-        if not record.get("addr"):
+        address, hostname = node_address(self.engine.ctx.require_manager().store, node_id)
+        if not address:
             raise Unavailable(f"node {node_id} has tasks to capture but no address in the swarm's store")
-        return record["addr"], record.get("hostname", node_id)
+        return address, hostname
 
     def start(self) -> None:
         """Starts every node's part; any one refusing (its reason named) stops them all before a byte is sent."""

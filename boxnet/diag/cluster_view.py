@@ -14,7 +14,7 @@ from boxnet.cluster import keys
 from boxnet.cluster.node_server import ask
 from boxnet.diag import node_view
 from boxnet.diag.overlay_check import ControlPlane, check_network, tunnels
-from boxnet.drivers.overlay.driver import encrypted
+from boxnet.drivers.overlay.driver import VNI, encrypted
 from boxnet.errors import BoxnetError, Unavailable
 from boxnet.model.network import Network
 from boxnet.services.records import ServicesState
@@ -40,18 +40,13 @@ def serve_view(engine: Engine) -> Any:
 
 def control_plane(engine: Engine) -> ControlPlane:
     store = engine.ctx.require_manager().store
-    alive = {e.key[len(keys.ALIVE):] for e in store.range(keys.ALIVE)[0]}
-    nodes = {}
-    for entry in store.range(keys.NODES)[0]:
-        record = json.loads(entry.value)
-        nodes[record["id"]] = {"hostname": record.get("hostname", ""), "addr": record.get("addr", ""),
-                               "role": record.get("role", ""), "availability": record.get("availability", ""),
-                               "alive": record["id"] in alive}  # fmt: skip
+    nodes = {status.node.id: {"hostname": status.node.hostname, "addr": status.node.addr, "role": status.node.role,
+                              "alive": status.alive, "leader": status.leader}
+             for status in engine.swarm.nodes()}  # fmt: skip
     networks = {}
     for entry in store.range(keys.NETWORKS)[0]:
         network = Network.from_dict(json.loads(entry.value))
-        vni = network.driver_data.get("vni") or 0
-        networks[network.id] = {"name": network.name, "vni": int(vni), "ingress": network.ingress,
+        networks[network.id] = {"name": network.name, "vni": int(network.driver_data.get(VNI) or 0),
                                 "encrypted": encrypted(network)}  # fmt: skip
     endpoints: dict[str, list[dict[str, Any]]] = {}
     for entry in store.range(keys.ENDPOINTS)[0]:
@@ -96,11 +91,9 @@ def cluster_topology(engine: Engine) -> dict[str, Any]:
     control = control_plane(engine)
     views, errors = gather(engine, control)
     nodes = []
-    statuses = {s.node.id: s for s in engine.swarm.nodes()}
     for node_id, record in sorted(control.nodes.items(), key=lambda n: n[1]["hostname"]):
-        status = statuses.get(node_id)
         nodes.append({"Id": node_id, "Hostname": record["hostname"], "Addr": record["addr"], "Role": record["role"],
-                      "Leader": bool(status and status.leader), "State": "ready" if record["alive"] else "down",
+                      "Leader": record["leader"], "State": "ready" if record["alive"] else "down",
                       "View": views.get(node_id), "Error": errors.get(node_id, "")})  # fmt: skip
     state = ServicesState.read(engine.ctx.require_manager().store)
     services = []

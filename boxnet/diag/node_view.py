@@ -39,7 +39,9 @@ PROBES_AT_ONCE = 8
 
 def node_view(engine: Engine, node_id: str, hostname: str, address: str, probe: bool = False) -> dict[str, Any]:
     by_name = {link["name"]: link for link in links.interfaces()}
-    underlay = vxlan.underlay_device(address)
+    # the interface holding the node's address, from the same reading of the links as everything else here
+    underlay = next((name for name, link in by_name.items()
+                     if any(cidr.split("/")[0] == address for cidr in link["addresses"])), None)  # fmt: skip
     underlay_mtu = by_name[underlay]["mtu"] if underlay in by_name else 0
     sealed_rules = nft.list_text(f"chain {FIREWALL_TABLE} vxlan_sealed_out") + \
         nft.list_text(f"chain {FIREWALL_TABLE} vxlan_sealed_in")  # fmt: skip

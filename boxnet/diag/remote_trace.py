@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from boxnet.cluster import keys
 from boxnet.cluster.node_server import ask
+from boxnet.cluster.nodes import node_address
 from boxnet.errors import BoxnetError, InvalidArgument
 from boxnet.services.records import ServicesState
 
@@ -177,8 +178,7 @@ class RemoteTrace:
                 holders |= {e["node"] for e in endpoints if e.get("ipv4") in backends}
         nodes = []
         for node_id in sorted(holders - {self.node_id}):
-            entry = store.get(keys.node(node_id))
-            if entry is not None:
-                record = json.loads(entry.value)
-                nodes.append((record.get("hostname", node_id), record.get("addr", "")))
+            address, hostname = node_address(store, node_id)
+            if address:
+                nodes.append((hostname, address))
         return FarSide(self, nodes, vip) if nodes or vip else None

@@ -8,6 +8,7 @@ address nobody programmed gets nothing (../shared/notes/multihost-facts.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -42,22 +43,25 @@ def ensure_vxlan(name: str, vni: int, local: str, bridge: str, mtu: int) -> None
         ipr.link("set", index=index, master=master, state="up")
 
 
-def underlay_mtu(local: str) -> int:
-    """The MTU of the interface that holds the node's underlay address."""
+def _underlay_link(local: str) -> Any:
+    """The link that holds the node's underlay address (None if none does)."""
     with IPRoute() as ipr:
         for address in ipr.get_addr(family=2):
             if address.get_attr("IFA_ADDRESS") == local:
-                return ipr.get_links(address["index"])[0].get_attr("IFLA_MTU")
-    return 1500
+                return ipr.get_links(address["index"])[0]
+    return None
+
+
+def underlay_mtu(local: str) -> int:
+    """The MTU of the interface that holds the node's underlay address."""
+    link = _underlay_link(local)
+    return link.get_attr("IFLA_MTU") if link is not None else 1500
 
 
 def underlay_device(local: str) -> str | None:
     """The name of the interface that holds the node's underlay address."""
-    with IPRoute() as ipr:
-        for address in ipr.get_addr(family=2):
-            if address.get_attr("IFA_ADDRESS") == local:
-                return ipr.get_links(address["index"])[0].get_attr("IFLA_IFNAME")
-    return None
+    link = _underlay_link(local)
+    return link.get_attr("IFLA_IFNAME") if link is not None else None
 
 
 def peers(name: str) -> set[Peer]:

@@ -5,14 +5,13 @@ the docker CLI makes its `NAME.SLOT.ID@NODE | ` prefix."""
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from boxnet.cluster import keys
 from boxnet.cluster.node_server import ask
+from boxnet.cluster.nodes import node_address
 from boxnet.engine import log_files
 from boxnet.errors import InvalidArgument, NotFound, Unavailable
 from boxnet.model.service import TASK_LABEL
@@ -78,10 +77,9 @@ class TaskLogs:
         if task["node_id"] == self.node_id:
             yield from self.local(task["id"], tail, keep_following)
             return
-        entry = self.store.get(keys.node(task["node_id"]))
-        if entry is None or self.credentials is None:
+        address, _ = node_address(self.store, task["node_id"])
+        if not address or self.credentials is None:
             return
-        address = json.loads(entry.value).get("addr", "")
         query = {"tail": "all" if tail is None else str(tail), "follow": "1" if keep_following else "0"}
         yield from ask(address, self.credentials, f"{ROUTE}{task['id']}/logs", query,
                        timeout=None if keep_following else 30)  # fmt: skip

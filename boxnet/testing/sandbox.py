@@ -89,6 +89,19 @@ def processes_in(inodes: set[int]) -> list[str]:
     return lines
 
 
+def pids_of(executable: str, netns_inodes: set[int] | None = None) -> list[int]:
+    """The processes running this executable (by the name of /proc/PID/exe), in these network namespaces if
+    given: what a test or benchmark then ends or measures by PID."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.path.basename(os.readlink(f"/proc/{entry}/exe")) == executable and (
+                        netns_inodes is None or os.stat(f"/proc/{entry}/ns/net").st_ino in netns_inodes):  # fmt: skip
+                    found.append(int(entry))
+    return found
+
+
 def boxnet_programs() -> set[int]:
     """The ids of the BPF programs a boxnetd loaded (see engine/connect_redirect.py)."""
     from boxnet.engine.connect_redirect import PROGRAM_PREFIX

@@ -3,12 +3,13 @@ it, on one timeline), the nodes' underlay with the VXLAN that carries the same r
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
 
 from test_swarm import lab_factory, running_tasks, wait_for  # noqa: F401 - the fixture
+
+from boxnet.testing.sandbox import pids_of
 
 ECHO = ["python3", "-c", "import http.server\nclass H(http.server.BaseHTTPRequestHandler):\n"
         " def do_GET(self):\n  self.send_response(200); self.send_header('Content-Length', '2'); self.end_headers()\n"
@@ -23,13 +24,7 @@ LOOP = ("import socket, sys, time, urllib.request\nend = time.monotonic() + floa
 
 
 def tcpdumps() -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                if os.path.basename(os.readlink(f"/proc/{entry}/exe")) == "tcpdump":
-                    found.add(int(entry))
-    return found
+    return set(pids_of("tcpdump"))
 
 
 def info(host, path: str) -> dict:

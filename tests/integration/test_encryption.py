@@ -4,7 +4,6 @@ the typo Docker ignores refused, and wireguard-go killed mid-transfer: nothing i
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -17,6 +16,7 @@ from test_swarm import lab_factory, wait_for  # noqa: F401 - the fixture
 
 from boxnet.lab import LabHost
 from boxnet.testing import frames
+from boxnet.testing.sandbox import pids_of
 
 SERVE = ["python3", "-m", "http.server", "80"]
 SEND_UDP = "import socket,sys; s=socket.socket(2,2); s.sendto(bytes.fromhex(sys.argv[1]), (sys.argv[2], 4789))"
@@ -39,13 +39,9 @@ def sniff(underlay: str, seconds: float) -> subprocess.Popen:
 
 def wireguard_go_pid(host: LabHost) -> int:
     """The wireguard-go process in this lab host's namespace (found by namespace and executable, ended by PID)."""
-    target = os.stat(f"/run/netns/{host.name}").st_ino
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                if os.stat(f"/proc/{entry}/ns/net").st_ino == target and \
-                        os.path.basename(os.readlink(f"/proc/{entry}/exe")) == "wireguard-go":  # fmt: skip
-                    return int(entry)
+    found = pids_of("wireguard-go", {os.stat(f"/run/netns/{host.name}").st_ino})
+    if found:
+        return found[0]
     raise AssertionError(f"no wireguard-go in {host.name}")
 
 
