@@ -239,6 +239,14 @@ def _log_config(host: Fields) -> None:
     log.refuse_set({"Config": "the json-file log takes no options here"})
 
 
+def _entrypoint(body: Fields) -> list[str] | None:
+    """None: the image's; Docker's [""] (--entrypoint ""): none at all."""
+    if body.data.get("Entrypoint") is None:
+        return None
+    entrypoint = body.strings("Entrypoint", or_string=True)
+    return [] if entrypoint == [""] else entrypoint
+
+
 def container_request(data: Any, name: str) -> ContainerRequest:
     body = Fields(data)
     body.refuse_set(CONFIG_REFUSED)
@@ -258,10 +266,10 @@ def container_request(data: Any, name: str) -> ContainerRequest:
     network_mode = host.str("NetworkMode") or "bridge"
     if body.bool("NetworkDisabled"):
         network_mode = "none"
-    body.object("ExposedPorts")  # type only: what a container listens on is what it publishes with -p
     return ContainerRequest(
         name=name, image=body.str("Image") or "host", rootfs=body.str("Rootfs"),
-        cmd=[*body.strings("Entrypoint", or_string=True), *body.strings("Cmd", or_string=True)],
+        entrypoint=_entrypoint(body), cmd=body.strings("Cmd", or_string=True),
+        exposed_ports=list(body.object("ExposedPorts").data),
         env=body.strings("Env"), hostname=body.str("Hostname"), network_mode=network_mode,
         networks={key: endpoint_settings(endpoints.data[key], endpoints.name(key)) for key in endpoints.data},
         ports=port_bindings(host), cap_add=host.strings("CapAdd"), cap_drop=host.strings("CapDrop"),

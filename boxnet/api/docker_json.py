@@ -150,10 +150,10 @@ def container_json(container: Container, registry: EngineView, state_dir: str, r
     return {
         "Id": container.id,
         "Created": container.created,
-        "Path": container.cmd[0] if container.cmd else "",
-        "Args": container.cmd[1:],
+        "Path": container.argv[0] if container.argv else "",
+        "Args": container.argv[1:],
         "State": _state_json(container, restarting),
-        "Image": container.image,
+        "Image": container.image_id or container.image,
         "ResolvConfPath": os.path.join(state_dir, "resolv.conf"),
         "HostnamePath": os.path.join(state_dir, "hostname"),
         "HostsPath": os.path.join(state_dir, "hosts"),
@@ -206,7 +206,7 @@ def container_json(container: Container, registry: EngineView, state_dir: str, r
             "AttachStdin": False,
             "AttachStdout": False,
             "AttachStderr": False,
-            "ExposedPorts": {f"{p.container_port}/{p.protocol}": {} for p in container.ports} or None,
+            "ExposedPorts": {port: {} for port in exposed_ports(container)} or None,
             "Tty": container.tty,
             "OpenStdin": container.open_stdin,
             "StdinOnce": False,
@@ -214,7 +214,7 @@ def container_json(container: Container, registry: EngineView, state_dir: str, r
             "Cmd": container.cmd,
             "Image": container.image,
             "WorkingDir": container.working_dir,
-            "Entrypoint": None,
+            "Entrypoint": container.entrypoint or None,
             "Labels": dict(container.labels),
             "StopSignal": container.stop_signal or None,
             "StopTimeout": container.stop_timeout,
@@ -236,6 +236,13 @@ def container_json(container: Container, registry: EngineView, state_dir: str, r
         },
         "Mounts": [],
     }
+
+
+def exposed_ports(container: Container) -> list[str]:
+    """The image's exposed ports and the published ones, as docker lists them ("80/tcp")."""
+    ports = dict.fromkeys(container.exposed_ports)
+    ports.update(dict.fromkeys(f"{p.container_port}/{p.protocol}" for p in container.ports))
+    return list(ports)
 
 
 def _status_text(container: Container) -> str:
@@ -270,8 +277,8 @@ def container_summary(container: Container, registry: EngineView) -> dict[str, A
         "Id": container.id,
         "Names": ["/" + container.name],
         "Image": container.image,
-        "ImageID": "",
-        "Command": shlex.join(container.cmd),
+        "ImageID": container.image_id,
+        "Command": shlex.join(container.argv),
         "Created": int(_timestamp(container.created)),
         "Ports": ports,
         "Labels": dict(container.labels),

@@ -60,6 +60,18 @@ class Request:
             self._body = self._read_body()
         return self._body
 
+    def body_stream(self) -> BodyStream:
+        """The body as a stream, of any size (an image tarball); the connection closes after the answer,
+        since what the handler leaves unread cannot be skipped reliably."""
+        self._body = b""
+        self.handler.close_connection = True
+        headers = self.handler.headers
+        chunked = headers.get("Transfer-Encoding", "").lower() == "chunked"
+        raw = (headers.get("Content-Length") or "0").strip()
+        if not chunked and not (raw.isascii() and raw.isdigit()):
+            raise InvalidArgument(f"invalid Content-Length {raw!r}: expected a number of bytes")
+        return BodyStream(self.handler.rfile, None if chunked else int(raw))
+
     def _read_body(self) -> bytes:
         headers, rfile = self.handler.headers, self.handler.rfile
         if headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -132,6 +144,44 @@ class Request:
                 raise InvalidArgument(f"invalid filter {key!r}: expected a list of strings")
             result[key] = values
         return result
+
+
+class BodyStream:
+    """A request body read as it arrives: Content-Length bytes, or chunks until the last one."""
+
+    def __init__(self, rfile: Any, length: int | None) -> None:
+        self.rfile = rfile
+        self.left = length if length is not None else 0
+        self.chunked = length is None
+        self.done = length == 0
+
+    def read(self, size: int = -1) -> bytes:
+        if self.done:
+            return b""
+        if size < 0:
+            size = 1 << 20
+        if self.chunked and self.left == 0:
+            line = self.rfile.readline(1024)
+            size_text = line.split(b";")[0].strip()
+            if not size_text or not all(c in b"0123456789abcdefABCDEF" for c in size_text):
+                raise InvalidArgument(f"malformed chunk size {line[:40]!r} in a chunked request body")
+            self.left = int(size_text, 16)
+            if self.left == 0:
+                while self.rfile.readline(1024).strip():
+                    pass
+                self.done = True
+                return b""
+        data = self.rfile.read1(min(size, self.left)) if hasattr(self.rfile, "read1") else \
+            self.rfile.read(min(size, self.left))  # fmt: skip
+        if not data:
+            raise InvalidArgument("the request body ended early")
+        self.left -= len(data)
+        if self.left == 0:
+            if self.chunked:
+                self.rfile.readline(1024)
+            else:
+                self.done = True
+        return data
 
 
 class Response:

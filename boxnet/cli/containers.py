@@ -6,7 +6,7 @@ import os
 import sys
 
 from boxnet.cli import run_options
-from boxnet.cli.client import SHUT_WR, Client, demux, ref
+from boxnet.cli.client import SHUT_WR, Client, demux, quote, ref
 from boxnet.cli.flags import REMAINDER, Namespace
 from boxnet.cli.format import ports_text, print_inspected, render_template, table
 from boxnet.cli.jsoncodec import dumps
@@ -111,14 +111,41 @@ def register(commands: Any, wanted: str | None = None) -> None:
         wait.set_defaults(func=wait_containers)
 
 
+def _create(client: Client, args: Namespace) -> str:
+    """Creates the container; an image the daemon lacks is pulled first, as docker run does."""
+
+    def is_image(name: str) -> bool:
+        try:
+            client.get(f"/images/{quote(name, '/:@')}/json")
+        except NotFound:
+            return False
+        return True
+
+    body = run_options.create_body(args, is_image)
+    try:
+        return client.post("/containers/create", body, name=args.name or None)["Id"]
+    except NotFound as exc:
+        if not exc.message.startswith("No such image"):
+            raise
+    print(f"Unable to find image '{body['Image']}' locally", file=sys.stderr)
+    from boxnet.cli.images import pull  # only runs that pull pay for it
+
+    if pull(client, body["Image"], sys.stderr) != 0:
+        return ""
+    return client.post("/containers/create", body, name=args.name or None)["Id"]
+
+
 def create_container(client: Client, args: Namespace) -> int:
-    print(client.post("/containers/create", run_options.create_body(args), name=args.name or None)["Id"])
-    return 0
+    container_id = _create(client, args)
+    if container_id:
+        print(container_id)
+    return 0 if container_id else 125
 
 
 def run_container(client: Client, args: Namespace) -> int:
-    created = client.post("/containers/create", run_options.create_body(args), name=args.name or None)
-    container_id = created["Id"]
+    container_id = _create(client, args)
+    if not container_id:
+        return 125
     attached = None
     if not args.detach:
         # As docker does: attach first, so that not a byte of output is missed, then start.

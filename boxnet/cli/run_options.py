@@ -15,6 +15,7 @@ from boxnet.errors import InvalidArgument
 
 TYPE_CHECKING = False  # as typing defines it; importing typing would cost the CLI ~3 ms
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 _UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -79,17 +80,26 @@ def add_options(parser: Parser) -> None:
     parser.add_argument("rest", nargs=REMAINDER, metavar="[IMAGE] [--] COMMAND")
 
 
-def split_image_and_command(rest: list[str], rootfs: str) -> tuple[str, list[str]]:
-    """`[IMAGE] [--] CMD...`: the image is `host` unless named; a leading `host`/`host:TAG` or a word before
-    `--` names it; everything else is the command."""
+def split_image_and_command(rest: list[str], rootfs: str, is_image: Callable[[str], bool] = lambda _: False,
+                            ) -> tuple[str, list[str]]:  # fmt: skip
+    """`[IMAGE] [--] CMD...`, as docker reads it where it can be told apart from a command of the built-in
+    `host` image: a word before `--`, a leading `host`/`host:TAG`, a first word that is_image (an image the
+    daemon has), or one that only an image reference looks like (`name:tag`, `name@digest`,
+    `registry/name`), is the image; otherwise the image is `host` and everything is the command."""
     if "--" in rest:
         index = rest.index("--")
         before, command = rest[:index], rest[index + 1 :]
         if len(before) > 1:
             raise InvalidArgument(f"expected at most one image before '--', got {before}")
         return (before[0] if before else "host"), command
-    if rest and (rest[0] == "host" or rest[0].startswith("host:")):
-        return rest[0], rest[1:]
+    if not rest or rootfs:
+        return "host", rest
+    first = rest[0]
+    if first == "host" or first.startswith("host:"):
+        return first, rest[1:]
+    looks_like_reference = not first.startswith(("/", ".", "-")) and (":" in first or "@" in first or "/" in first)
+    if looks_like_reference or is_image(first):
+        return first, rest[1:]
     return "host", rest
 
 
@@ -135,10 +145,10 @@ def _host_config_extras(args: Namespace) -> dict[str, Any]:
     return extras
 
 
-def create_body(args: Namespace) -> dict[str, Any]:
+def create_body(args: Namespace, is_image: Callable[[str], bool] = lambda _: False) -> dict[str, Any]:
     if args.rm and args.restart not in ("", "no"):
         raise InvalidArgument("conflicting options: --restart and --rm")
-    image, command = split_image_and_command(args.rest, args.rootfs)
+    image, command = split_image_and_command(args.rest, args.rootfs, is_image)
     bindings: dict[str, list[dict[str, str]]] = {}
     if args.publish:
         from boxnet.model.ports import parse_port_spec  # only when needed: it costs the CLI's start-up

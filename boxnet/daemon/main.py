@@ -19,6 +19,7 @@ from boxnet.cluster.swarm import ExternalStore
 from boxnet.dns.upstream import parse_upstream
 from boxnet.engine.context import EngineConfig
 from boxnet.engine.controller import Engine
+from boxnet.images.registry_access import check_insecure_registry
 from boxnet.store.etcd import Credentials
 
 log = logging.getLogger("boxnetd")
@@ -64,8 +65,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cluster-store-ca", default="", help="with --cluster-store over TLS: the etcd CA")
     parser.add_argument("--cluster-store-cert", default="", help="with --cluster-store over TLS: a client cert")
     parser.add_argument("--cluster-store-key", default="", help="with --cluster-store over TLS: its key")
+    parser.add_argument("--insecure-registry", action="append", default=[], metavar="HOST:PORT|CIDR",
+                        help="a registry pulled from over plain HTTP (as dockerd's; loopback ones always are)")
     parser.add_argument("--log-level", default=os.environ.get("BOXNET_LOG", "info"))
     args = parser.parse_args(argv)
+    for registry in args.insecure_registry:
+        try:
+            check_insecure_registry(registry)
+        except ValueError as exc:
+            parser.error(f"--insecure-registry {registry!r}: {exc}")
     args.external_store = _external_store(parser, args)
     if args.node_ttl < 2:
         parser.error("--node-ttl: at least 2 seconds (etcd's shortest lease)")
@@ -100,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     config = EngineConfig(root=args.root, netns_registry=args.netns_registry, resolv_conf=args.resolv_conf,
                           default_bridge=args.bridge_name, dns_upstreams=args.dns_upstream,
                           connect_redirect=args.connect_redirect, node_ttl=args.node_ttl,
-                          cluster_store=args.external_store)  # fmt: skip
+                          cluster_store=args.external_store,
+                          insecure_registries=args.insecure_registry)  # fmt: skip
     for upstream in args.dns_upstream:
         try:
             parse_upstream(upstream)

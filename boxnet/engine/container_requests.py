@@ -8,12 +8,13 @@ import os
 import secrets
 import signal
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from boxnet.drivers import registry as drivers
 from boxnet.engine.networks import now
 from boxnet.engine.registry import Registry
-from boxnet.errors import Conflict, Forbidden, InvalidArgument, NotFound
+from boxnet.errors import Conflict, Forbidden, InvalidArgument
+from boxnet.images.store import Image
 from boxnet.model.container import (
     BUILTIN_IMAGE,
     Container,
@@ -48,17 +49,54 @@ class ContainerRequest(ContainerSettings):
     name: str = ""
     networks: dict[str, dict] = field(default_factory=dict)  # name -> {"aliases", "ipv4", "ipv6", "mac"}
     mac_address: str = ""  # the first network's endpoint's, when its settings name none
+    entrypoint: list[str] | None = None  # None: the image's; [] (Docker's [""]): none
+    exposed_ports: list[str] = field(default_factory=list)
 
 
-def build_container(request: ContainerRequest, registry: Registry, cgroups: Cgroups) -> Container:
-    """The record for a valid request; InvalidArgument, NotFound or Conflict naming what is wrong."""
+def uses_image_store(request: ContainerRequest) -> bool:
+    """Whether the request's image is one of the image store's (not `host`, nor a root directory)."""
+    return not request.rootfs and not request.image.startswith("/") and \
+        request.image not in (BUILTIN_IMAGE, f"{BUILTIN_IMAGE}:latest")  # fmt: skip
+
+
+def with_image_config(request: ContainerRequest, image: Image) -> ContainerRequest:
+    """The request with what it leaves unsaid taken from the image's config, as Docker merges them: the
+    image's Env under the request's, its Entrypoint unless the request gives one (which also drops the
+    image's Cmd), its Cmd, WorkingDir, User and StopSignal unless the request gives them, its Labels and
+    ExposedPorts with the request's added."""
+    config = image.config.get("config") or {}
+    env = {item.split("=", 1)[0]: item for item in config.get("Env") or []}
+    env.update({item.split("=", 1)[0]: item for item in request.env})
+    if request.entrypoint is None:
+        entrypoint, cmd = list(config.get("Entrypoint") or []), request.cmd or list(config.get("Cmd") or [])
+    else:
+        entrypoint, cmd = request.entrypoint, request.cmd
+    process = replace(request.process, user=request.process.user or config.get("User") or "")
+    exposed = list(dict.fromkeys([*(config.get("ExposedPorts") or {}), *request.exposed_ports]))
+    return replace(request, env=list(env.values()), entrypoint=entrypoint, cmd=cmd, process=process,
+                   working_dir=request.working_dir or config.get("WorkingDir") or "",
+                   labels={**(config.get("Labels") or {}), **request.labels}, exposed_ports=exposed,
+                   stop_signal=request.stop_signal or config.get("StopSignal") or "")  # fmt: skip
+
+
+def build_container(request: ContainerRequest, registry: Registry, cgroups: Cgroups,
+                    image: Image | None = None) -> Container:  # fmt: skip
+    """The record for a valid request, to run from image (from the image store) if given, else from the
+    built-in image or a root directory; InvalidArgument, NotFound or Conflict naming what is wrong."""
     name = check_container_name(request.name) if request.name else _generate_name(registry)
     existing = registry.container_by_name(name)
     if existing:
         raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
                        f'"{existing.id}". You have to remove (or rename) that container to be able to '
                        "reuse that name.")  # fmt: skip
-    rootfs = _rootfs(request)
+    if image is not None:
+        request = with_image_config(request, image)
+    rootfs = _rootfs(request) if image is None else ""
+    entrypoint, cmd = _command(request.entrypoint or []), _command(request.cmd)
+    if not entrypoint and not cmd:
+        if image is not None:
+            raise InvalidArgument(f"no command specified: image {request.image} has no Cmd or Entrypoint")
+        cmd = ["/bin/sh"]
     effective_capabilities(request.cap_add, request.cap_drop)  # rejects unknown capability names
     mode, networks, hostname = _network_mode(request, registry)
     pid_mode = request.pid_mode
@@ -87,7 +125,8 @@ def build_container(request: ContainerRequest, registry: Registry, cgroups: Cgro
     container_id = new_id()
     return Container(
         id=container_id, name=name, created=now(), image=rootfs if rootfs else request.image,
-        rootfs=rootfs, cmd=_command(request.cmd), env=check_environment(request.env),
+        rootfs=rootfs, entrypoint=entrypoint, cmd=cmd, env=check_environment(request.env),
+        image_id=image.id if image else "", exposed_ports=[_exposed(p) for p in request.exposed_ports],
         hostname=hostname or (socket.gethostname() if mode == "host" else container_id[:12]),
         network_mode=mode, ports=ports, cap_add=list(request.cap_add), cap_drop=list(request.cap_drop),
         pid_mode=pid_mode, labels=_labels(request.labels), auto_remove=request.auto_remove, tty=request.tty,
@@ -106,9 +145,6 @@ def _rootfs(request: ContainerRequest) -> str:
     if not rootfs and request.image.startswith("/"):
         rootfs = request.image
     if not rootfs:
-        if request.image not in (BUILTIN_IMAGE, f"{BUILTIN_IMAGE}:latest"):
-            raise NotFound(f"No such image: {request.image} (boxnet knows the built-in image "
-                           f"{BUILTIN_IMAGE!r} and --rootfs DIR)")  # fmt: skip
         return ""
     check_text("rootfs", rootfs)
     rootfs = os.path.realpath(rootfs)
@@ -216,7 +252,15 @@ def _command(cmd: list[str]) -> list[str]:
     for arg in cmd:
         if "\0" in arg:
             raise InvalidArgument(f"invalid command argument {arg!r}: NUL bytes cannot be passed to a program")
-    return list(cmd) or ["/bin/sh"]
+    return list(cmd)
+
+
+def _exposed(port: str) -> str:
+    number, _, protocol = port.partition("/")
+    protocol = protocol or "tcp"
+    if not number.isdigit() or not 1 <= int(number) <= 65535 or protocol not in ("tcp", "udp", "sctp"):
+        raise InvalidArgument(f"invalid exposed port {port!r}: expected PORT[/tcp|udp|sctp]")
+    return f"{int(number)}/{protocol}"
 
 
 def check_environment(env: list[str]) -> list[str]:

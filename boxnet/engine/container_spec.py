@@ -8,7 +8,7 @@ import os
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from boxnet.errors import Conflict
+from boxnet.errors import Conflict, NotFound
 from boxnet.model.container import CAPABILITY_NUMBERS, Container, effective_capabilities
 from boxnet.model.process import HOST_GATEWAY
 from boxnet.runtime import files
@@ -35,11 +35,13 @@ def shim_spec(ctx: EngineContext, container: Container, state_dir: str) -> dict:
         pidns = f"/proc/{target.state.pid}/ns/pid"
     caps = effective_capabilities(container.cap_add, container.cap_drop)
     process = container.process
+    image = image_spec(ctx, container, state_dir)
     return {
-        "argv": container.cmd, "env": env, "cwd": container.working_dir or "/",
+        "image": image, "rootfs": os.path.join(state_dir, "fs", "merged") if image else container.rootfs,
+        "argv": container.argv, "env": env, "cwd": container.working_dir or "/",
         "hostname": container.hostname, "netns": container.sandbox_key, "pidns": pidns,
         "host_network": container.network_mode == "host",
-        "rootfs": container.rootfs, "files": container_files, "tty": container.tty,
+        "files": container_files, "tty": container.tty,
         "open_stdin": container.open_stdin, "stdin_once": container.stdin_once,
         "console_size": container.console_size,
         "capabilities": [CAPABILITY_NUMBERS[c] for c in caps],
@@ -50,6 +52,22 @@ def shim_spec(ctx: EngineContext, container: Container, state_dir: str) -> dict:
         "shm_size": process.shm_size, "masked_paths": process.masked_paths,
         "readonly_paths": process.readonly_paths,
     }  # fmt: skip
+
+
+def image_spec(ctx: EngineContext, container: Container, state_dir: str) -> dict | None:
+    """The overlayfs of a container of a stored image: its layers (topmost first) and its own upper and work
+    directories, which keep its changes from one start to the next until it is removed."""
+    if not container.image_id:
+        return None
+    image = ctx.images.image_by_id(container.image_id)
+    if image is None:
+        raise NotFound(f"image {container.image} ({container.image_id[:19]}) of container {container.name} "
+                       "is no longer in the image store")  # fmt: skip
+    fs = os.path.join(state_dir, "fs")
+    for sub in ("upper", "work", "merged"):
+        os.makedirs(os.path.join(fs, sub), mode=0o755, exist_ok=True)
+    return {"layers_dir": ctx.images.layers_dir, "lower": ctx.images.layer_paths(image),
+            "upper": os.path.join(fs, "upper"), "work": os.path.join(fs, "work")}  # fmt: skip
 
 
 def write_files(ctx: EngineContext, container: Container, state_dir: str) -> dict[str, str]:

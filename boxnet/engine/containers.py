@@ -20,7 +20,13 @@ from collections.abc import Callable
 from boxnet.drivers import registry as drivers
 from boxnet.engine import faults
 from boxnet.engine.attach import Attacher
-from boxnet.engine.container_requests import NETNS_MODES, ContainerRequest, build_container, parse_signal
+from boxnet.engine.container_requests import (
+    NETNS_MODES,
+    ContainerRequest,
+    build_container,
+    parse_signal,
+    uses_image_store,
+)
 from boxnet.engine.container_spec import shim_spec
 from boxnet.engine.context import EngineContext
 from boxnet.engine.networks import NetworkService, now
@@ -58,8 +64,11 @@ class ContainerService:
             for name in [request.network_mode, *request.networks]:
                 if name and ":" not in name and not self.registry.network_by_name(name):
                     cluster.realize_by_name(name)
+        image = None
+        if uses_image_store(request):
+            image = self.ctx.images.resolve(request.image)
         with self.ctx.lock:
-            container = build_container(request, self.registry, self.ctx.cgroups)
+            container = build_container(request, self.registry, self.ctx.cgroups, image)
             state_dir = self.ctx.config.container_dir(container.id)
             os.makedirs(state_dir, exist_ok=True)
             # The log exists from the start, so that an attach made before start reads the file the shim writes.

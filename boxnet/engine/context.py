@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from boxnet.engine.firewall import Firewall
 from boxnet.engine.registry import Registry
+from boxnet.images.store import ImageStore
 from boxnet.kernel.port_reservations import PortReservations
 from boxnet.runtime.cgroups import Cgroups
 
@@ -36,6 +37,8 @@ class EngineConfig:
     node_ttl: int = 10
     # `--cluster-store`: an etcd the user runs, instead of the members managers run (cluster/swarm.py).
     cluster_store: ExternalStore | None = None
+    # Registries pulled from over plain HTTP (host:port or a CIDR), as dockerd's --insecure-registry.
+    insecure_registries: list[str] = field(default_factory=list)
 
     @property
     def containers_dir(self) -> str:
@@ -55,6 +58,7 @@ class EngineContext:
     # One lock over every change of state: twenty concurrent runs must never share an address.
     lock: threading.RLock = field(default_factory=threading.RLock)
     dns: DnsService = field(init=False)
+    images: ImageStore = field(init=False)
     # In a swarm: what keeps this node in step with it (engine/cluster_sync.py), and this node's role.
     cluster: ClusterSync | None = None
     cluster_role: str = ""
@@ -80,3 +84,4 @@ class EngineContext:
         from boxnet.engine.dns import DnsService  # it needs this class; this one needs an instance of it
 
         self.dns = DnsService(self)
+        self.images = ImageStore(self.config.root)

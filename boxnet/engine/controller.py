@@ -14,6 +14,7 @@ from boxnet.engine.containers import ContainerService
 from boxnet.engine.context import EngineConfig, EngineContext
 from boxnet.engine.execs import ExecService
 from boxnet.engine.firewall_watch import FirewallWatch
+from boxnet.engine.images import ImageService
 from boxnet.engine.networks import NetworkService
 from boxnet.engine.reconcile import Reconciler
 from boxnet.engine.registry import Registry
@@ -42,6 +43,7 @@ class Engine:
         self.networks = NetworkService(self.ctx)
         self.containers = ContainerService(self.ctx, self.networks)
         self.execs = ExecService(self.ctx)
+        self.images = ImageService(self.ctx)
         self.reconciler = Reconciler(self.ctx, self.containers, self.networks)
         self.swarm = Swarm(config.root, __version__, config.node_ttl, self._own_links, config.cluster_store)
         self.swarm.listeners.append(self)

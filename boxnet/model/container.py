@@ -97,8 +97,11 @@ class ContainerState:
 class ContainerSettings:
     """What a create request asks for, kept by the container's record once validated."""
 
-    image: str = BUILTIN_IMAGE
+    image: str = BUILTIN_IMAGE  # as the client named it
     rootfs: str = ""
+    # What runs is entrypoint + cmd (Docker's Config.Entrypoint and Config.Cmd, the image's where the
+    # request gave none).
+    entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
     env: list[str] = field(default_factory=list)
     hostname: str = ""
@@ -147,10 +150,18 @@ class Container(ContainerSettings):
     netns_name: str = ""
     state: ContainerState = field(default_factory=ContainerState)
     restart_count: int = 0
+    # The image's id (sha256:...) when it runs from one in the image store; "" for `host` and --rootfs.
+    image_id: str = ""
+    # Config.ExposedPorts: the image's and the request's ("80/tcp").
+    exposed_ports: list[str] = field(default_factory=list)
 
     @property
     def short_id(self) -> str:
         return self.id[:12]
+
+    @property
+    def argv(self) -> list[str]:
+        return [*self.entrypoint, *self.cmd]
 
     @property
     def shares_netns_with(self) -> str | None:

@@ -1,7 +1,8 @@
 """A container's view of the filesystem, built by its init inside its own mount namespace.
 
-Two kinds of root: the built-in `host` image (the host's own tree, read-only) and a root directory
-(--rootfs). Both get the same private pieces:
+Three kinds of root: the built-in `host` image (the host's own tree, read-only), a root directory
+(--rootfs), and an image from the image store (its layers under an overlayfs of the container's own).
+All get the same private pieces:
 
 - /dev: a tmpfs with only the device nodes a container may use (bind mounts of the host's null, zero, full,
   random, urandom, tty, plus --device ones), its own devpts, /dev/shm and the usual links. Every other
@@ -108,6 +109,28 @@ def root_directory(spec: dict) -> None:
     libc.pivot_root(".", ".")
     libc.umount(".", libc.MNT_DETACH)
     os.chdir("/")
+
+
+def image_root(spec: dict) -> None:
+    """An image's layers under the container's own upper directory, as overlayfs, then as a root directory.
+
+    The mount lives in the container's mount namespace only: it goes with the container, and no mount is
+    left on the host whatever happens to the daemon."""
+    image = spec["image"]
+    # Layers by their names relative to the layers directory: one page of mount options holds ~50 of them.
+    os.chdir(image["layers_dir"])
+    options = f"lowerdir={':'.join(image['lower'])},upperdir={image['upper']},workdir={image['work']}"
+    libc.mount("overlay", spec["rootfs"], "overlay", libc.MS_NODEV, options)
+    os.chdir("/")
+    # What root_directory mounts over, made in the upper directory first (Docker's init layer), so that a
+    # --read-only container of an image without them still gets them.
+    for sub in ("proc", "sys", "dev", "tmp", "run", "etc"):
+        path = f"{spec['rootfs']}/{sub}"
+        if not os.path.lexists(path):
+            os.makedirs(path, mode=0o755)
+    for target in spec["files"]:
+        _touch(f"{spec['rootfs']}{target}")
+    root_directory(spec)
 
 
 def restrict_system_paths(masked: list[str], readonly: list[str]) -> None:

@@ -51,7 +51,9 @@ def _container_init(spec: dict, stdio: Stdio, status_w: int, alive: int) -> None
         libc.unshare(libc.CLONE_NEWNS | libc.CLONE_NEWUTS | libc.CLONE_NEWIPC)
         # Private, as Docker's default: nothing the container mounts reaches the host, or the other way round.
         libc.mount("none", "/", None, libc.MS_REC | libc.MS_PRIVATE)
-        if spec["rootfs"]:
+        if spec.get("image"):
+            rootfs.image_root(spec)
+        elif spec["rootfs"]:
             rootfs.root_directory(spec)
         else:
             rootfs.host_image(spec)

@@ -13,9 +13,10 @@ import pytest
 from boxnet.testing.sandbox import Sandbox
 
 
-def docker_cli(sandbox: Sandbox, *args: str) -> subprocess.CompletedProcess:
+def docker_cli(sandbox: Sandbox, *args: str, input: str | None = None, timeout: float = 60,
+               ) -> subprocess.CompletedProcess:  # fmt: skip
     env = {**os.environ, "DOCKER_HOST": f"unix://{sandbox.socket}", "DOCKER_CONFIG": os.path.join(sandbox.root, "dk")}
-    return subprocess.run(["docker", *args], capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run(["docker", *args], capture_output=True, text=True, env=env, timeout=timeout, input=input)
 
 
 @pytest.mark.skipif(not shutil.which("docker"), reason="the docker CLI is not on this machine")

@@ -1,0 +1,163 @@
+"""The engine's image operations, with Docker's rules for what may be removed and what a name means:
+list, inspect, tag, remove, prune, load, import, save and pull, over the image store (boxnet.images)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from boxnet.engine.context import EngineContext
+from boxnet.errors import Conflict, Forbidden, InvalidArgument
+from boxnet.images import archive
+from boxnet.images.reference import Reference, parse
+from boxnet.images.store import Image
+from boxnet.model.container import BUILTIN_IMAGE
+
+# The built-in image has no config blob; it gets a stable id of its own so that clients can name it.
+BUILTIN_ID = "sha256:" + hashlib.sha256(b"boxnet built-in image: host").hexdigest()
+BUILTIN_NAMES = (BUILTIN_IMAGE, f"{BUILTIN_IMAGE}:latest", BUILTIN_ID)
+
+
+def is_builtin(name: str) -> bool:
+    return name in BUILTIN_NAMES or (len(name) >= 12 and BUILTIN_ID.removeprefix("sha256:").startswith(
+        name.removeprefix("sha256:")))  # fmt: skip
+
+
+@dataclass
+class Removal:
+    untagged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+    def as_docker(self) -> list[dict[str, str]]:
+        return [{"Untagged": t} for t in self.untagged] + [{"Deleted": d} for d in self.deleted]
+
+
+class ImageService:
+    def __init__(self, ctx: EngineContext) -> None:
+        self.ctx = ctx
+        self.store = ctx.images
+
+    # ---- reading -------------------------------------------------------------------------------------
+    def find(self, name: str) -> Image:
+        return self.store.resolve(name)
+
+    def list(self) -> list[Image]:
+        return self.store.images()
+
+    def tags_of(self, image: Image) -> list[str]:
+        return [parse(t).familiar for t in self.store.tags_of(image.id)]
+
+    def users(self, image_id: str) -> list[str]:
+        """Names of the containers made from the image, in any state."""
+        with self.ctx.lock:
+            return sorted(c.name for c in self.ctx.registry.containers.values() if c.image_id == image_id)
+
+    # ---- tags and removal ----------------------------------------------------------------------------
+    def tag(self, source: str, repo: str, tag: str) -> str:
+        if is_builtin(source):
+            raise Forbidden(f"the built-in image {BUILTIN_IMAGE!r} cannot be tagged")
+        image = self.find(source)
+        if not repo:
+            raise InvalidArgument("a repository name to tag with is required")
+        reference = parse(f"{repo}:{tag}" if tag else repo)
+        if reference.familiar_name == BUILTIN_IMAGE:
+            raise InvalidArgument(f"{BUILTIN_IMAGE!r} is the built-in image's name")
+        self.store.tag(image.id, reference)
+        return reference.familiar
+
+    def remove(self, name: str, force: bool = False) -> Removal:
+        """Docker's rmi: a tag of an image with others is only untagged; the image goes with its last
+        reference, unless a container uses it (refused even with force: its containers run from its layers)."""
+        if is_builtin(name):
+            raise Forbidden(f"the built-in image {BUILTIN_IMAGE!r} cannot be removed")
+        with self.store.lock:
+            image = self.find(name)
+            tags = self.store.tags_of(image.id)
+            by_tag = self._tag_named(name, tags)
+            removal = Removal()
+            if by_tag and len(tags) > 1:
+                self.store.untag(by_tag)
+                removal.untagged.append(parse(by_tag).familiar)
+                return removal
+            if not by_tag and len(tags) > 1 and not force:
+                raise Conflict(f"conflict: unable to delete {image.short_id} (must be forced) - image is "
+                               f"referenced in multiple repositories ({', '.join(self.tags_of(image))})")  # fmt: skip
+            users = self.users(image.id)
+            if users:
+                raise Conflict(f"conflict: unable to delete {name} - image {image.short_id} is used by "
+                               f"container{'s' if len(users) > 1 else ''} {', '.join(users)}: remove "
+                               f"{'them' if len(users) > 1 else 'it'} first")  # fmt: skip
+            removal.untagged += [parse(t).familiar for t in tags] + image.repo_digests
+            removal.deleted = [image.id, *self.store.remove_image(image)]
+            return removal
+
+    def _tag_named(self, name: str, tags: list[str]) -> str:
+        """The tag name stands for, if it names one (not an id or a digest)."""
+        try:
+            reference = parse(name)
+        except InvalidArgument:
+            return ""
+        return reference.tagged if not reference.digest and reference.tagged in tags else ""
+
+    def prune(self, every_unused: bool, labels: list[str]) -> tuple[list[dict[str, str]], int]:
+        """Removes dangling images (untagged), or with every_unused all images no container uses."""
+        deleted: list[dict[str, str]] = []
+        reclaimed = 0
+        for image in self.list():
+            tags = self.store.tags_of(image.id)
+            if (tags and not every_unused) or self.users(image.id) or not _labels_match(image, labels):
+                continue
+            before = image.size
+            removal = self.remove(image.id, force=True)
+            deleted += removal.as_docker()
+            reclaimed += before
+        return deleted, reclaimed
+
+    # ---- in and out ----------------------------------------------------------------------------------
+    def load(self, source: BinaryIO) -> list[str]:
+        with self.store.filling():
+            return archive.load(self.store, source)
+
+    def import_rootfs(self, source: BinaryIO, repo: str, tag: str, changes: list[str], message: str) -> Image:
+        reference = parse(f"{repo}:{tag}" if tag else repo) if repo else None
+        if reference is not None and reference.familiar_name == BUILTIN_IMAGE:
+            raise InvalidArgument(f"{BUILTIN_IMAGE!r} is the built-in image's name")
+        with self.store.filling():
+            return archive.import_rootfs(self.store, source, reference, changes, message)
+
+    def save(self, names: list[str]) -> Callable[[BinaryIO], None]:
+        """Checks every name now (so that a bad one is a 404 before any byte goes out); the writer."""
+        wanted: list[tuple[Image, list[str]]] = []
+        for name in names:
+            if is_builtin(name):
+                raise Forbidden(f"the built-in image {BUILTIN_IMAGE!r} is the host's files: it cannot be saved")
+            image = self.find(name)
+            tags = self.tags_of(image) if _names_id(name, image) else [parse(name).familiar]
+            for index, (known, known_tags) in enumerate(wanted):
+                if known.id == image.id:
+                    wanted[index] = (known, sorted(set(known_tags) | set(tags)))
+                    break
+            else:
+                wanted.append((image, tags))
+        return lambda out: archive.save(self.store, wanted, out)
+
+    def pull(self, reference: Reference, credentials: dict[str, str] | None = None,
+             ) -> Iterator[dict[str, Any]]:  # fmt: skip
+        from boxnet.images.registry import pull  # only pulls pay for the HTTP client
+
+        yield from pull(self.store, reference, self.ctx.config.insecure_registries, credentials)
+
+
+def _names_id(name: str, image: Image) -> bool:
+    return image.id.removeprefix("sha256:").startswith(name.removeprefix("sha256:"))
+
+
+def _labels_match(image: Image, labels: list[str]) -> bool:
+    own = (image.config.get("config") or {}).get("Labels") or {}
+    for wanted in labels:
+        key, sep, value = wanted.partition("=")
+        if key not in own or (sep and own[key] != value):
+            return False
+    return True
