@@ -30,7 +30,7 @@ PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import boxnet, pyroute2, pytest, docker, hypothesis, cryptography, zstandard" 2>/dev/null \
+if ! .venv/bin/python -c "import boxnet, pyroute2, pytest, docker, hypothesis, cryptography, zstandard, yaml" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   # compat mode: a plain path in a .pth file, not an import hook that every `boxnet` start would pay for
   .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat

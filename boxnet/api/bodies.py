@@ -14,11 +14,12 @@ from typing import Any
 from boxnet.api.fields import Fields
 from boxnet.engine.container_requests import ContainerRequest
 from boxnet.errors import InvalidArgument
+from boxnet.model.mounts import Mount, check_mounts, check_target, from_api_mount, parse_bind, parse_tmpfs
 from boxnet.model.network import NetworkRequest
 from boxnet.model.ports import PROTOCOLS, PortMapping
 from boxnet.model.process import Device, ProcessSettings, Resources, RestartPolicy, Ulimit
 
-VOLUMES_LATER = "volumes and mounts are not supported yet"
+VOLUMES_FROM = "--volumes-from is not supported: name the volumes with -v NAME:PATH"
 CGROUP_V1_ONLY = "boxnet sets memory, CPU and pids limits only"
 
 # ---- networks ------------------------------------------------------------------------------------
@@ -93,19 +94,17 @@ def endpoint_settings(data: Any, path: str) -> dict[str, Any]:
 CONFIG_CLIENT_SIDE = {"AttachStdin", "AttachStdout", "AttachStderr", "ArgsEscaped"}
 CONFIG_REFUSED = {
     "Domainname": "a container's NIS domain name cannot be set",
-    "Volumes": VOLUMES_LATER,
     "OnBuild": "images are not built here",
     "Shell": "images are not built here",
     "Healthcheck": "health checks are not supported yet",
 }
 CONFIG_APPLIED = {"Hostname", "User", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Image", "WorkingDir",
                   "Entrypoint", "Labels", "HostConfig", "NetworkingConfig", "MacAddress", "NetworkDisabled",
-                  "ExposedPorts", "StopSignal", "StopTimeout", "Rootfs"}  # fmt: skip
+                  "ExposedPorts", "StopSignal", "StopTimeout", "Rootfs", "Volumes"}  # fmt: skip
 
 HOST_CLIENT_SIDE = {"ContainerIDFile", "ConsoleSize", "Isolation"}
 HOST_REFUSED = {
-    "Binds": VOLUMES_LATER, "Mounts": VOLUMES_LATER, "VolumeDriver": VOLUMES_LATER, "VolumesFrom": VOLUMES_LATER,
-    "Tmpfs": VOLUMES_LATER, "Privileged": "a container is a tenant, never the host's equal",
+    "VolumesFrom": VOLUMES_FROM, "Privileged": "a container is a tenant, never the host's equal",
     "Links": "legacy links are not supported: containers on a user-defined network find each other by name",
     "PublishAllPorts": "publish each port with -p", "UsernsMode": "user namespaces are not supported",
     "Cgroup": "cgroup namespaces are not supported", "CgroupParent": "containers' cgroups are boxnet's own",
@@ -124,7 +123,7 @@ HOST_APPLIED = {"NetworkMode", "PortBindings", "RestartPolicy", "AutoRemove", "C
                 "Dns", "DnsOptions", "DnsSearch", "ExtraHosts", "GroupAdd", "IpcMode", "PidMode", "ReadonlyRootfs",
                 "SecurityOpt", "UTSMode", "ShmSize", "CpuShares", "Memory", "NanoCpus", "CpuPeriod", "CpuQuota",
                 "Devices", "MemorySwap", "MemorySwappiness", "PidsLimit", "Ulimits", "OomScoreAdj", "Sysctls",
-                "MaskedPaths", "ReadonlyPaths", "LogConfig"}  # fmt: skip
+                "MaskedPaths", "ReadonlyPaths", "LogConfig", "Binds", "Mounts", "Tmpfs", "VolumeDriver"}  # fmt: skip
 
 
 def _port_key(key: str) -> tuple[int, str]:
@@ -239,6 +238,24 @@ def _log_config(host: Fields) -> None:
     log.refuse_set({"Config": "the json-file log takes no options here"})
 
 
+def _mounts(body: Fields, host: Fields) -> list[Mount]:
+    """Binds (-v), Mounts (--mount), Tmpfs (--tmpfs) and Config.Volumes (-v /path: an anonymous volume)."""
+    if host.str("VolumeDriver") not in ("", "local"):
+        raise InvalidArgument(f"volume driver {host.str('VolumeDriver')!r} is not supported: local only")
+    mounts = [parse_bind(spec) for spec in host.strings("Binds")]
+    for entry in host.objects("Mounts"):
+        entry.refuse_unknown({"Type", "Source", "Target", "ReadOnly", "Consistency", "BindOptions", "VolumeOptions",
+                              "TmpfsOptions"})  # fmt: skip
+        mounts.append(from_api_mount(entry.data))
+    for target, options in host.string_map("Tmpfs").items():
+        mounts.append(parse_tmpfs(target, options))
+    given = {m.target for m in mounts}
+    for target in body.object("Volumes").data:
+        if check_target(target) not in given:
+            mounts.append(Mount("volume", check_target(target), anonymous=True))
+    return check_mounts(mounts)
+
+
 def _entrypoint(body: Fields) -> list[str] | None:
     """None: the image's; Docker's [""] (--entrypoint ""): none at all."""
     if body.data.get("Entrypoint") is None:
@@ -280,6 +297,6 @@ def container_request(data: Any, name: str) -> ContainerRequest:
         process=_process(body, host), resources=_resources(host),
         restart_policy=RestartPolicy(restart.str("Name"), restart.int("MaximumRetryCount", low=0)),
         extra_hosts=host.strings("ExtraHosts"), mac_address=body.str("MacAddress"),
-        stop_signal=body.str("StopSignal"),
+        stop_signal=body.str("StopSignal"), mounts=_mounts(body, host),
         stop_timeout=body.int("StopTimeout", low=-1) if body.data.get("StopTimeout") is not None else None,
     )  # fmt: skip

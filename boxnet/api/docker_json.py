@@ -138,7 +138,7 @@ def _state_json(container: Container, restarting: bool = False) -> dict[str, Any
 
 
 def container_json(container: Container, registry: EngineView, state_dir: str, restarting: bool = False,
-                   ) -> dict[str, Any]:  # fmt: skip
+                   volumes_root: str = "") -> dict[str, Any]:  # fmt: skip
     networks = _networks_json(container, registry)
     default = networks.get("bridge") or {}
     process, resources = container.process, container.resources
@@ -180,6 +180,7 @@ def container_json(container: Container, registry: EngineView, state_dir: str, r
             "RestartPolicy": {"Name": container.restart_policy.name,
                               "MaximumRetryCount": container.restart_policy.maximum_retry_count},
             "LogConfig": {"Type": "json-file", "Config": {}},
+            **_host_mounts(container),
             "ReadonlyRootfs": process.read_only,
             "SecurityOpt": ["no-new-privileges"] if process.no_new_privileges else None,
             "Sysctls": process.sysctls or None,
@@ -234,8 +235,31 @@ def container_json(container: Container, registry: EngineView, state_dir: str, r
             "IPv6Gateway": default.get("IPv6Gateway", ""),
             "Networks": networks,
         },
-        "Mounts": [],
+        "Mounts": mounts_json(container, volumes_root),
     }
+
+
+def mounts_json(container: Container, volumes_root: str) -> list[dict[str, Any]]:
+    found = []
+    for mount in container.mounts:
+        entry: dict[str, Any] = {"Type": mount.type, "Source": mount.source, "Destination": mount.target,
+                                 "Mode": "", "RW": not mount.read_only, "Propagation": ""}  # fmt: skip
+        if mount.type == "volume":
+            entry.update(Name=mount.source, Source=os.path.join(volumes_root, mount.source, "_data"), Driver="local",
+                         Mode="z")  # fmt: skip
+        elif mount.type == "bind":
+            entry["Propagation"] = "rprivate"
+        found.append(entry)
+    return found
+
+
+def _host_mounts(container: Container) -> dict[str, Any]:
+    """HostConfig's Binds, Mounts and Tmpfs, as the request gave them (approximately: -v and --mount both
+    show as Binds for binds and named volumes)."""
+    binds = [f"{m.source}:{m.target}{':ro' if m.read_only else ''}" for m in container.mounts
+             if m.type in ("bind", "volume") and not m.anonymous]  # fmt: skip
+    tmpfs = {m.target: m.tmpfs_options for m in container.mounts if m.type == "tmpfs"}
+    return {"Binds": binds or None, "Tmpfs": tmpfs or None}
 
 
 def exposed_ports(container: Container) -> list[str]:
@@ -267,7 +291,7 @@ def _human_duration(seconds: float) -> str:
     return f"{hours} hour{'s' if hours != 1 else ''}"
 
 
-def container_summary(container: Container, registry: EngineView) -> dict[str, Any]:
+def container_summary(container: Container, registry: EngineView, volumes_root: str = "") -> dict[str, Any]:
     ports = []
     published = container.published_ports if container.state.status == "running" else []
     for mapping in published:
@@ -286,5 +310,5 @@ def container_summary(container: Container, registry: EngineView) -> dict[str, A
         "Status": _status_text(container),
         "HostConfig": {"NetworkMode": container.network_mode},
         "NetworkSettings": {"Networks": _networks_json(container, registry)},
-        "Mounts": [],
+        "Mounts": mounts_json(container, volumes_root),
     }

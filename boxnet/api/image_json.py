@@ -50,7 +50,9 @@ def image_inspect(service: ImageService, image: Image, layers_dir: str) -> dict[
     config = image.config
     return {
         "Id": image.id, "RepoTags": service.tags_of(image), "RepoDigests": _familiar_digests(image),
-        "Parent": "", "Comment": (config.get("history") or [{}])[-1].get("comment", ""),
+        "Parent": "", "Comment": (config.get("history") or [{}])[-1].get("comment", ""), "Container": "",
+        # docker-compose 1.29 reads ContainerConfig.Volumes (Docker 25 dropped the field, and broke it).
+        "ContainerConfig": _container_config(config.get("config") or {}),
         "Created": config.get("created", ""), "DockerVersion": config.get("docker_version", ""),
         "Author": config.get("author", ""), "Config": _container_config(config.get("config") or {}),
         "Architecture": config.get("architecture", ""), "Variant": config.get("variant"),
@@ -68,6 +70,7 @@ def builtin_inspect() -> dict[str, Any]:
     return {
         "Id": BUILTIN_ID, "RepoTags": [f"{BUILTIN_IMAGE}:latest"], "RepoDigests": [], "Parent": "",
         "Comment": "boxnet's built-in image: the host's own files, read-only", "Created": "0001-01-01T00:00:00Z",
+        "Container": "", "ContainerConfig": _container_config({}),
         "DockerVersion": "", "Author": "", "Config": _container_config({"Cmd": ["/bin/sh"]}),
         "Architecture": arch, "Os": "linux", "Size": 0, "VirtualSize": 0,
         "GraphDriver": {"Name": "boxnet-host", "Data": {}}, "RootFS": {"Type": "layers", "Layers": []},

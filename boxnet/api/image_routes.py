@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,7 @@ from boxnet.images.reference import parse
 from boxnet.images.registry_access import Credentials, RegistryClient
 from boxnet.model.container import BUILTIN_IMAGE
 
+log = logging.getLogger(__name__)
 JSON_STREAM = "application/json"
 LIST_FILTERS = ("dangling", "reference", "label")
 
@@ -48,6 +50,9 @@ def progress_stream(messages: Iterator[dict[str, Any]]) -> Stream:
         except (BrokenPipeError, ConnectionResetError):
             messages.close()  # type: ignore[attr-defined]
             raise
+        except Exception as exc:  # whatever it was, the client is told: a stream that just ends reads as success
+            log.exception("a streamed image operation failed")
+            sock.sendall(_json_lines([_error_message(f"internal error: {exc}")]))
 
     return Stream(run, upgrade=False, content_type=JSON_STREAM)
 

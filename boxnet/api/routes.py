@@ -14,6 +14,7 @@ from boxnet.api.server import API_VERSION, MIN_API_VERSION, Request, Response, R
 from boxnet.api.service_logs import add_service_log_routes
 from boxnet.api.service_routes import add_service_routes
 from boxnet.api.swarm_routes import add_swarm_routes
+from boxnet.api.volume_routes import add_volume_routes
 from boxnet.drivers import registry as drivers
 from boxnet.engine.controller import Engine
 from boxnet.errors import InvalidArgument
@@ -101,6 +102,7 @@ def build_router(engine: Engine) -> Router:
     router.add("GET", "/info", info)
     add_swarm_routes(router, engine)
     add_image_routes(router, engine)
+    add_volume_routes(router, engine)
     add_service_routes(router, engine)
     add_service_log_routes(router, engine)
 
@@ -160,11 +162,13 @@ def build_router(engine: Engine) -> Router:
     router.add("POST", "/networks/(?P<ref>[^/]+)/disconnect", network_disconnect)
 
     # ---- containers --------------------------------------------------------------------------------
+    volumes_root = engine.volumes.store.root
+
     def container_list(request: Request) -> Response:
         filters = request.filters()
         show_all = request.flag("all")
         result = [
-            docker_json.container_summary(c, registry)
+            docker_json.container_summary(c, registry, volumes_root)
             for c in sorted(registry.containers.values(), key=lambda c: c.created, reverse=True)
             if (show_all or c.state.status == "running") and _matches(c, filters, engine)
         ]
@@ -177,7 +181,8 @@ def build_router(engine: Engine) -> Router:
     def container_inspect(request: Request, ref: str) -> Response:
         container = registry.find_container(ref)
         return Response(200, docker_json.container_json(container, registry, engine.config.container_dir(container.id),
-                                                        engine.containers.restarts.pending(container.id)))  # fmt: skip
+                                                        engine.containers.restarts.pending(container.id),
+                                                        volumes_root))  # fmt: skip
 
     def container_start(request: Request, ref: str) -> Response:
         container = registry.find_container(ref)
@@ -205,7 +210,7 @@ def build_router(engine: Engine) -> Router:
         return streams.wait_stream(engine, registry.find_container(ref), request.arg("condition") or "not-running")
 
     def container_delete(request: Request, ref: str) -> Response:
-        engine.containers.remove(ref, force=request.flag("force"))
+        engine.containers.remove(ref, force=request.flag("force"), remove_volumes=request.flag("v"))
         return Response(204)
 
     def container_logs(request: Request, ref: str) -> Stream:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -155,7 +156,8 @@ def run_container(client: Client, args: Namespace) -> int:
         client.post(f"/containers/{container_id}/start")
     except Exception:
         if not args.detach or args.rm:
-            client.delete(f"/containers/{container_id}", force=1)
+            with contextlib.suppress(NotFound):  # removed by the daemon already (--rm)
+                client.delete(f"/containers/{container_id}", force=1)
         raise
     if attached is not None:
         if not args.tty:

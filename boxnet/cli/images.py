@@ -244,16 +244,25 @@ def save_command(client: Client, args: Namespace) -> int:
         raise InvalidArgument("refusing to write a tarball to a terminal: use -o FILE or a redirection")
     query = "&".join(f"names={quote(n)}" for n in args.names)
     response, sock = client.stream("GET", f"/images/get?{query}")
-    target = sys.stdout.buffer if args.output == "-" else open(args.output + ".part", "wb")  # noqa: SIM115
+    partial = args.output + ".part"
+    target = sys.stdout.buffer if args.output == "-" else open(partial, "wb")  # noqa: SIM115
+    tail = b""
     try:
         while chunk := response.read1(1 << 20):
             target.write(chunk)
+            tail = (tail + chunk)[-1024:]
     finally:
         sock.close()
         if target is not sys.stdout.buffer:
             target.close()
+    # A tar ends with two zero blocks: a stream cut short by a failure on the daemon's side does not.
+    if tail != bytes(1024):
+        if args.output != "-":
+            os.unlink(partial)
+        print("Error: the daemon's tarball ended early (see its log)", file=sys.stderr)
+        return 1
     if args.output != "-":
-        os.replace(args.output + ".part", args.output)
+        os.replace(partial, args.output)
     return 0
 
 

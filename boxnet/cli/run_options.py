@@ -74,6 +74,10 @@ def add_options(parser: Parser) -> None:
     parser.add_argument("-e", "--env", action="append", default=[])
     parser.add_argument("-w", "--workdir", default="")
     parser.add_argument("--rootfs", default="", help="a root directory to run in, instead of the host image")
+    parser.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]",
+                        help="bind a host directory, or mount a named volume (made on first use)")
+    parser.add_argument("--mount", action="append", default=[], metavar="type=bind|volume|tmpfs,...")
+    parser.add_argument("--tmpfs", action="append", default=[], metavar="DST[:OPTS]")
     parser.add_argument("--rm", action="store_true")
     parser.add_argument("-i", "--interactive", action="store_true")
     parser.add_argument("-t", "--tty", action="store_true")
@@ -189,7 +193,35 @@ def create_body(args: Namespace, is_image: Callable[[str], bool] = lambda _: Fal
     }  # fmt: skip
     if args.stop_timeout:
         body["StopTimeout"] = _integer(args.stop_timeout, "--stop-timeout")
+    _add_mounts(args, body)
     return body
+
+
+def _add_mounts(args: Namespace, body: dict[str, Any]) -> None:
+    """-v, --mount and --tmpfs as the docker CLI sends them: Binds (a lone path: Config.Volumes), Mounts, Tmpfs.
+    A relative -v source is made absolute here, as docker's CLI does."""
+    if not (args.volume or args.mount or args.tmpfs):
+        return
+    from boxnet.model.mounts import parse_mount_flag  # only runs that mount something pay for it
+
+    binds, volumes = [], {}
+    for spec in args.volume:
+        source, sep, rest = spec.partition(":")
+        if not sep:
+            volumes[spec] = {}
+            continue
+        if source.startswith("."):
+            source = os.path.abspath(source)
+        binds.append(f"{source}:{rest}")
+    host = body["HostConfig"]
+    if binds:
+        host["Binds"] = binds
+    if volumes:
+        body["Volumes"] = volumes
+    if args.mount:
+        host["Mounts"] = [parse_mount_flag(spec) for spec in args.mount]
+    if args.tmpfs:
+        host["Tmpfs"] = {spec.partition(":")[0]: spec.partition(":")[2] for spec in args.tmpfs}
 
 
 def terminal_size() -> list[int] | None:

@@ -22,6 +22,7 @@ from boxnet.model.container import (
     check_container_name,
     effective_capabilities,
 )
+from boxnet.model.mounts import Mount, check_mounts, check_target
 from boxnet.model.names import new_id, parse_key_values
 from boxnet.model.network import Network
 from boxnet.model.ports import find_clash
@@ -97,6 +98,7 @@ def build_container(request: ContainerRequest, registry: Registry, cgroups: Cgro
         if image is not None:
             raise InvalidArgument(f"no command specified: image {request.image} has no Cmd or Entrypoint")
         cmd = ["/bin/sh"]
+    mounts = _mounts(request, image)
     effective_capabilities(request.cap_add, request.cap_drop)  # rejects unknown capability names
     mode, networks, hostname = _network_mode(request, registry)
     pid_mode = request.pid_mode
@@ -136,8 +138,27 @@ def build_container(request: ContainerRequest, registry: Registry, cgroups: Cgro
         dns_options=_dns_words("option", request.dns_options), process=request.process,
         resources=request.resources, restart_policy=request.restart_policy,
         extra_hosts=[f"{h.name}:{h.address}" for h in map(parse_extra_host, request.extra_hosts)],
-        stop_signal=request.stop_signal, stop_timeout=request.stop_timeout,
+        stop_signal=request.stop_signal, stop_timeout=request.stop_timeout, mounts=mounts,
     )  # fmt: skip
+
+
+def _mounts(request: ContainerRequest, image: Image | None) -> list[Mount]:
+    """The request's mounts, with an anonymous volume for each of the image's VOLUMEs nothing else mounts;
+    anonymous volumes named now. A --mount bind's source must exist (a -v one is made at start)."""
+    mounts = [replace(m) for m in request.mounts]
+    wanted = {m.target for m in mounts}
+    image_volumes = (image.config.get("config") or {}).get("Volumes") or {} if image else {}
+    for target in image_volumes:
+        normal = check_target(target)
+        if normal not in wanted:
+            mounts.append(Mount("volume", normal, anonymous=True))
+    for mount in mounts:
+        if mount.type == "bind" and not mount.create_source and not os.path.exists(mount.source):
+            raise InvalidArgument(f'invalid mount config for type "bind": bind source path does not exist: '
+                                  f"{mount.source}")  # fmt: skip
+        if mount.type == "volume" and not mount.source:
+            mount.source = secrets.token_hex(32)
+    return check_mounts(mounts)
 
 
 def _rootfs(request: ContainerRequest) -> str:

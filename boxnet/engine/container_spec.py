@@ -41,7 +41,7 @@ def shim_spec(ctx: EngineContext, container: Container, state_dir: str) -> dict:
         "argv": container.argv, "env": env, "cwd": container.working_dir or "/",
         "hostname": container.hostname, "netns": container.sandbox_key, "pidns": pidns,
         "host_network": container.network_mode == "host",
-        "files": container_files, "tty": container.tty,
+        "files": container_files, "mounts": mount_specs(ctx, container), "tty": container.tty,
         "open_stdin": container.open_stdin, "stdin_once": container.stdin_once,
         "console_size": container.console_size,
         "capabilities": [CAPABILITY_NUMBERS[c] for c in caps],
@@ -68,6 +68,24 @@ def image_spec(ctx: EngineContext, container: Container, state_dir: str) -> dict
         os.makedirs(os.path.join(fs, sub), mode=0o755, exist_ok=True)
     return {"layers_dir": ctx.images.layers_dir, "lower": ctx.images.layer_paths(image),
             "upper": os.path.join(fs, "upper"), "work": os.path.join(fs, "work")}  # fmt: skip
+
+
+def mount_specs(ctx: EngineContext, container: Container) -> list[dict]:
+    """Each mount with its source on this host: a -v bind's missing directory made now (Docker's rule), a
+    volume's directory (made again if it was removed meanwhile)."""
+    specs = []
+    for mount in container.mounts:
+        source = mount.source
+        if mount.type == "bind" and not os.path.exists(source):
+            if not mount.create_source:
+                raise NotFound(f"bind source path {source} of {mount.target} no longer exists")
+            os.makedirs(source, mode=0o755, exist_ok=True)
+        elif mount.type == "volume":
+            source = ctx.volumes.create(mount.source, anonymous=mount.anonymous).mountpoint
+        specs.append({"type": mount.type, "target": mount.target, "source": source, "read_only": mount.read_only,
+                      "copy_up": mount.copy_up, "tmpfs_options": mount.tmpfs_options,
+                      "tmpfs_exec": mount.tmpfs_exec})  # fmt: skip
+    return specs
 
 
 def write_files(ctx: EngineContext, container: Container, state_dir: str) -> dict[str, str]:

@@ -64,11 +64,12 @@ class ContainerService:
             for name in [request.network_mode, *request.networks]:
                 if name and ":" not in name and not self.registry.network_by_name(name):
                     cluster.realize_by_name(name)
-        image = None
-        if uses_image_store(request):
-            image = self.ctx.images.resolve(request.image)
-        with self.ctx.lock:
+        with self.ctx.lock:  # the image resolved under the lock an rmi holds: it cannot go in between
+            image = self.ctx.images.resolve(request.image) if uses_image_store(request) else None
             container = build_container(request, self.registry, self.ctx.cgroups, image)
+            for mount in container.mounts:  # Docker makes a container's volumes when it is created
+                if mount.type == "volume":
+                    self.ctx.volumes.create(mount.source, anonymous=mount.anonymous)
             state_dir = self.ctx.config.container_dir(container.id)
             os.makedirs(state_dir, exist_ok=True)
             # The log exists from the start, so that an attach made before start reads the file the shim writes.
@@ -98,6 +99,10 @@ class ContainerService:
                 container.state.status = "created" if previous == "created" else "exited"
                 container.state.error = str(exc) + (f" (clean-up: {'; '.join(failures)})" if failures else "")
                 self.registry.save_container(container)
+                if container.auto_remove and not by_policy:
+                    # As dockerd: a --rm container that could not start is removed (the docker CLI waits for it).
+                    self.forget(container)
+                    self.changed.notify_all()
                 raise
             return container
 
@@ -248,8 +253,9 @@ class ContainerService:
         container.published_ports = []
         return errors
 
-    def forget(self, container: Container) -> None:
-        """The record goes last: a daemon killed half-way finds "removing" and finishes the job."""
+    def forget(self, container: Container, remove_volumes: bool = False) -> None:
+        """The record goes last: a daemon killed half-way finds "removing" and finishes the job. With
+        remove_volumes (rm -v, and run --rm), the anonymous volumes it made go with it."""
         self.restarts.cancel(container.id)
         container.state.status = "removing"
         self.registry.save_container(container)
@@ -259,6 +265,12 @@ class ContainerService:
         faults.check("remove:after-files")
         self.registry.drop_container(container)
         self.exits.pop(container.id, None)
+        if remove_volumes or container.auto_remove:
+            for mount in container.mounts:
+                in_use = any(m.type == "volume" and m.source == mount.source
+                             for c in self.registry.containers.values() for m in c.mounts)  # fmt: skip
+                if mount.type == "volume" and mount.anonymous and not in_use:
+                    self.ctx.volumes.remove(mount.source, [])
 
     # ---- signals, stop, wait, remove ---------------------------------------------------------------
     def wait(self, ref: str, condition: str = "not-running", timeout: float | None = None,
@@ -328,7 +340,7 @@ class ContainerService:
         self.stop(ref, timeout)
         return self.start(ref)
 
-    def remove(self, ref: str, force: bool = False) -> None:
+    def remove(self, ref: str, force: bool = False, remove_volumes: bool = False) -> None:
         container = self.registry.find_container(ref)
         if container.state.status == "running":
             if not force:
@@ -342,7 +354,7 @@ class ContainerService:
                 raise Conflict(f"container {container.name} shares its network with running containers: "
                                + ", ".join(dependants))  # fmt: skip
             if container.id in self.registry.containers:
-                self.forget(container)
+                self.forget(container, remove_volumes)
             self.changed.notify_all()
 
     def dns_log(self, ref: str, tail: int) -> list[dict]:

@@ -12,6 +12,7 @@ from boxnet.engine.registry import Registry
 from boxnet.images.store import ImageStore
 from boxnet.kernel.port_reservations import PortReservations
 from boxnet.runtime.cgroups import Cgroups
+from boxnet.volumes.store import VolumeStore
 
 if TYPE_CHECKING:
     from boxnet.cluster.swarm import ExternalStore
@@ -59,6 +60,7 @@ class EngineContext:
     lock: threading.RLock = field(default_factory=threading.RLock)
     dns: DnsService = field(init=False)
     images: ImageStore = field(init=False)
+    volumes: VolumeStore = field(init=False)
     # In a swarm: what keeps this node in step with it (engine/cluster_sync.py), and this node's role.
     cluster: ClusterSync | None = None
     cluster_role: str = ""
@@ -85,3 +87,4 @@ class EngineContext:
 
         self.dns = DnsService(self)
         self.images = ImageStore(self.config.root)
+        self.volumes = VolumeStore(self.config.root)

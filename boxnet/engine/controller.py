@@ -19,6 +19,7 @@ from boxnet.engine.networks import NetworkService
 from boxnet.engine.reconcile import Reconciler
 from boxnet.engine.registry import Registry
 from boxnet.engine.view import EngineView
+from boxnet.engine.volumes import VolumeService
 from boxnet.errors import BoxnetError, Conflict, InvalidArgument
 from boxnet.model.service import TASK_LABEL, ServiceSpec
 from boxnet.services.records import ServiceRecord, ServiceRecords, read_tasks
@@ -44,6 +45,7 @@ class Engine:
         self.containers = ContainerService(self.ctx, self.networks)
         self.execs = ExecService(self.ctx)
         self.images = ImageService(self.ctx)
+        self.volumes = VolumeService(self.ctx)
         self.reconciler = Reconciler(self.ctx, self.containers, self.networks)
         self.swarm = Swarm(config.root, __version__, config.node_ttl, self._own_links, config.cluster_store)
         self.swarm.listeners.append(self)

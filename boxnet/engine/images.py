@@ -68,30 +68,48 @@ class ImageService:
         return reference.familiar
 
     def remove(self, name: str, force: bool = False) -> Removal:
-        """Docker's rmi: a tag of an image with others is only untagged; the image goes with its last
-        reference, unless a container uses it (refused even with force: its containers run from its layers)."""
+        """Docker's rmi: a tag (or digest) of an image with other references is only untagged; the image goes
+        with its last reference. An image a container uses is never deleted: its containers run from its
+        layers (with force, its last tag goes and the image stays, untagged, as in Docker)."""
         if is_builtin(name):
             raise Forbidden(f"the built-in image {BUILTIN_IMAGE!r} cannot be removed")
-        with self.store.lock:
+        # The engine's lock too: a container created meanwhile from this image is seen, or sees it gone.
+        with self.ctx.lock, self.store.lock:
             image = self.find(name)
             tags = self.store.tags_of(image.id)
             by_tag = self._tag_named(name, tags)
+            by_digest = self._digest_named(name, image)
+            # A tag's repo digests go with the image's last tag, as Docker's do; a digest is one reference more.
+            others = len(tags) - 1 if by_tag else len(tags) + len(image.repo_digests) - 1 if by_digest else 0
             removal = Removal()
-            if by_tag and len(tags) > 1:
-                self.store.untag(by_tag)
-                removal.untagged.append(parse(by_tag).familiar)
+            users = self.users(image.id)
+            if (by_tag or by_digest) and (others > 0 or (users and force)):
+                if by_tag:
+                    self.store.untag(by_tag)
+                    removal.untagged.append(parse(by_tag).familiar)
+                else:
+                    self.store.forget_digest(image, by_digest)
+                    removal.untagged.append(_familiar_digest(by_digest))
                 return removal
-            if not by_tag and len(tags) > 1 and not force:
+            if not by_tag and not by_digest and len(tags) > 1 and not force:
                 raise Conflict(f"conflict: unable to delete {image.short_id} (must be forced) - image is "
                                f"referenced in multiple repositories ({', '.join(self.tags_of(image))})")  # fmt: skip
-            users = self.users(image.id)
             if users:
+                hint = " (rmi -f NAME:TAG only untags it)" if by_tag else ""
                 raise Conflict(f"conflict: unable to delete {name} - image {image.short_id} is used by "
                                f"container{'s' if len(users) > 1 else ''} {', '.join(users)}: remove "
-                               f"{'them' if len(users) > 1 else 'it'} first")  # fmt: skip
-            removal.untagged += [parse(t).familiar for t in tags] + image.repo_digests
+                               f"{'them' if len(users) > 1 else 'it'} first{hint}")  # fmt: skip
+            removal.untagged += [parse(t).familiar for t in tags] + [_familiar_digest(d) for d in image.repo_digests]
             removal.deleted = [image.id, *self.store.remove_image(image)]
             return removal
+
+    def _digest_named(self, name: str, image: Image) -> str:
+        try:
+            reference = parse(name)
+        except InvalidArgument:
+            return ""
+        wanted = f"{reference.name}@{reference.digest}"
+        return wanted if reference.digest and wanted in image.repo_digests else ""
 
     def _tag_named(self, name: str, tags: list[str]) -> str:
         """The tag name stands for, if it names one (not an id or a digest)."""
@@ -102,17 +120,21 @@ class ImageService:
         return reference.tagged if not reference.digest and reference.tagged in tags else ""
 
     def prune(self, every_unused: bool, labels: list[str]) -> tuple[list[dict[str, str]], int]:
-        """Removes dangling images (untagged), or with every_unused all images no container uses."""
+        """Removes dangling images (untagged), or with every_unused all images no container uses; the space
+        is what the removed layers held (a layer another image keeps is not counted)."""
         deleted: list[dict[str, str]] = []
         reclaimed = 0
         for image in self.list():
             tags = self.store.tags_of(image.id)
             if (tags and not every_unused) or self.users(image.id) or not _labels_match(image, labels):
                 continue
-            before = image.size
-            removal = self.remove(image.id, force=True)
+            sizes = {d: layer.content_size for d in image.diff_ids if (layer := self.store.layer(d))}
+            try:
+                removal = self.remove(image.id, force=True)
+            except Conflict:
+                continue  # a container took it meanwhile
             deleted += removal.as_docker()
-            reclaimed += before
+            reclaimed += sum(sizes.get(d, 0) for d in removal.deleted)
         return deleted, reclaimed
 
     # ---- in and out ----------------------------------------------------------------------------------
@@ -124,6 +146,8 @@ class ImageService:
         reference = parse(f"{repo}:{tag}" if tag else repo) if repo else None
         if reference is not None and reference.familiar_name == BUILTIN_IMAGE:
             raise InvalidArgument(f"{BUILTIN_IMAGE!r} is the built-in image's name")
+        if reference is not None and reference.digest:
+            raise InvalidArgument(f"cannot tag an imported image with a digest ({reference.familiar}): give a tag")
         with self.store.filling():
             return archive.import_rootfs(self.store, source, reference, changes, message)
 
@@ -134,7 +158,11 @@ class ImageService:
             if is_builtin(name):
                 raise Forbidden(f"the built-in image {BUILTIN_IMAGE!r} is the host's files: it cannot be saved")
             image = self.find(name)
-            tags = self.tags_of(image) if _names_id(name, image) else [parse(name).familiar]
+            if _names_id(name, image):
+                tags = self.tags_of(image)
+            else:
+                reference = parse(name)
+                tags = [] if reference.digest else [reference.familiar]
             for index, (known, known_tags) in enumerate(wanted):
                 if known.id == image.id:
                     wanted[index] = (known, sorted(set(known_tags) | set(tags)))
@@ -148,6 +176,11 @@ class ImageService:
         from boxnet.images.registry import pull  # only pulls pay for the HTTP client
 
         yield from pull(self.store, reference, self.ctx.config.insecure_registries, credentials)
+
+
+def _familiar_digest(repo_digest: str) -> str:
+    name, _, digest = repo_digest.partition("@")
+    return parse(name).with_digest(digest)
 
 
 def _names_id(name: str, image: Image) -> bool:

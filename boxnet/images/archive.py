@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import platform
+import posixpath
 import shlex
 import shutil
 import tarfile
@@ -50,9 +51,10 @@ class Unpacked:
                     raise ArchiveError(f"the archive has no file {name!r}")
                 return path
             target = self.links[relative]
-            if target.startswith("/"):
+            joined = posixpath.normpath(posixpath.join(posixpath.dirname(relative), target))
+            if target.startswith("/") or joined == ".." or joined.startswith("../"):
                 raise ArchiveError(f"archive link {relative!r} points outside the archive ({target!r})")
-            relative = layers.safe_name(os.path.join(os.path.dirname(relative), target), "archive link")
+            relative = joined  # docker save (before 25) links repeated layers: <id>/layer.tar -> ../<other>/...
         raise ArchiveError(f"archive path {name!r} goes through more than {MAX_ARCHIVE_LINKS} links")
 
     def read(self, name: str, limit: int = 16 << 20) -> bytes:
@@ -74,7 +76,7 @@ def unpack_archive(source: BinaryIO, root: str) -> Unpacked:
     """The outer tarball's files into root: regular files and directories only (symlinks kept as data)."""
     links: dict[str, str] = {}
     try:
-        with tarfile.open(fileobj=source, mode="r|*") as tar:
+        with tarfile.open(fileobj=source, mode="r|*", tarinfo=layers.BoundedTarInfo) as tar:
             for member in tar:
                 relative = layers.safe_name(member.name, "archive entry")
                 if not relative:
@@ -96,6 +98,8 @@ def unpack_archive(source: BinaryIO, root: str) -> Unpacked:
     except BaseException as exc:
         if layers.is_unreadable(exc):
             raise ArchiveError(f"the archive is not a readable tar: {exc}") from None
+        if isinstance(exc, (FileExistsError, IsADirectoryError, NotADirectoryError)):
+            raise ArchiveError(f"the archive holds a path both as a file and as a directory: {exc.filename}") from None
         raise
     return Unpacked(root, links)
 
@@ -147,10 +151,14 @@ def load(store: ImageStore, source: BinaryIO) -> list[str]:
     os.makedirs(work)
     try:
         unpacked = unpack_archive(source, work)
-        if unpacked.exists("manifest.json"):
-            return _load_docker_archive(store, unpacked)
-        if unpacked.exists("index.json"):
-            return _load_oci_layout(store, unpacked)
+        try:
+            if unpacked.exists("manifest.json"):
+                return _load_docker_archive(store, unpacked)
+            if unpacked.exists("index.json"):
+                return _load_oci_layout(store, unpacked)
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+            # The shape of manifest.json, index.json or a manifest is not what the formats say.
+            raise ArchiveError(f"the archive's metadata is malformed: {type(exc).__name__}: {exc}") from None
         raise ArchiveError("the archive has neither a manifest.json (docker save) nor an index.json (OCI layout)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -241,6 +249,13 @@ class _BytesReader:
 def parse_changes(changes: list[str]) -> dict[str, Any]:
     """Dockerfile instructions `import --change` applies to the config: CMD, ENTRYPOINT, ENV, WORKDIR, USER,
     EXPOSE, LABEL, VOLUME, STOPSIGNAL."""
+    try:
+        return _parse_changes(changes)
+    except ValueError as exc:  # a JSON array or shell quoting that does not parse
+        raise InvalidArgument(f"--change: {exc}") from None
+
+
+def _parse_changes(changes: list[str]) -> dict[str, Any]:
     config: dict[str, Any] = {}
     for change in changes:
         keyword, _, rest = change.strip().partition(" ")
@@ -350,7 +365,7 @@ def save(store: ImageStore, wanted: list[tuple[Image, list[str]]], out: BinaryIO
                         "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": image.id, "size": len(config_bytes)},
                         "layers": layer_descriptors}  # fmt: skip
             manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
-            manifest_digest = store.put_blob_bytes(manifest_bytes)
+            manifest_digest = _digest(manifest_bytes)
             _add_blob(tar, written, manifest_digest, manifest_bytes)
             descriptor = {"mediaType": OCI_MANIFEST, "digest": manifest_digest, "size": len(manifest_bytes)}
             for tag in tags or [""]:

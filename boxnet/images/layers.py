@@ -9,8 +9,10 @@ The checks, each refused by name (LayerError, a 400), before anything of the ent
 - a hard link points at a file this layer already holds, by a name that passes the same checks;
 - whiteouts (`.wh.NAME`) name one entry of their own directory (not `.`, `..` or empty), and become
   overlayfs's whiteouts (a 0:0 character device); `.wh..wh..opq` marks its directory opaque;
-- extended attributes in `trusted.` are refused: `trusted.overlay.*` would steer overlayfs itself
-  (redirects, opaque dirs, metacopy) from inside an image. security.capability and user.* are kept.
+- extended attributes in `trusted.` and `user.overlay.` are refused: `trusted.overlay.*` would steer
+  overlayfs itself (redirects, opaque dirs, metacopy) from inside an image, and `user.overlay.*` would under
+  a userxattr mount. security.capability and other user.* are kept;
+- a PAX header or GNU long name larger than 1 MiB is refused (tarfile would read it whole).
 
 The caller unpacks into a fresh directory and moves it into place only when the whole layer passed, so a
 refused layer leaves nothing behind (images/store.py).
@@ -43,6 +45,26 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 class LayerError(InvalidArgument):
     pass
+
+
+MAX_HEADER = 1 << 20
+
+
+class BoundedTarInfo(tarfile.TarInfo):
+    """tarfile reads a PAX header or a GNU long name whole, of whatever size the archive claims: bounded here,
+    so that a hostile tarball cannot make the daemon hold gigabytes for one header."""
+
+    def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        self._bound()
+        return super()._proc_pax(tarfile)  # type: ignore[misc]
+
+    def _proc_gnulong(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        self._bound()
+        return super()._proc_gnulong(tarfile)  # type: ignore[misc]
+
+    def _bound(self) -> None:
+        if self.size > MAX_HEADER:
+            raise LayerError(f"a tar header claims {self.size} bytes, more than the {MAX_HEADER} allowed")
 
 
 class DigestReader:
@@ -109,7 +131,7 @@ def decompressed(source: BinaryIO) -> BinaryIO:
 
 def is_unreadable(exc: BaseException) -> bool:
     """Whether exc says the stream is no tar, or a broken one (rather than the disk failing)."""
-    if isinstance(exc, (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)):
+    if isinstance(exc, (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OverflowError, ValueError)):
         return True
     return type(exc).__name__ == "ZstdError"
 
@@ -159,7 +181,7 @@ def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
         if not key.startswith("SCHILY.xattr."):
             continue
         name = key[len("SCHILY.xattr."):]
-        if name.startswith("trusted."):
+        if name.startswith(("trusted.", "user.overlay.")):
             raise LayerError(f"layer entry {member.name!r} sets the extended attribute {name!r}: trusted "
                              "attributes would steer overlayfs from inside an image")  # fmt: skip
         if name.startswith(KEPT_XATTRS):
@@ -190,7 +212,7 @@ def apply(source: BinaryIO, root: str) -> int:
     written. LayerError on an entry that breaks a rule above, with nothing more written after it."""
     written = 0
     directories: list[tuple[str, int]] = []
-    with tarfile.open(fileobj=source, mode="r|", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=source, mode="r|", format=tarfile.PAX_FORMAT, tarinfo=BoundedTarInfo) as tar:
         for member in tar:
             relative = safe_name(member.name)
             if not relative:

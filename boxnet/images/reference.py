@@ -17,11 +17,12 @@ DEFAULT_DOMAIN = "docker.io"
 DEFAULT_TAG = "latest"
 OFFICIAL_PREFIX = "library/"
 
-_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
-_DOMAIN = re.compile(r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
-                     r"(?::[0-9]+)?$|^\[[0-9a-fA-F:]+\](?::[0-9]+)?$")  # fmt: skip
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# fullmatch and ASCII throughout: `$` would let a trailing newline in, and \w Unicode letters.
+_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", re.ASCII)
+_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+_DOMAIN = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+                     r"(?::[0-9]+)?|\[[0-9a-fA-F:]+\](?::[0-9]+)?", re.ASCII)  # fmt: skip
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
 MAX_NAME = 255
 
 
@@ -60,7 +61,7 @@ class Reference:
 
 
 def check_digest(digest: str) -> str:
-    if not _DIGEST.match(digest):
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
         raise InvalidArgument(f"invalid digest {digest!r}: expected sha256: and 64 lowercase hex digits")
     return digest
 
@@ -77,18 +78,18 @@ def parse(text: str, *, default_tag: bool = True) -> Reference:
     last = remainder.rsplit("/", 1)[-1]
     if ":" in last:
         remainder, tag = remainder.rsplit(":", 1)
-        if not _TAG.match(tag):
+        if not _TAG.fullmatch(tag):
             raise InvalidArgument(f"invalid reference format: {text!r}: bad tag {tag!r}")
     parts = remainder.split("/")
     domain = DEFAULT_DOMAIN
     if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
         domain = parts.pop(0)
-        if not _DOMAIN.match(domain):
+        if not _DOMAIN.fullmatch(domain):
             raise InvalidArgument(f"invalid reference format: {text!r}: bad registry {domain!r}")
     if domain == "index.docker.io":
         domain = DEFAULT_DOMAIN
     for component in parts:
-        if not _COMPONENT.match(component):
+        if not _COMPONENT.fullmatch(component):
             hint = " (repository names must be lowercase)" if component.lower() != component else ""
             raise InvalidArgument(f"invalid reference format: {text!r}: bad name component "
                                   f"{component!r}{hint}")  # fmt: skip

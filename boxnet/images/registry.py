@@ -8,6 +8,7 @@ gets the pull refused, and the store keeps nothing of it.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import queue
@@ -85,8 +86,10 @@ def _json(data: bytes, what: str) -> dict[str, Any]:
 
 
 def _download(client: RegistryClient, store: ImageStore, path: str, descriptor: dict[str, Any], scope: str,
-              events: queue.Queue[dict[str, Any]]) -> str:  # fmt: skip
-    digest, size = check_digest(descriptor["digest"]), int(descriptor.get("size") or 0)
+              events: queue.Queue[dict[str, Any]], cancelled: threading.Event) -> str:  # fmt: skip
+    digest, size = check_digest(descriptor["digest"]), descriptor.get("size")
+    if not isinstance(size, int) or size <= 0:
+        raise RegistryError(f"the manifest gives blob {digest} no size: refused (what would bound its download?)")
     if store.has_blob(digest):
         return digest
     short = _short(digest)
@@ -97,6 +100,10 @@ def _download(client: RegistryClient, store: ImageStore, path: str, descriptor: 
             reader = layers.DigestReader(reply.response)  # type: ignore[arg-type]
             reported = 0
             while chunk := reader.read(layers.CHUNK):
+                if reader.size > size:
+                    raise RegistryError(f"blob {digest} goes on past the {size} bytes announced: refused")
+                if cancelled.is_set():
+                    raise RegistryError("the pull was cancelled")
                 out.write(chunk)
                 if reader.size - reported >= PROGRESS_EVERY:
                     reported = reader.size
@@ -105,7 +112,7 @@ def _download(client: RegistryClient, store: ImageStore, path: str, descriptor: 
         reply.close()
         if reader.digest != digest:
             raise RegistryError(f"blob {digest} arrived with the content of {reader.digest}: refused")
-        if size and reader.size != size:
+        if reader.size != size:
             raise RegistryError(f"blob {digest} arrived with {reader.size} bytes, not the {size} announced")
         store.adopt_blob(target, digest)
     finally:
@@ -124,7 +131,13 @@ def pull(store: ImageStore, reference: Reference, insecure: list[str],
     client = RegistryClient(reference.domain, insecure, credentials)
     scope = f"repository:{reference.path}:pull"
     with store.filling():
-        yield from _pull(store, client, reference, scope)
+        try:
+            yield from _pull(store, client, reference, scope)
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+            # A manifest or config whose shape is not the distribution spec's.
+            raise RegistryError(f"the registry sent a malformed document: {type(exc).__name__}: {exc}") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise RegistryError(f"pulling {reference.familiar} failed: {describe(exc)}") from None
 
 
 def _pull(store: ImageStore, client: RegistryClient, reference: Reference, scope: str) -> Iterator[dict[str, Any]]:
@@ -152,7 +165,7 @@ def _pull(store: ImageStore, client: RegistryClient, reference: Reference, scope
     yield from _fetch_layers(client, store, reference.path, missing, scope)
     repo_digest = f"{reference.name}@{top_digest}"
     image = store.add_image(config_bytes, repo_digest)
-    if reference.tag:
+    if reference.tag and not reference.digest:  # name:tag@digest pulls by digest and tags nothing, as Docker
         store.tag(image.id, reference)
     yield {"status": f"Digest: {top_digest}"}
     status = "Image is up to date for" if existing is not None and not missing else "Downloaded newer image for"
@@ -173,7 +186,7 @@ def _fetch_layers(client: RegistryClient, store: ImageStore, path: str, missing:
         try:
             if cancelled.is_set():
                 return
-            blob = _download(client, store, path, descriptor, scope, events)
+            blob = _download(client, store, path, descriptor, scope, events, cancelled)
             events.put({"status": "Download complete", "id": short, "progressDetail": {}})
             events.put({"status": "Extracting", "id": short, "progressDetail": {}})
             store.unpack_layer(blob, diff_id)
@@ -188,12 +201,16 @@ def _fetch_layers(client: RegistryClient, store: ImageStore, path: str, missing:
         for descriptor, diff_id in missing:
             pool.submit(fetch, descriptor, diff_id)
         remaining = len(missing)
-        while remaining:
-            event = events.get()
-            if "_done" in event:
-                remaining -= 1
-                continue
-            yield event
+        try:
+            while remaining:
+                event = events.get()
+                if "_done" in event:
+                    remaining -= 1
+                    continue
+                yield event
+        finally:
+            if remaining:  # the client hung up (GeneratorExit): the downloads stop at their next chunk
+                cancelled.set()
     if failure:
         exc = failure[0]
         if isinstance(exc, BoxnetError):

@@ -8,6 +8,7 @@ Connections go only where the reference names: no proxy from the environment is 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import ipaddress
 import json
@@ -98,7 +99,8 @@ class Reply:
     connection: http.client.HTTPConnection
 
     def read_all(self, limit: int) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.headers.get("Content-Length") or "0"
+        length = int(raw) if raw.isascii() and raw.isdigit() else 0
         if length > limit:
             self.close()
             raise RegistryError(f"the registry sent {length} bytes where at most {limit} were expected")
@@ -176,6 +178,9 @@ class RegistryClient:
         query = {k: v for k, v in (("service", params.get("service", "")),
                                    ("scope", params.get("scope") or scope)) if v}  # fmt: skip
         realm = params["realm"]
+        if not realm.startswith("https://") and not is_insecure(self.domain, self.insecure):
+            raise RegistryError(f"{self.domain} names a token service that is not HTTPS ({realm}): credentials are "
+                                "not sent there")  # fmt: skip
         url = realm + ("&" if "?" in realm else "?") + urlencode(query)
         reply = self._get(url, "application/json", self.credentials.basic() if self.credentials else "")
         if reply.status != 200:
@@ -191,21 +196,25 @@ class RegistryClient:
         return "Bearer " + token
 
     def _get(self, url: str, accept: str, authorization: str) -> Reply:
-        first_host = urlsplit(url).netloc
+        first = urlsplit(url)
         for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https"):
                 raise RegistryError(f"{self.domain} sent boxnet to {url!r}, which is not http(s)")
-            connection = self._connect(parts.scheme, parts.netloc)
+            if first.scheme == "https" and parts.scheme != "https":
+                raise RegistryError(f"{self.domain} redirected from HTTPS to plain HTTP ({url}): refused")
             headers = {"User-Agent": "boxnet", "Accept": accept or "*/*"}
-            if authorization and parts.netloc == first_host:  # credentials never follow a redirect elsewhere
+            # Credentials never follow a redirect to another host or scheme.
+            if authorization and (parts.scheme, parts.netloc) == (first.scheme, first.netloc):
                 headers["Authorization"] = authorization
             target = parts.path + (f"?{parts.query}" if parts.query else "")
             try:
+                connection = self._connect(parts.scheme, parts.netloc)
                 connection.request("GET", target or "/", headers=headers)
                 response = connection.getresponse()
-            except (OSError, http.client.HTTPException) as exc:
-                connection.close()
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                with contextlib.suppress(UnboundLocalError):
+                    connection.close()
                 raise RegistryError(f"cannot reach the registry {parts.netloc} ({parts.scheme}): {exc}") from None
             if response.status in (301, 302, 303, 307, 308) and response.getheader("Location"):
                 location = response.getheader("Location", "")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -29,7 +30,10 @@ from typing import Any, BinaryIO
 
 from boxnet.errors import Conflict, InvalidArgument, NotFound
 from boxnet.images import layers
+from boxnet.images.config import check_config
 from boxnet.images.reference import Reference, check_digest, looks_like_id, parse
+
+log = logging.getLogger(__name__)
 
 # Docker's form for an image config's and a layer's media types (what save writes).
 CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
@@ -69,8 +73,9 @@ def _hex(digest: str) -> str:
     return check_digest(digest).removeprefix("sha256:")
 
 
-def _write_json(path: str, data: Any) -> None:
-    tmp = f"{path}.{secrets.token_hex(4)}.tmp"
+def _write_json(path: str, data: Any, tmp_dir: str) -> None:
+    """Written whole or not at all: in tmp_dir (emptied when the store opens) first, then renamed."""
+    tmp = os.path.join(tmp_dir, secrets.token_hex(8) + ".json")
     with open(tmp, "w") as handle:
         json.dump(data, handle)
         handle.flush()
@@ -91,7 +96,7 @@ class ImageStore:
         self._unpacking: dict[str, threading.Event] = {}
         # Pulls, loads and imports under way: what they made is not referenced yet, so no garbage is collected.
         self._filling = 0
-        for directory in (self.blobs, self.layers_dir, self.images_dir):
+        for directory in (self.blobs, self.layers_dir, self.images_dir, os.path.join(self.root, "empty")):
             os.makedirs(directory, exist_ok=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
         os.makedirs(self.tmp, exist_ok=True)
@@ -174,7 +179,7 @@ class ImageStore:
                 raise layers.LayerError(f"layer {blob_digest} unpacks to {plain.digest}, but the image's config "
                                         f"says {diff_id}: refused")  # fmt: skip
             layer = Layer(diff_id, blob_digest, blob.size, plain.size, content)
-            _write_json(os.path.join(work, "layer.json"), asdict(layer))
+            _write_json(os.path.join(work, "layer.json"), asdict(layer), self.tmp)
             os.chmod(diff, 0o755)
             try:
                 os.rename(work, self.layer_dir(diff_id))
@@ -188,14 +193,26 @@ class ImageStore:
             raise
 
     def layer_paths(self, image: Image) -> list[str]:
-        """The image's layers' directories relative to layers/, topmost first (overlayfs's lowerdir order)."""
-        return [os.path.join(_hex(d), "diff") for d in reversed(image.diff_ids)]
+        """The image's layers' directories relative to layers/, topmost first (overlayfs's lowerdir order).
+        A layer that repeats (the empty layer often does) is kept where it is topmost: overlayfs refuses one
+        directory twice, and the lower copy is hidden by the upper anyway. An image of no layers gets an
+        empty directory."""
+        seen: set[str] = set()
+        paths = []
+        for diff_id in reversed(image.diff_ids):
+            if diff_id not in seen:
+                seen.add(diff_id)
+                paths.append(os.path.join(_hex(diff_id), "diff"))
+        return paths or [os.path.join("..", "empty")]
 
     # ---- images --------------------------------------------------------------------------------------
     def add_image(self, config_bytes: bytes, repo_digest: str = "") -> Image:
         """Records an image whose layers are all unpacked; its id is its config's digest."""
-        config = json.loads(config_bytes)
-        diff_ids = list(config.get("rootfs", {}).get("diff_ids") or [])
+        try:
+            config = check_config(json.loads(config_bytes))
+        except ValueError:
+            raise InvalidArgument("the image's config is not JSON") from None
+        diff_ids = list(config["rootfs"].get("diff_ids") or [])
         if len(diff_ids) > MAX_LAYERS:
             raise InvalidArgument(f"the image has {len(diff_ids)} layers; boxnet runs images of up to {MAX_LAYERS}")
         config_digest = self.put_blob_bytes(config_bytes)
@@ -218,15 +235,19 @@ class ImageStore:
     def _save_image(self, image: Image) -> None:
         record = asdict(image)
         record.pop("config")
-        _write_json(os.path.join(self.images_dir, _hex(image.id) + ".json"), record)
+        _write_json(os.path.join(self.images_dir, _hex(image.id) + ".json"), record, self.tmp)
 
     def image_by_id(self, image_id: str) -> Image | None:
+        """The image, or None if it is not here (or its record or config cannot be read: logged)."""
         try:
             with open(os.path.join(self.images_dir, _hex(image_id) + ".json")) as handle:
                 image = Image(**json.load(handle))
+            image.config = json.loads(self.read_blob(image.id))
         except FileNotFoundError:
             return None
-        image.config = json.loads(self.read_blob(image.id))
+        except (ValueError, TypeError) as exc:
+            log.warning("image %s is unreadable, skipped: %s", image_id, exc)
+            return None
         return image
 
     def images(self) -> list[Image]:
@@ -257,14 +278,21 @@ class ImageStore:
             tags = self.tags()
             previous = tags.get(reference.tagged)
             tags[reference.tagged] = image_id
-            _write_json(self.tags_file, tags)
+            _write_json(self.tags_file, tags, self.tmp)
         return previous if previous != image_id else None
 
     def untag(self, tagged: str) -> None:
         with self.lock:
             tags = self.tags()
             if tags.pop(tagged, None) is not None:
-                _write_json(self.tags_file, tags)
+                _write_json(self.tags_file, tags, self.tmp)
+
+    def forget_digest(self, image: Image, repo_digest: str) -> None:
+        """Drops one of the image's repo digests (rmi NAME@DIGEST of an image with other references)."""
+        with self.lock:
+            if repo_digest in image.repo_digests:
+                image.repo_digests.remove(repo_digest)
+                self._save_image(image)
 
     def resolve(self, text: str) -> Image:
         """The image a name, name:tag, name@digest, id or id prefix stands for; NotFound otherwise."""
@@ -275,6 +303,20 @@ class ImageStore:
         return image
 
     def _resolve(self, text: str) -> Image | None:
+        """Docker's order: a name (with its tag or digest) first, then an id or id prefix."""
+        try:
+            reference = parse(text)
+        except InvalidArgument:
+            reference = None
+        if reference is not None and reference.digest:
+            wanted = f"{reference.name}@{reference.digest}"
+            found = next((i for i in self.images() if wanted in i.repo_digests), None)
+            if found is not None:
+                return found
+        elif reference is not None:
+            image_id = self.tags().get(reference.tagged)
+            if image_id:
+                return self.image_by_id(image_id)
         if looks_like_id(text):
             hexpart = text.removeprefix("sha256:")
             matches = [n[:-5] for n in os.listdir(self.images_dir) if n.startswith(hexpart) and n.endswith(".json")]
@@ -282,18 +324,7 @@ class ImageStore:
                 raise Conflict(f"image id prefix {text!r} is ambiguous: {len(matches)} images start with it")
             if matches:
                 return self.image_by_id("sha256:" + matches[0])
-        try:
-            reference = parse(text)
-        except InvalidArgument:
-            return None
-        if reference.digest:
-            wanted = f"{reference.name}@{reference.digest}"
-            for image in self.images():
-                if wanted in image.repo_digests:
-                    return image
-            return None
-        image_id = self.tags().get(reference.tagged)
-        return self.image_by_id(image_id) if image_id else None
+        return None
 
     # ---- removal -------------------------------------------------------------------------------------
     def remove_image(self, image: Image) -> list[str]:
@@ -301,7 +332,7 @@ class ImageStore:
         digests deleted."""
         with self.lock:
             tags = {r: t for r, t in self.tags().items() if t != image.id}
-            _write_json(self.tags_file, tags)
+            _write_json(self.tags_file, tags, self.tmp)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.images_dir, _hex(image.id) + ".json"))
             return self.collect_garbage()

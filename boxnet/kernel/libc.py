@@ -119,3 +119,22 @@ def set_no_new_privileges() -> None:
     """From here on, exec cannot grant privileges (setuid bits and file capabilities are ignored)."""
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), ctypes.c_ulong(0), ctypes.c_ulong(0),
                        ctypes.c_ulong(0)), "prctl(PR_SET_NO_NEW_PRIVS)")  # fmt: skip
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = (("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64))
+
+
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
+    """openat2(2) (Linux 5.6+): path resolved under dirfd with the resolve rules; the new descriptor."""
+    SYS_openat2 = 437  # the same number on every architecture
+    how = _OpenHow(flags | os.O_CLOEXEC, 0, resolve)
+    result = _libc.syscall(SYS_openat2, dirfd, path.encode(), ctypes.byref(how), ctypes.sizeof(how))
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return result

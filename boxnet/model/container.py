@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from boxnet.errors import InvalidArgument
+from boxnet.model.mounts import Mount
 from boxnet.model.names import check_object_name
 from boxnet.model.ports import PortMapping
 from boxnet.model.process import Device, ProcessSettings, Resources, RestartPolicy, Ulimit
@@ -128,6 +129,8 @@ class ContainerSettings:
     extra_hosts: list[str] = field(default_factory=list)  # NAME:IP, or NAME:host-gateway
     stop_signal: str = ""  # what stop sends first; "" is SIGTERM
     stop_timeout: int | None = None  # seconds stop waits before SIGKILL; None is 10
+    # Volumes, binds and tmpfs mounts, parents first (anonymous volumes named at create).
+    mounts: list[Mount] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)
@@ -185,6 +188,7 @@ class Container(ContainerSettings):
         data["process"] = ProcessSettings(**process)
         data["resources"] = Resources(**data.get("resources", {}))
         data["restart_policy"] = RestartPolicy(**data.get("restart_policy", {}))
+        data["mounts"] = [Mount.from_dict(m) for m in data.get("mounts", [])]
         return cls(**data)
 
 

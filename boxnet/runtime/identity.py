@@ -70,7 +70,13 @@ def apply_limits(ulimits: list[dict], oom_score_adj: int) -> None:
     for limit in ulimits:
         soft = resource.RLIM_INFINITY if limit["soft"] == -1 else limit["soft"]
         hard = resource.RLIM_INFINITY if limit["hard"] == -1 else limit["hard"]
-        resource.setrlimit(ULIMITS[limit["name"]], (soft, hard))
+        try:
+            resource.setrlimit(ULIMITS[limit["name"]], (soft, hard))
+        except (ValueError, OSError) as exc:
+            current = resource.getrlimit(ULIMITS[limit["name"]])[1]
+            raise IdentityError(f"ulimit {limit['name']}={limit['soft']}:{limit['hard']} cannot be set ({exc}): "
+                                f"raising the hard limit above {'unlimited' if current < 0 else current} needs "
+                                "CAP_SYS_RESOURCE, which boxnetd lacks on this host") from None  # fmt: skip
     if oom_score_adj:
         with open("/proc/self/oom_score_adj", "w") as handle:
             handle.write(str(oom_score_adj))

@@ -11,6 +11,7 @@ from boxnet.errors import Internal, InvalidArgument
 from boxnet.kernel.readiness import readable
 from boxnet.runtime.forkserver import ForkServerClient
 from boxnet.runtime.procs import proc_start_time
+from boxnet.runtime.shim import INVALID_SETUP
 
 START_TIMEOUT = 30.0
 
@@ -43,7 +44,7 @@ class ShimLauncher:
             os.close(ready_r)
         if "pid" not in message:
             error = message.get("error") or _shim_failure(state_dir) or "the container did not start"
-            if error.startswith("exec "):
+            if error.startswith(("exec ", INVALID_SETUP)):
                 raise InvalidArgument(error)
             raise Internal(error)
         shim_pid = int(message["shim_pid"])

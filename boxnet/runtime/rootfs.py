@@ -12,17 +12,24 @@ All get the same private pieces:
   read-only paths (/proc/kcore hidden, /proc/sys and /proc/sysrq-trigger read-only, ...).
 - private writable /tmp, /run and /var/tmp, unless the root is to be read-only (--read-only).
 - the files the daemon wrote for it (/etc/hosts, /etc/resolv.conf, /etc/hostname), bind-mounted.
+- its volumes, binds and tmpfs mounts (runtime/mounts.py).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 
 from boxnet.kernel import libc
+from boxnet.runtime import mounts
 
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 NOSUID_NODEV = libc.MS_NOSUID | libc.MS_NODEV
 SHM_DEFAULT = 64 * 1024 * 1024  # Docker's
+
+
+class RootError(Exception):
+    pass
 
 
 def _touch(path: str) -> None:
@@ -32,10 +39,32 @@ def _touch(path: str) -> None:
 
 
 def _bind_files(root: str, files: dict[str, str]) -> None:
+    """The daemon's files bound in; inside a root of an image's or the user's, through a descriptor resolved
+    in that root (an image's /etc/hosts may be a symlink to anywhere)."""
     for target, source in files.items():
-        path = f"{root}{target}"
-        _touch(path)
-        libc.mount(source, path, None, libc.MS_BIND)
+        if not root:
+            _touch(target)
+            libc.mount(source, target, None, libc.MS_BIND)
+            continue
+        fd = mounts.mountpoint(root, target, directory=False)
+        try:
+            libc.mount(source, f"/proc/self/fd/{fd}", None, libc.MS_BIND)
+        finally:
+            os.close(fd)
+
+
+def _real_directory(root: str, sub: str, create: bool) -> bool:
+    """Whether root/sub is a directory and not a symlink (made if missing and create); an image's /proc,
+    /sys or /dev that is anything else is refused, as runc refuses it."""
+    path = f"{root}/{sub}"
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        if not create:
+            return False
+        os.mkdir(path, 0o755)
+        return True
+    return stat.S_ISDIR(info.st_mode)
 
 
 def _populate_dev(dev: str, devices: list[dict]) -> list[str]:
@@ -74,12 +103,15 @@ def _mount_kernel_filesystems(root: str, spec: dict) -> None:
     libc.mount("mqueue", f"{root}/dev/mqueue", "mqueue", NOSUID_NODEV | libc.MS_NOEXEC)
     if not spec.get("read_only"):
         for path, mode in (("tmp", "1777"), ("run", "755"), ("var/tmp", "1777")):
-            if os.path.isdir(f"{root}/{path}"):
+            # Real directories only, every step of the way: an image's links are followed by nothing here.
+            parts = path.split("/")
+            if all(_real_directory(root, "/".join(parts[: i + 1]), create=False) for i in range(len(parts))):
                 libc.mount("tmpfs", f"{root}/{path}", "tmpfs", NOSUID_NODEV, f"mode={mode}")
 
 
 def host_image(spec: dict) -> None:
     """The host's files, read-only and nodev, with a private /dev and scratch dirs."""
+    mounts.open_sources(spec.get("mounts", []))  # before /tmp and the rest are mounted over
     # The daemon's files first: the state directory holding them may sit under /tmp, which a tmpfs hides.
     _bind_files("", spec["files"])
     # /dev is built aside and moved over the host's, whose nodes it binds from.
@@ -91,6 +123,7 @@ def host_image(spec: dict) -> None:
     for node in nodes:  # the allowed nodes alone open devices
         libc.mount_setattr(f"/dev{node}", 0, libc.MOUNT_ATTR_NODEV)
     _mount_kernel_filesystems("", spec)
+    mounts.apply("", spec.get("mounts", []))
 
 
 def root_directory(spec: dict) -> None:
@@ -99,12 +132,17 @@ def root_directory(spec: dict) -> None:
     libc.mount(rootfs, rootfs, None, libc.MS_BIND | libc.MS_REC)
     flags = libc.MOUNT_ATTR_NODEV | (libc.MOUNT_ATTR_RDONLY if spec.get("read_only") else 0)
     libc.mount_setattr(rootfs, flags, recursive=True)
-    for sub in ("proc", "sys", "dev", "tmp", "run"):
-        if not os.path.isdir(f"{rootfs}/{sub}") and not spec.get("read_only"):
-            os.makedirs(f"{rootfs}/{sub}", exist_ok=True)
+    for sub in ("proc", "sys", "dev"):
+        if not _real_directory(rootfs, sub, create=not spec.get("read_only")):
+            raise RootError(f"the container's root has no directory /{sub} (missing from a read-only root, or "
+                            "a symlink or a file): refused")  # fmt: skip
+    for sub in ("tmp", "run"):
+        if not spec.get("read_only") and not os.path.lexists(f"{rootfs}/{sub}"):
+            os.mkdir(f"{rootfs}/{sub}", 0o755)
     _populate_dev(f"{rootfs}/dev", spec.get("devices", []))
     _mount_kernel_filesystems(rootfs, spec)
     _bind_files(rootfs, spec["files"])
+    mounts.apply(rootfs, spec.get("mounts", []))
     os.chdir(rootfs)
     libc.pivot_root(".", ".")
     libc.umount(".", libc.MNT_DETACH)
@@ -127,9 +165,13 @@ def image_root(spec: dict) -> None:
     for sub in ("proc", "sys", "dev", "tmp", "run", "etc"):
         path = f"{spec['rootfs']}/{sub}"
         if not os.path.lexists(path):
-            os.makedirs(path, mode=0o755)
+            os.mkdir(path, mode=0o755)
     for target in spec["files"]:
-        _touch(f"{spec['rootfs']}{target}")
+        os.close(mounts.mountpoint(spec["rootfs"], target, directory=False))
+    mounts.open_sources(spec.get("mounts", []))
+    for mount in spec.get("mounts", []):
+        directory = mount["type"] == "tmpfs" or os.path.isdir(f"/proc/self/fd/{mount['source_fd']}")
+        os.close(mounts.mountpoint(spec["rootfs"], mount["target"], directory))
     root_directory(spec)
 
 

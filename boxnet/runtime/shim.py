@@ -24,10 +24,12 @@ import time
 
 from boxnet.kernel import libc
 from boxnet.model.process import MASKED_PATHS, READONLY_PATHS
-from boxnet.runtime import cgroups, identity, rootfs, tty
+from boxnet.runtime import cgroups, identity, mounts, rootfs, tty
 from boxnet.runtime.procs import proc_start_time
 
 LOG_CHUNK = 65536
+# The start of a failure that is the request's or the image's, not the machine's (a 400, not a 500).
+INVALID_SETUP = "invalid container: "
 
 
 def _write_json(path: str, data: dict) -> None:
@@ -85,6 +87,8 @@ def _container_init(spec: dict, stdio: Stdio, status_w: int, alive: int) -> None
         os.chdir(cwd)
         for sig in (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
+    except (mounts.MountError, rootfs.RootError, identity.IdentityError) as exc:
+        _report_and_exit(status_w, f"{INVALID_SETUP}{exc}")  # what the request or the image asked for
     except BaseException as exc:
         _report_and_exit(status_w, f"container setup failed: {exc}")
     try:

@@ -70,11 +70,15 @@ def test_a_loaded_image_runs_with_its_config_and_its_layers(sandbox: Sandbox) ->
     assert inspected["Config"]["Labels"] == {"made.by": "tests"}
     assert inspected["Config"]["ExposedPorts"] == {"8080/tcp": {}}
     assert inspected["Config"]["Cmd"] == ["sh", "-c", "cat /etc/motd; echo changed > /etc/motd; rm /bin/wc"]
-    # The image stays while a container uses it, whatever the client insists.
-    refused = docker_cli(sandbox, "rmi", "-f", "tools/two:v1")
+    # The image stays while a container uses it, whatever the client insists: -f only takes its name.
+    refused = docker_cli(sandbox, "rmi", "tools/two:v1")
     assert refused.returncode != 0 and "used by container writer" in refused.stderr
-    assert docker_cli(sandbox, "rm", "writer").returncode == 0
-    removed = docker_cli(sandbox, "rmi", "tools/two:v1")
+    assert docker_cli(sandbox, "rmi", "-f", "tools/two:v1").stdout == "Untagged: tools/two:v1\n"
+    refused = docker_cli(sandbox, "rmi", "-f", image_id)
+    assert refused.returncode != 0 and "used by container writer" in refused.stderr
+    assert docker_cli(sandbox, "start", "writer").returncode == 0
+    assert docker_cli(sandbox, "rm", "-f", "writer").returncode == 0
+    removed = docker_cli(sandbox, "rmi", image_id)
     assert removed.returncode == 0 and f"Deleted: {image_id}" in removed.stdout
     assert store_listing(sandbox) == {"images": [], "layers": [], "blobs/sha256": [], "tmp": []}
 
