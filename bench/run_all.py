@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""`make bench`: prints the numbers issues #2, #3, #4, #9, #10, #11 and #12 ask for. Each part runs in its own sandbox
-host namespace, or its own lab of hosts.
+"""`make bench`: prints the numbers issues #2, #3, #4, #9, #10, #11, #12 and #13 ask for. Each part runs in its
+own sandbox host namespace, or its own lab of hosts.
 
 Medians (p50) and p95 over repeated runs; ratios are measured within one run, since the machine is shared.
 Usage: bench/run_all.py [--only run,connect,attach,iperf,ports,ports-removal,dns,capture,macvlan,overlay,reach,
-convergence,services,vip,task-traffic,mesh,encrypted,service-capture] [--attach-count 500]
+convergence,services,vip,task-traffic,mesh,encrypted,service-capture,image-run,pull,image-disk] [--attach-count 500]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from capture_service_bench import bench_service_capture
 from cluster_bench import bench_convergence, bench_macvlan, bench_overlay_reach, bench_overlay_throughput
 from dns_bench import bench_dns
 from encryption_bench import bench_encrypted_overlay
+from images_bench import bench_image_disk, bench_image_run, bench_pull
 from services_bench import bench_mesh, bench_service_start, bench_task_traffic, bench_vip
 
 
@@ -190,7 +191,8 @@ def bench_many_ports_removal(sandbox: Sandbox, runs: int = 5, count: int = 1000)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", default="run,connect,attach,iperf,ports,dns,capture,macvlan,overlay,reach,"
-                                          "convergence,services,vip,task-traffic,mesh,encrypted,service-capture")
+                                          "convergence,services,vip,task-traffic,mesh,encrypted,service-capture,"
+                                          "image-run,pull,image-disk")
     parser.add_argument("--attach-count", type=int, default=500)
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -206,7 +208,9 @@ def main() -> int:
     lab_parts = {"overlay": bench_overlay_throughput, "reach": bench_overlay_reach, "convergence": bench_convergence,
                  "services": bench_service_start, "vip": bench_vip, "task-traffic": bench_task_traffic,
                  "mesh": bench_mesh, "encrypted": bench_encrypted_overlay,
-                 "service-capture": bench_service_capture}
+                 "service-capture": bench_service_capture,
+                 # and the image parts, each in a sandbox of its own (the pull's with its registry)
+                 "image-run": bench_image_run, "pull": bench_pull, "image-disk": bench_image_disk}
     for name in args.only.split(","):
         if name in lab_parts:
             lab_parts[name]()
