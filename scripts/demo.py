@@ -16,6 +16,9 @@ import subprocess
 import sys
 import time
 
+from boxnet.testing import images
+from boxnet.testing.registry import REGISTRY_ADDR, SandboxRegistry
+from boxnet.testing.registry import available as registry_available
 from boxnet.testing.sandbox import WEB_ADDR, Sandbox
 
 BOLD, DIM, RESET = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
@@ -46,7 +49,8 @@ def main() -> int:
         return 1
     bin_dir = os.path.dirname(sys.executable)
     step("Starting boxnetd in a sandbox host namespace, with a simulated outside world")
-    sandbox = Sandbox(tag="demo" + os.urandom(2).hex()).start()
+    sandbox = Sandbox(tag="demo" + os.urandom(2).hex(),
+                      extra_daemon_args=["--insecure-registry", REGISTRY_ADDR]).start()  # its registry: plain HTTP
     env = {**sandbox.env(), "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
     host = ["ip", "netns", "exec", sandbox.host]
     print(f"daemon pid {sandbox.daemon.pid if sandbox.daemon else '?'}, namespace {sandbox.host}, "
@@ -90,6 +94,9 @@ def main() -> int:
         show(["nft", "list", "map", "inet", "boxnet", "pub4_any"], env, prefix=host)
         show(["boxnet", "logs", "web"], env)
 
+        if registry_available():
+            images_step(sandbox, env)
+
         step("Troubleshooting by name: the topology, and a traced probe")
         show(["boxnet", "topology", "--no-rules"], env)
         show(["boxnet", "trace", "client", "web:80"], env)
@@ -106,6 +113,22 @@ def main() -> int:
     many_hosts(bin_dir)
     print(f"\n{BOLD}Done.{RESET} Everything above ran in namespaces the demo made, and is gone now.")
     return 0
+
+
+def images_step(sandbox: Sandbox, env: dict[str, str]) -> None:
+    step("Images: a registry in the simulated outside (Debian's docker-registry), filled with skopeo")
+    registry = SandboxRegistry(sandbox, os.path.join(sandbox.root, "registry")).start()
+    built = images.image([images.busybox_layer()], {"Cmd": ["sh"], "Env": [images.DEFAULT_PATH]}, compress="gzip")
+    archive = images.write(os.path.join(sandbox.root, "busybox.tar"), images.docker_archive([(built, ["busybox:v1"])]))
+    registry.push_archive(archive, "tools/busybox:v1")
+    name = f"{registry.address}/tools/busybox:v1"
+    show(["boxnet", "pull", name], env)
+    show(["boxnet", "images"], env)
+    step("A container of it on appnet, with a host directory bound in: what it fetches lands on the host")
+    shared = os.path.join(sandbox.root, "shared")
+    show(["boxnet", "run", "--rm", "--network", "appnet", "-v", f"{shared}:/app", name, "wget", "-q", "-O",
+          "/app/index.html", "http://web/"], env)  # fmt: skip
+    show(["ls", "-l", shared], env)
 
 
 def many_hosts(bin_dir: str) -> None:

@@ -307,6 +307,8 @@ class ImageStore:
         try:
             reference = parse(text)
         except InvalidArgument:
+            if not looks_like_id(text):
+                raise  # neither a name nor an id: the name's fault, said by parse
             reference = None
         if reference is not None and reference.digest:
             wanted = f"{reference.name}@{reference.digest}"

@@ -27,6 +27,7 @@ from boxnet.runtime.leftovers import end_recorded_containers
 from boxnet.runtime.procs import proc_start_time, wait_gone
 
 UNDERLAY = "198.18.0"
+UNDERLAY_SUBNET = f"{UNDERLAY}.0/24"
 STORE_ADDRESS = f"{UNDERLAY}.254"  # a lab's external etcd, in the underlay namespace
 NAME = re.compile(r"^[a-z][a-z0-9]{0,7}$")  # short: interface names are at most 15 characters
 DEFAULT_DIRECTORY = "/var/lib/boxnet/labs"
@@ -119,7 +120,9 @@ class LabHost:
         argv = ["nsenter", f"--net=/run/netns/{self.name}", "unshare", "--uts", "--", sys.executable, "-m",
                 "boxnet.lab.hostd", self.name, "--root", self.root,
                 "--netns-registry", os.path.join(self.root, "netns"), "--resolv-conf", self.lab.resolv_conf,
-                "--node-ttl", str(self.lab.record.node_ttl)]  # fmt: skip
+                "--node-ttl", str(self.lab.record.node_ttl),
+                # The underlay is a benchmarking range of the lab's own: a registry there speaks plain HTTP.
+                "--insecure-registry", UNDERLAY_SUBNET]  # fmt: skip
         if self.lab.record.store == "external":
             argv += ["--cluster-store", f"etcd://{STORE_ADDRESS}:2379", "--cluster-advertise", "eth0"]
         with open(os.path.join(self.root, "boxnetd.log"), "ab") as log:

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 
 from boxnet.cluster import keys
 from boxnet.engine.container_requests import ContainerRequest
-from boxnet.errors import BoxnetError
+from boxnet.engine.images import is_builtin
+from boxnet.errors import BoxnetError, NotFound
+from boxnet.images.reference import parse
 from boxnet.model.container import Container
 from boxnet.model.service import TASK_LABEL, task_spec
 from boxnet.services.records import ServiceRecord, ServicesState, now
@@ -86,6 +88,7 @@ class TaskAgent:
         if [n for n in service.networks if n not in names] or (service.spec.ports and not ingress):
             return  # a network is not realized here yet: next round
         try:
+            self._ensure_image(task["id"], service.spec.image)
             container = self.engine.containers.create(request_for(service, task, names,
                                                                   ingress if service.spec.ports else ""))
             self.engine.containers.start(container.id)
@@ -94,6 +97,20 @@ class TaskAgent:
             self._write(task["id"], {"state": "rejected", "message": exc.message})
             return
         self._report(task["id"], self.engine.registry.containers[container.id])
+
+    def _ensure_image(self, task_id: str, image: str) -> None:
+        """Pulls the task's image if this node lacks it, as Docker's agents do (anonymously: credentials are
+        not passed to the nodes, so a private registry's images must be on each node already)."""
+        if is_builtin(image) or image.startswith("/"):
+            return
+        try:
+            self.engine.images.find(image)
+            return
+        except NotFound:
+            pass
+        self._write(task_id, {"state": "preparing", "message": f"pulling {image}"})
+        for _ in self.engine.images.pull(parse(image)):
+            pass
 
     def _report(self, task_id: str, container: Container) -> None:
         state = container.state

@@ -1,18 +1,21 @@
-"""A registry in a sandbox's outside namespace, for pulls that never leave the machine: Debian's
+"""A registry in a namespace of the tests' own, for pulls that never leave the machine: Debian's
 docker-registry (distribution 2.8), filled with skopeo (run in that namespace too) from tarballs the tests
-build. Optionally behind token authentication, with a token service (boxnet.testing.token_service) that
-signs what distribution checks."""
+build. In a sandbox it lives in the outside namespace; in a lab, on the underlay. Optionally behind token
+authentication, with a token service (boxnet.testing.token_service) that signs what distribution checks."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from boxnet.testing.sandbox import Sandbox, sh
 
 REGISTRY_ADDR = "203.0.113.5"
+LAB_REGISTRY_ADDR = "198.18.0.250"
 REGISTRY_PORT = 5000
 TOKEN_PORT = 5001
 SERVICE = "boxnet-test-registry"
@@ -24,20 +27,30 @@ def available() -> bool:
 
 
 @dataclass
-class SandboxRegistry:
-    sandbox: Sandbox
+class NamespaceRegistry:
+    namespace: str
+    ip: str
     directory: str
     token_auth: bool = False
     username: str = "tester"
     password: str = "s3cret"
+    processes: list[subprocess.Popen] = field(default_factory=list)
 
     @property
     def address(self) -> str:
-        return f"{REGISTRY_ADDR}:{REGISTRY_PORT}"
+        return f"{self.ip}:{REGISTRY_PORT}"
 
-    def start(self) -> SandboxRegistry:
-        box = self.sandbox
-        sh("ip", "-n", box.outside, "addr", "add", f"{REGISTRY_ADDR}/32", "dev", "lo")
+    def run(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return sh("ip", "netns", "exec", self.namespace, *argv, check=False, timeout=timeout)
+
+    def spawn(self, *argv: str) -> None:
+        self.processes.append(subprocess.Popen(["ip", "netns", "exec", self.namespace, *argv],
+                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                               start_new_session=True))  # fmt: skip
+
+    def start(self, device: str = "lo") -> NamespaceRegistry:
+        prefix = "32" if device == "lo" else "24"
+        sh("ip", "-n", self.namespace, "addr", "add", f"{self.ip}/{prefix}", "dev", device)
         os.makedirs(os.path.join(self.directory, "storage"), exist_ok=True)
         config = [
             "version: 0.1", "log:", "  level: error", "  accesslog:", "    disabled: true",
@@ -48,15 +61,14 @@ class SandboxRegistry:
             from boxnet.testing import token_service
 
             key, cert = token_service.make_key(self.directory)
-            config += ["auth:", "  token:", f"    realm: http://{REGISTRY_ADDR}:{TOKEN_PORT}/token",
+            config += ["auth:", "  token:", f"    realm: http://{self.ip}:{TOKEN_PORT}/token",
                        f"    service: {SERVICE}", f"    issuer: {ISSUER}", f"    rootcertbundle: {cert}"]  # fmt: skip
-            box.helpers.append(box.spawn_in(
-                box.outside, *token_service.command(REGISTRY_ADDR, TOKEN_PORT, key, cert, ISSUER, SERVICE,
-                                                    self.username, self.password)))  # fmt: skip
+            self.spawn(*token_service.command(self.ip, TOKEN_PORT, key, cert, ISSUER, SERVICE, self.username,
+                                              self.password))  # fmt: skip
         path = os.path.join(self.directory, "config.yml")
         with open(path, "w") as handle:
             handle.write("\n".join(config) + "\n")
-        box.helpers.append(box.spawn_in(box.outside, "docker-registry", "serve", path))
+        self.spawn("docker-registry", "serve", path)
         self._wait_for(REGISTRY_PORT)
         if self.token_auth:
             self._wait_for(TOKEN_PORT)
@@ -64,20 +76,39 @@ class SandboxRegistry:
 
     def _wait_for(self, port: int) -> None:
         deadline = time.monotonic() + 20
-        probe = f"import socket; socket.create_connection(('{REGISTRY_ADDR}', {port}), timeout=1).close()"
+        probe = f"import socket; socket.create_connection(('{self.ip}', {port}), timeout=1).close()"
         while time.monotonic() < deadline:
-            if self.sandbox.in_ns(self.sandbox.outside, "python3", "-c", probe).returncode == 0:
+            if self.run("python3", "-c", probe).returncode == 0:
                 return
             time.sleep(0.1)
-        raise RuntimeError(f"the sandbox registry did not listen on port {port}")
+        raise RuntimeError(f"the test registry did not listen on port {port}")
 
     def push_archive(self, archive: str, name: str) -> None:
-        """skopeo copy of a docker-archive tarball to NAME[:TAG] in this registry, from the outside namespace."""
+        """skopeo copy of a docker-archive tarball to NAME[:TAG] in this registry, from its namespace."""
         argv = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false"]
         if self.token_auth:
             argv += ["--dest-creds", f"{self.username}:{self.password}"]
-        result = self.sandbox.in_ns(self.sandbox.outside, *argv, f"docker-archive:{archive}",
-                                    f"docker://{self.address}/{name}", timeout=120)  # fmt: skip
+        result = self.run(*argv, f"docker-archive:{archive}", f"docker://{self.address}/{name}")
         if result.returncode != 0:
             raise RuntimeError(f"skopeo copy to {name} failed: {result.stderr}")
 
+    def stop(self) -> None:
+        """Ends the registry and token service by PID (their process groups: ip netns exec is their parent)."""
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.processes.clear()
+
+
+class SandboxRegistry(NamespaceRegistry):
+    """The registry in a sandbox's outside, at 203.0.113.5: the sandbox ends it with its other helpers."""
+
+    def __init__(self, sandbox: Sandbox, directory: str, token_auth: bool = False) -> None:
+        super().__init__(sandbox.outside, REGISTRY_ADDR, directory, token_auth)
+        self.sandbox = sandbox
+
+    def start(self, device: str = "lo") -> SandboxRegistry:
+        super().start(device)
+        self.sandbox.helpers.extend(self.processes)
+        return self

@@ -10,9 +10,9 @@ import shutil
 import subprocess
 
 import pytest
+from test_images import load, two_layer_image
 
 from boxnet.testing.sandbox import Sandbox
-from tests.integration.test_images import load, two_layer_image
 
 pytestmark = pytest.mark.skipif(not shutil.which("docker-compose"), reason="docker-compose (make setup installs it)")
 

@@ -12,11 +12,11 @@ import shutil
 
 import docker
 import pytest
+from test_docker_clients import docker_cli
 
 from boxnet.testing import images as ti
 from boxnet.testing.registry import SandboxRegistry, available
 from boxnet.testing.sandbox import Sandbox
-from tests.integration.test_docker_clients import docker_cli
 
 pytestmark = pytest.mark.skipif(not shutil.which("docker"), reason="the docker CLI is not on this machine")
 INSECURE = {"daemon_args": ["--insecure-registry", "203.0.113.0/24"]}

@@ -12,11 +12,11 @@ import shutil
 
 import docker
 import pytest
+from test_docker_clients import docker_cli
+from test_images import load, two_layer_image
 
 from boxnet.testing import images as ti
 from boxnet.testing.sandbox import Sandbox
-from tests.integration.test_docker_clients import docker_cli
-from tests.integration.test_images import load, two_layer_image
 
 pytestmark = pytest.mark.skipif(not shutil.which("docker"), reason="the docker CLI is not on this machine")
 IMAGE = "tools/two:v1"
