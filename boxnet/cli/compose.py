@@ -53,10 +53,13 @@ def up_command(client: Client, args: Namespace) -> int:
             from boxnet.errors import InvalidArgument
 
             raise InvalidArgument(f"no such service: {', '.join(unknown)}")
-        wanted = set(args.services)
-        for service in found.ordered():  # what the named services depend on comes along
-            if service.name in wanted:
-                wanted.update(service.depends_on)
+        wanted: set[str] = set()
+        pending = list(args.services)
+        while pending:  # what the named services depend on comes along, however deep
+            name = pending.pop()
+            if name not in wanted:
+                wanted.add(name)
+                pending.extend(found.services[name].depends_on)
         found.services = {k: v for k, v in found.services.items() if k in wanted}
     runner.up(client, found)
     return 0

@@ -101,10 +101,10 @@ def register(commands: Any, wanted: str | None = None) -> None:
     if want("rm"):
         rm = commands.add_parser("rm", help="remove containers")
         rm.add_argument("-f", "--force", action="store_true")
-        rm.add_argument("-v", "--volumes", action="store_true", help="accepted for docker compatibility")
+        rm.add_argument("-v", "--volumes", action="store_true", help="remove the anonymous volumes it made too")
         rm.add_argument("names", nargs="+")
-        rm.set_defaults(func=lambda c, a: _each(c, a.names, lambda n: c.delete(f"/containers/{ref(n)}",
-                                                                               force=int(a.force))))  # fmt: skip
+        rm.set_defaults(func=lambda c, a: _each(c, a.names, lambda n: c.delete(
+            f"/containers/{ref(n)}", force=int(a.force), v=1 if a.volumes else None)))  # fmt: skip
 
     if want("wait"):
         wait = commands.add_parser("wait", help="wait for containers to stop; print their exit codes")
@@ -157,7 +157,7 @@ def run_container(client: Client, args: Namespace) -> int:
     except Exception:
         if not args.detach or args.rm:
             with contextlib.suppress(NotFound):  # removed by the daemon already (--rm)
-                client.delete(f"/containers/{container_id}", force=1)
+                client.delete(f"/containers/{container_id}", force=1, v=1)
         raise
     if attached is not None:
         if not args.tty:
@@ -168,7 +168,7 @@ def run_container(client: Client, args: Namespace) -> int:
         return 0
     code = int(client.post(f"/containers/{container_id}/wait")["StatusCode"])
     if args.rm:
-        client.delete(f"/containers/{container_id}", force=1)
+        client.delete(f"/containers/{container_id}", force=1, v=1)
     return code
 
 

@@ -71,9 +71,11 @@ class Project:
         return [self.services[name] for name in order]
 
 
-def project_name(directory: str) -> str:
-    """docker-compose's: the directory's name, lowercased, only letters and digits."""
-    return re.sub(r"[^a-z0-9]", "", os.path.basename(os.path.abspath(directory)).lower()) or "default"
+def project_name(directory: str, given: str = "", environ: dict[str, str] | None = None) -> str:
+    """docker-compose 1.29's: -p, else COMPOSE_PROJECT_NAME, else the directory's name; lowercased, keeping
+    letters, digits, '-' and '_'."""
+    raw = given or (environ or {}).get("COMPOSE_PROJECT_NAME") or os.path.basename(os.path.abspath(directory))
+    return re.sub(r"[^-_a-z0-9]", "", raw.lower()) or "default"
 
 
 def find_file(directory: str) -> str:
@@ -91,8 +93,29 @@ def load(path: str, name: str = "", environ: dict[str, str] | None = None) -> Pr
         except yaml.YAMLError as exc:
             raise InvalidArgument(f"{path} is not valid YAML: {exc}") from None
     directory = os.path.dirname(os.path.abspath(path))
-    return build(document, directory, name or project_name(directory), environ if environ is not None else
-                 dict(os.environ))  # fmt: skip
+    environ = dict(os.environ) if environ is None else environ
+    environ = {**_dotenv(os.path.join(directory, ".env")), **environ}  # the shell wins over .env, as compose
+    return build(document, directory, project_name(directory, name, environ), environ)
+
+
+def _dotenv(path: str) -> dict[str, str]:
+    """A .env file beside the compose file: KEY=VALUE lines (comments and blanks skipped; quotes removed)."""
+    values: dict[str, str] = {}
+    try:
+        with open(path) as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        return values
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
 
 
 def _mapping(value: Any, what: str) -> dict[str, Any]:
@@ -147,10 +170,11 @@ def build(document: dict[str, Any], directory: str, name: str, environ: dict[str
     for key, spec in declared.items():
         spec = _mapping(spec, f"network {key}")
         _refuse_unknown(spec, NETWORK_KEYS, f"network {key}")
-        full = spec.get("name") or f"{name}_{key}"
-        if spec.get("external"):
-            networks[full] = {}
+        external = spec.get("external")
+        if external:  # compose's: the key itself, or external.name
+            networks[_external_name(external, spec, key)] = {}
             continue
+        full = spec.get("name") or f"{name}_{key}"
         labels = {**_labels(spec.get("labels")), PROJECT_LABEL: name, NETWORK_LABEL: key}
         body: dict[str, Any] = {"Name": full, "Driver": spec.get("driver") or "bridge",
                                 "Internal": bool(spec.get("internal")), "Attachable": bool(spec.get("attachable")),
@@ -165,8 +189,9 @@ def build(document: dict[str, Any], directory: str, name: str, environ: dict[str
     for key, spec in _mapping(document.get("volumes"), "volumes").items():
         spec = _mapping(spec, f"volume {key}")
         _refuse_unknown(spec, VOLUME_KEYS, f"volume {key}")
-        full = spec.get("name") or f"{name}_{key}"
-        volumes[full] = {} if spec.get("external") else {
+        external = spec.get("external")
+        full = _external_name(external, spec, key) if external else spec.get("name") or f"{name}_{key}"
+        volumes[full] = {} if external else {
             "Name": full, "Labels": {**_labels(spec.get("labels")), PROJECT_LABEL: name, VOLUME_LABEL: key}}
     services: dict[str, Service] = {}
     raw_services = _mapping(document.get("services"), "services")
@@ -180,6 +205,12 @@ def build(document: dict[str, Any], directory: str, name: str, environ: dict[str
             if dependency not in services:
                 raise InvalidArgument(f"service {service.name} depends on {dependency!r}, which is not a service")
     return Project(name, directory, services, networks, volumes)
+
+
+def _external_name(external: Any, spec: dict[str, Any], key: str) -> str:
+    if isinstance(external, dict) and external.get("name"):
+        return str(external["name"])
+    return str(spec.get("name") or key)
 
 
 def _labels(value: Any) -> dict[str, str]:
@@ -230,7 +261,7 @@ def _volume_binds(values: list[Any], directory: str, project: str, volumes: dict
         if source.startswith((".", "~")):
             source = os.path.normpath(os.path.join(directory, os.path.expanduser(source)))
         elif not source.startswith("/"):
-            full = next((n for n, b in volumes.items() if b.get("Labels", {}).get(VOLUME_LABEL) == source
+            full = next((n for n, b in volumes.items() if (b.get("Labels") or {}).get(VOLUME_LABEL) == source
                          or n in (f"{project}_{source}", source)), None)  # fmt: skip
             if full is None:
                 raise InvalidArgument(f"volume {source!r} is not declared under the top-level volumes")
@@ -261,7 +292,11 @@ def _service(key: str, spec: dict[str, Any], project: str, directory: str, decla
                 networks.setdefault(f"{project}_default", {
                     "Name": f"{project}_default", "Driver": "bridge",
                     "Labels": {PROJECT_LABEL: project, NETWORK_LABEL: "default"}})  # fmt: skip
-            full = (declared.get(network) or {}).get("name") or f"{project}_{network}"
+            settings_of = declared.get(network) or {}
+            if settings_of.get("external"):
+                full = _external_name(settings_of["external"], settings_of, network)
+            else:
+                full = settings_of.get("name") or f"{project}_{network}"
             aliases = list(_mapping(settings, f"service {key} network {network}").get("aliases") or [])
             attached[full] = [key, *aliases]
     binds, used = _volume_binds(spec.get("volumes") or [], directory, project, volumes)
@@ -276,7 +311,8 @@ def _service(key: str, spec: dict[str, Any], project: str, directory: str, decla
         "CapDrop": spec.get("cap_drop"), "ReadonlyRootfs": bool(spec.get("read_only")), "Ulimits": ulimits or None,
         "ExtraHosts": spec.get("extra_hosts"), "Dns": spec.get("dns"),
         "RestartPolicy": {"Name": policy, "MaximumRetryCount": int(retries or 0)},
-        "Tmpfs": {t: "" for t in ([spec["tmpfs"]] if isinstance(spec.get("tmpfs"), str) else spec.get("tmpfs") or [])},
+        "Tmpfs": dict(t.partition(":")[::2] for t in ([spec["tmpfs"]] if isinstance(spec.get("tmpfs"), str)
+                                                      else spec.get("tmpfs") or [])),
         "NetworkMode": mode or next(iter(attached)), "Sysctls": spec.get("sysctls"),
         "Memory": _bytes(spec.get("mem_limit")), "NanoCpus": int(float(spec.get("cpus") or 0) * 1e9),
         "PidsLimit": spec.get("pids_limit"),
@@ -294,8 +330,13 @@ def _service(key: str, spec: dict[str, Any], project: str, directory: str, decla
         "HostConfig": {k: v for k, v in host.items() if v not in (None, [], {})},
     }  # fmt: skip
     depends = spec.get("depends_on") or []
-    return Service(key, str(spec["image"]), container_name, body, attached,
-                   list(depends) if isinstance(depends, (list, dict)) else [], used)  # fmt: skip
+    if isinstance(depends, dict):
+        for other, condition in depends.items():
+            wanted = (condition or {}).get("condition", "service_started") if isinstance(condition, dict) else ""
+            if wanted not in ("", "service_started"):
+                raise InvalidArgument(f"service {key}: depends_on {other} with condition {wanted} is not supported by "
+                                      "boxnet compose (no health checks): service_started only")  # fmt: skip
+    return Service(key, str(spec["image"]), container_name, body, attached, list(depends), used)
 
 
 def _bytes(value: Any) -> int | None:

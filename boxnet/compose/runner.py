@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from boxnet.cli.client import Client, quote
 from boxnet.compose.project import PROJECT_LABEL, SERVICE_LABEL, Project, Service
-from boxnet.errors import NotFound
+from boxnet.errors import Conflict, NotFound
 
 
 def _project_filter(project: str) -> str:
@@ -43,6 +43,10 @@ def up(client: Client, project: Project, out: TextIO = sys.stdout) -> None:
 
 def _up_service(client: Client, service: Service, out: TextIO) -> None:
     existing = _exists(client, f"/containers/{quote(service.container_name)}/json")
+    project = service.body["Labels"][PROJECT_LABEL]
+    if existing is not None and (existing["Config"]["Labels"] or {}).get(PROJECT_LABEL) != project:
+        raise Conflict(f"a container named {service.container_name} exists and is not project {project}'s: "
+                       "remove or rename it")  # fmt: skip
     if existing is not None and existing["State"]["Running"]:
         print(f"{service.container_name} is up-to-date", file=out)
         return

@@ -267,10 +267,13 @@ class ContainerService:
         self.exits.pop(container.id, None)
         if remove_volumes or container.auto_remove:
             for mount in container.mounts:
+                if mount.type != "volume" or not self.ctx.volumes.anonymous(mount.source):
+                    continue  # a named volume stays; an anonymous one is known by its label, however it was given
                 in_use = any(m.type == "volume" and m.source == mount.source
                              for c in self.registry.containers.values() for m in c.mounts)  # fmt: skip
-                if mount.type == "volume" and mount.anonymous and not in_use:
-                    self.ctx.volumes.remove(mount.source, [])
+                if not in_use:
+                    with contextlib.suppress(NotFound):
+                        self.ctx.volumes.remove(mount.source, [])
 
     # ---- signals, stop, wait, remove ---------------------------------------------------------------
     def wait(self, ref: str, condition: str = "not-running", timeout: float | None = None,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from boxnet.errors import InvalidArgument
 from boxnet.model.process import check_text
 
-_VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$")
+_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{1,254}", re.ASCII)
 TMPFS_OPTIONS = ("size", "mode", "uid", "gid", "nr_inodes")
 TMPFS_FLAGS = ("rw", "ro", "exec", "noexec", "nosuid", "nodev")
 # Where nothing may be mounted over: the kernel's filesystems boxnet builds for the container.
@@ -40,9 +40,14 @@ class Mount:
         return cls(**data)
 
 
+def _normal(path: str) -> str:
+    """normpath, and one leading slash: posixpath keeps two (`//proc`), which would pass the checks below."""
+    return "/" + posixpath.normpath(path).lstrip("/")
+
+
 def check_volume_name(name: str) -> str:
-    if not _VOLUME_NAME.match(name):
-        raise InvalidArgument(f"invalid volume name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-], at most 255")
+    if not isinstance(name, str) or not _VOLUME_NAME.fullmatch(name):
+        raise InvalidArgument(f"invalid volume name {name!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-], 2 to 255 characters")
     return name
 
 
@@ -50,7 +55,7 @@ def check_target(target: str) -> str:
     check_text("mount target", target, 4096)
     if not target.startswith("/"):
         raise InvalidArgument(f"invalid mount target {target!r}: it must be an absolute path")
-    normal = posixpath.normpath(target)
+    normal = _normal(target)
     if normal == "/":
         raise InvalidArgument("invalid mount target '/': the container's root cannot be mounted over")
     for reserved in RESERVED:
@@ -64,7 +69,7 @@ def check_target(target: str) -> str:
 
 def _check_source_path(source: str) -> str:
     check_text("mount source", source, 4096)
-    normal = posixpath.normpath(source)
+    normal = _normal(source)
     if normal == "/":
         raise InvalidArgument("binding the host's root into a container is refused: bind what it needs")
     return normal
@@ -160,6 +165,14 @@ def from_api_mount(entry: dict) -> Mount:
     target = check_target(entry.get("Target") or "")
     source = entry.get("Source") or ""
     read_only = bool(entry.get("ReadOnly"))
+    for key, allowed in (("BindOptions", {"Propagation"}), ("VolumeOptions", {"NoCopy", "DriverConfig"}),
+                         ("TmpfsOptions", {"SizeBytes", "Mode"})):
+        given = {k for k, v in _options(entry, key).items() if v not in (None, False, "", {}, [])}
+        if given - allowed:
+            raise InvalidArgument(f"HostConfig.Mounts: {key}.{', '.join(sorted(given - allowed))} is not supported")
+    driver_options = _options(_options(entry, "VolumeOptions"), "DriverConfig").get("Options")
+    if driver_options:
+        raise InvalidArgument("HostConfig.Mounts: VolumeOptions.DriverConfig.Options is not supported")
     if kind == "bind":
         propagation = _options(entry, "BindOptions").get("Propagation") or ""
         if propagation not in ("", "rprivate", "private"):

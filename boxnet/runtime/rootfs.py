@@ -141,8 +141,8 @@ def root_directory(spec: dict) -> None:
             os.mkdir(f"{rootfs}/{sub}", 0o755)
     _populate_dev(f"{rootfs}/dev", spec.get("devices", []))
     _mount_kernel_filesystems(rootfs, spec)
-    _bind_files(rootfs, spec["files"])
     mounts.apply(rootfs, spec.get("mounts", []))
+    _bind_files(rootfs, spec["files"])  # last, as Docker: a volume at /etc does not hide them
     os.chdir(rootfs)
     libc.pivot_root(".", ".")
     libc.umount(".", libc.MNT_DETACH)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from boxnet.model.service import NodeFacts, ServiceSpec
 
-LIVE = ("pending", "new", "assigned", "starting", "running")
+LIVE = ("pending", "new", "assigned", "preparing", "starting", "running")  # preparing: its node pulls the image
 UNASSIGNED = ""  # a pending task's node
 
 

@@ -91,6 +91,19 @@ def test_named_and_anonymous_volumes(sandbox: Sandbox) -> None:
     assert docker_cli(sandbox, "volume", "ls", "-q").stdout.split() == []
 
 
+def test_copy_up_takes_the_images_files_not_what_is_mounted_above(sandbox: Sandbox) -> None:
+    """The node pattern: the app's source bound from the host, its modules kept in a volume that starts as
+    the image's; and a file the daemon writes (/etc/hosts) stays visible under a volume at /etc."""
+    app = ti.LayerBuilder().directory("app").directory("app/node_modules").file("app/node_modules/mod.js", b"m")
+    load(sandbox, ti.image([ti.busybox_layer(), app.bytes()], {"Cmd": ["sh"], "Env": [ti.DEFAULT_PATH]}),
+         ["node:v1"])  # fmt: skip
+    source = os.path.join(sandbox.root, "src")
+    os.makedirs(source)
+    listed = run(sandbox, "-v", f"{source}:/app", "-v", "/app/node_modules", "node:v1", "ls", "/app/node_modules")
+    assert listed.split() == ["mod.js"]
+    assert "localhost" in run(sandbox, "-v", "etc:/etc", "node:v1", "cat", "/etc/hosts")
+
+
 def test_a_symlink_in_the_image_cannot_send_a_mount_outside(sandbox: Sandbox) -> None:
     name = f"boxnet-escape-{secrets.token_hex(4)}"
     layer = ti.LayerBuilder().symlink("data", "/etc").symlink("up", "../../../../..").bytes()

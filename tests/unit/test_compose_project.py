@@ -43,22 +43,22 @@ def project():
 
 def test_names_labels_and_bodies_follow_docker_compose() -> None:
     found = project()
-    assert found.name == "myapp"
+    assert found.name == "my-app"
     assert [s.name for s in found.ordered()] == ["db", "web"]
     web, db = found.services["web"], found.services["db"]
-    assert web.container_name == "myapp_web_1" and db.container_name == "database"
-    assert web.networks == {"myapp_front": ["web", "www"], "myapp_back": ["web"]}
-    assert db.networks == {"myapp_default": ["db"]}
-    assert set(found.networks) == {"myapp_front", "myapp_back", "myapp_default"}
-    assert found.networks["myapp_front"]["IPAM"]["Config"] == [{"Subnet": "10.5.0.0/24"}]
-    assert found.networks["myapp_back"]["Internal"] is True
+    assert web.container_name == "my-app_web_1" and db.container_name == "database"
+    assert web.networks == {"my-app_front": ["web", "www"], "my-app_back": ["web"]}
+    assert db.networks == {"my-app_default": ["db"]}
+    assert set(found.networks) == {"my-app_front", "my-app_back", "my-app_default"}
+    assert found.networks["my-app_front"]["IPAM"]["Config"] == [{"Subnet": "10.5.0.0/24"}]
+    assert found.networks["my-app_back"]["Internal"] is True
     body = web.body
     assert body["Cmd"] == ["httpd", "-f", "-p", "80"] and body["Env"] == ["A=1", "FROM_HOST=h"]
-    assert body["Labels"][PROJECT_LABEL] == "myapp" and body["Labels"][SERVICE_LABEL] == "web"
+    assert body["Labels"][PROJECT_LABEL] == "my-app" and body["Labels"][SERVICE_LABEL] == "web"
     assert body["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}],
                                                   "53/udp": [{"HostIp": "", "HostPort": ""}]}  # fmt: skip
-    assert body["HostConfig"]["Binds"] == ["/srv/My-App/data:/data:ro", "myapp_cache:/cache", "/anon"]
-    assert web.volumes == ["myapp_cache"]
+    assert body["HostConfig"]["Binds"] == ["/srv/My-App/data:/data:ro", "my-app_cache:/cache", "/anon"]
+    assert web.volumes == ["my-app_cache"]
     assert db.body["Entrypoint"] == ["sleep"] and db.body["Cmd"] == ["600"]
     assert db.body["HostConfig"]["Ulimits"] == [{"Name": "memlock", "Soft": -1, "Hard": -1},
                                                 {"Name": "nofile", "Soft": 1024, "Hard": 1024}]  # fmt: skip

@@ -19,7 +19,9 @@ def test_v_specs_are_binds_named_or_anonymous_volumes() -> None:
 @pytest.mark.parametrize(("spec", "complaint"), [
     ("./rel:/x", "must be absolute"), ("/a:rel", "absolute path"), ("/a:/", "cannot be mounted over"),
     ("/a:/proc/x", "boxnet builds /proc"), ("/a:/b:rshared", "option 'rshared'"), ("/:/host", "host's root"),
-    ("bad name!:/x", "invalid volume name"), ("/a:/b:nocopy", "nocopy is for volumes"), ("a:b:c:d", "SRC:DST"),
+    ("bad name!:/x", "invalid volume name"), ("x://proc", "boxnet builds /proc"), ("//:/host", "host's root"),
+    ("v://", "cannot be mounted over"), ("a\n:/x", "invalid volume name"), ("/a:/b:nocopy", "nocopy is for volumes"),
+    ("a:b:c:d", "SRC:DST"),
 ])  # fmt: skip
 def test_bad_v_specs_are_refused_by_name(spec: str, complaint: str) -> None:
     with pytest.raises(InvalidArgument, match=complaint):
