@@ -62,6 +62,10 @@ class TaskAgent:
         self.store = store
         self.node_id = node_id
         self._reported: dict[str, str] = {}  # task id -> the last status written
+        # Images being pulled for tasks, and the errors of pulls that failed (until a task is rejected with it).
+        self._pulls: set[str] = set()
+        self._pull_failures: dict[str, BoxnetError] = {}
+        self._pulls_lock = threading.Lock()
 
     def _local_tasks(self) -> dict[str, Container]:
         return {c.labels[TASK_LABEL]: c for c in self.engine.registry.containers.values() if TASK_LABEL in c.labels}
@@ -88,7 +92,8 @@ class TaskAgent:
         if [n for n in service.networks if n not in names] or (service.spec.ports and not ingress):
             return  # a network is not realized here yet: next round
         try:
-            self._ensure_image(task["id"], service.spec.image)
+            if not self._image_ready(task["id"], service.spec.image):
+                return  # being pulled: a later round creates the task
             container = self.engine.containers.create(request_for(service, task, names,
                                                                   ingress if service.spec.ports else ""))
             self.engine.containers.start(container.id)
@@ -98,19 +103,40 @@ class TaskAgent:
             return
         self._report(task["id"], self.engine.registry.containers[container.id])
 
-    def _ensure_image(self, task_id: str, image: str) -> None:
-        """Pulls the task's image if this node lacks it, as Docker's agents do (anonymously: credentials are
-        not passed to the nodes, so a private registry's images must be on each node already)."""
+    def _image_ready(self, task_id: str, image: str) -> bool:
+        """Whether the task's image is on this node; if not, a pull of it starts in the background (the
+        agent's round goes on: other tasks, and the services' endpoints, do not wait for a download), as
+        Docker's agents pull, anonymously (credentials are not passed to the nodes). A pull that failed
+        raises its error once, which rejects the task."""
         if is_builtin(image) or image.startswith("/"):
-            return
-        try:
-            self.engine.images.find(image)
-            return
-        except NotFound:
-            pass
+            return True
+        with self._pulls_lock:
+            failure = self._pull_failures.pop(image, None)
+            if failure is not None:
+                raise failure
+            if image in self._pulls:
+                return False
+            try:
+                self.engine.images.find(image)
+                return True
+            except NotFound:
+                pass
+            self._pulls.add(image)
         self._write(task_id, {"state": "preparing", "message": f"pulling {image}"})
-        for _ in self.engine.images.pull(parse(image)):
-            pass
+        threading.Thread(target=self._pull, args=(image,), name=f"pull {image}", daemon=True).start()
+        return False
+
+    def _pull(self, image: str) -> None:
+        try:
+            for _ in self.engine.images.pull(parse(image)):
+                if self.stopping.is_set():
+                    break
+        except BoxnetError as exc:
+            with self._pulls_lock:
+                self._pull_failures[image] = exc
+        finally:
+            with self._pulls_lock:
+                self._pulls.discard(image)
 
     def _report(self, task_id: str, container: Container) -> None:
         state = container.state
