@@ -90,17 +90,10 @@ def _container_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def history(image: Image) -> list[dict[str, Any]]:
-    """Newest first, as docker history prints it; layers matched to the entries that made one."""
-    entries = list(image.config.get("history") or [])
-    diffs = list(image.diff_ids)
-    result = []
-    for entry in entries:
-        layer = "" if entry.get("empty_layer") else (diffs.pop(0) if diffs else "")
-        result.append({"Id": "<missing>", "Created": _timestamp(entry.get("created", "")),
-                       "CreatedBy": entry.get("created_by", ""), "Tags": None, "Size": 0,
-                       "Comment": entry.get("comment", ""), "_layer": layer})  # fmt: skip
+    """Newest first, as docker history prints it; the newest entry carries the image's id."""
+    result = [{"Id": "<missing>", "Created": _timestamp(entry.get("created", "")),
+               "CreatedBy": entry.get("created_by", ""), "Tags": None, "Size": 0, "Comment": entry.get("comment", "")}
+              for entry in image.config.get("history") or []]  # fmt: skip
     if result:
         result[-1]["Id"] = image.id
-    for item in result:
-        item.pop("_layer")
     return list(reversed(result))

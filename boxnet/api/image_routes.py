@@ -20,6 +20,7 @@ from boxnet.images.archive import machine_arch
 from boxnet.images.reference import parse
 from boxnet.images.registry_access import Credentials, RegistryClient
 from boxnet.model.container import BUILTIN_IMAGE
+from boxnet.model.names import labels_match
 
 log = logging.getLogger(__name__)
 JSON_STREAM = "application/json"
@@ -212,12 +213,7 @@ def _matches(summary: dict[str, Any], filters: dict[str, list[str]]) -> bool:
     patterns = filters.get("reference", [])
     if patterns and not any(_reference_matches(tag, p) for tag in tags for p in patterns):
         return False
-    labels = summary.get("Labels") or {}
-    for wanted in filters.get("label", []):
-        key, sep, value = wanted.partition("=")
-        if key not in labels or (sep and labels[key] != value):
-            return False
-    return True
+    return labels_match(summary.get("Labels") or {}, filters.get("label", []))
 
 
 def _reference_matches(tag: str, pattern: str) -> bool:

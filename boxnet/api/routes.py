@@ -19,6 +19,7 @@ from boxnet.drivers import registry as drivers
 from boxnet.engine.controller import Engine
 from boxnet.errors import InvalidArgument
 from boxnet.model.container import Container
+from boxnet.model.names import labels_match
 
 
 def _timeout(request: Request) -> float | None:
@@ -38,10 +39,8 @@ def _timeout(request: Request) -> float | None:
 def _matches(container: Container, filters: dict[str, list[str]], engine: Engine) -> bool:
     for key, values in filters.items():
         if key == "label":
-            for value in values:
-                k, sep, v = value.partition("=")
-                if k not in container.labels or (sep and container.labels[k] != v):
-                    return False
+            if not labels_match(container.labels, values):
+                return False
         elif key == "name":
             if not any(v.lstrip("/") in container.name for v in values):
                 return False
@@ -117,11 +116,7 @@ def build_router(engine: Engine) -> Router:
                 continue
             if "driver" in filters and network.driver not in filters["driver"]:
                 continue
-            if "label" in filters and not all(
-                (k := v.partition("=")[0]) in network.labels and (not v.partition("=")[1]
-                                                                   or network.labels[k] == v.partition("=")[2])
-                for v in filters["label"]
-            ):  # fmt: skip
+            if not labels_match(network.labels, filters.get("label", [])):
                 continue
             result.append(docker_json.network_json(network, registry, verbose=False))
         return Response(200, sorted(result, key=lambda n: n["Name"]))

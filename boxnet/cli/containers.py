@@ -42,7 +42,7 @@ def register(commands: Any, wanted: str | None = None) -> None:
     if want("start"):
         start = commands.add_parser("start", help="start containers")
         start.add_argument("names", nargs="+")
-        start.set_defaults(func=lambda c, a: _each(c, a.names, lambda n: c.post(f"/containers/{ref(n)}/start")))
+        start.set_defaults(func=lambda c, a: each(c, a.names, lambda n: c.post(f"/containers/{ref(n)}/start")))
 
     if want("ps"):
         ps = commands.add_parser("ps", help="list containers")
@@ -95,7 +95,7 @@ def register(commands: Any, wanted: str | None = None) -> None:
         kill = commands.add_parser("kill", help="send a signal to containers")
         kill.add_argument("-s", "--signal", default="SIGKILL")
         kill.add_argument("names", nargs="+")
-        kill.set_defaults(func=lambda c, a: _each(c, a.names, lambda n: c.post(f"/containers/{ref(n)}/kill",
+        kill.set_defaults(func=lambda c, a: each(c, a.names, lambda n: c.post(f"/containers/{ref(n)}/kill",
                                                                                 signal=a.signal)))  # fmt: skip
 
     if want("rm"):
@@ -103,7 +103,7 @@ def register(commands: Any, wanted: str | None = None) -> None:
         rm.add_argument("-f", "--force", action="store_true")
         rm.add_argument("-v", "--volumes", action="store_true", help="remove the anonymous volumes it made too")
         rm.add_argument("names", nargs="+")
-        rm.set_defaults(func=lambda c, a: _each(c, a.names, lambda n: c.delete(
+        rm.set_defaults(func=lambda c, a: each(c, a.names, lambda n: c.delete(
             f"/containers/{ref(n)}", force=int(a.force), v=1 if a.volumes else None)))  # fmt: skip
 
     if want("wait"):
@@ -247,7 +247,7 @@ def inspect_objects(client: Client, args: Namespace) -> int:
     return 0
 
 
-def _each(client: Client, names: list[str], action: Any) -> int:
+def each(client: Client, names: list[str], action: Any) -> int:
     status = 0
     for name in names:
         try:
@@ -260,12 +260,12 @@ def _each(client: Client, names: list[str], action: Any) -> int:
 
 
 def stop_containers(client: Client, args: Namespace) -> int:
-    return _each(client, args.names, lambda n: client.post(f"/containers/{ref(n)}/stop", t=args.time,
+    return each(client, args.names, lambda n: client.post(f"/containers/{ref(n)}/stop", t=args.time,
                                                             signal=args.signal or None))  # fmt: skip
 
 
 def restart_containers(client: Client, args: Namespace) -> int:
-    return _each(client, args.names, lambda n: client.post(f"/containers/{ref(n)}/restart", t=args.time))
+    return each(client, args.names, lambda n: client.post(f"/containers/{ref(n)}/restart", t=args.time))
 
 
 def wait_containers(client: Client, args: Namespace) -> int:

@@ -7,6 +7,7 @@ from boxnet.errors import InvalidArgument
 
 TYPE_CHECKING = False  # as typing defines it; importing typing would cost the CLI ~3 ms
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 def _lookup(value: Any, path: str) -> Any:
@@ -82,6 +83,24 @@ def ports_text(ports: list[dict[str, Any]]) -> str:
         else:
             parts.append(f"{port['PrivatePort']}/{port['Type']}")
     return ", ".join(parts)
+
+
+def print_each_inspected(get: Callable[[str], Any], names: list[str], template: str) -> int:
+    """`inspect NAME...`: every object that get finds, printed together; one that it cannot, named on stderr
+    (the exit status is then 1), as docker goes on past a missing name."""
+    import sys
+
+    from boxnet.errors import BoxnetError
+
+    found, failed = [], 0
+    for name in names:
+        try:
+            found.append(get(name))
+        except BoxnetError as exc:
+            print(f"Error: {exc.message}", file=sys.stderr)
+            failed = 1
+    print_inspected(found, template)
+    return failed
 
 
 def print_inspected(objects: list[Any], template: str) -> None:

@@ -8,8 +8,9 @@ import time
 
 from boxnet.cli.client import Client, quote
 from boxnet.cli.flags import Namespace
-from boxnet.cli.format import print_inspected, render_template, table
+from boxnet.cli.format import print_each_inspected, render_template, table
 from boxnet.cli.jsoncodec import dumps, loads
+from boxnet.cli.networks import filters_param
 from boxnet.errors import BoxnetError, InvalidArgument
 
 TYPE_CHECKING = False  # as typing defines it; importing typing would cost the CLI ~3 ms
@@ -83,16 +84,6 @@ def _list_options(parser: Any) -> None:
     parser.set_defaults(func=list_command)
 
 
-def _filters(pairs: list[str]) -> str | None:
-    filters: dict[str, list[str]] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise InvalidArgument(f"invalid filter {pair!r}: expected KEY=VALUE")
-        filters.setdefault(key, []).append(value)
-    return dumps(filters) if filters else None
-
-
 def _size(size: int) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if size < 1000 or unit == "GB":
@@ -127,7 +118,7 @@ def _rows(images: list[dict]) -> list[dict[str, str]]:
 
 
 def list_command(client: Client, args: Namespace) -> int:
-    images = client.get("/images/json", filters=_filters(args.filter), all=1 if args.all else None)
+    images = client.get("/images/json", filters=filters_param(args.filter), all=1 if args.all else None)
     rows = _rows(images)
     if args.format:
         for row in rows:
@@ -144,15 +135,8 @@ def list_command(client: Client, args: Namespace) -> int:
 
 
 def inspect_command(client: Client, args: Namespace) -> int:
-    found, failed = [], 0
-    for name in args.names:
-        try:
-            found.append(client.get(f"/images/{quote(name, '/:@')}/json"))
-        except BoxnetError as exc:
-            print(f"Error: {exc.message}", file=sys.stderr)
-            failed = 1
-    print_inspected(found, args.format)
-    return failed
+    return print_each_inspected(lambda name: client.get(f"/images/{quote(name, '/:@')}/json"), args.names,
+                                args.format)  # fmt: skip
 
 
 def remove_command(client: Client, args: Namespace) -> int:
@@ -170,7 +154,7 @@ def remove_command(client: Client, args: Namespace) -> int:
 
 def prune_command(client: Client, args: Namespace) -> int:
     filters = list(args.filter) + (["dangling=false"] if args.all else [])
-    answer = client.post("/images/prune", filters=_filters(filters))
+    answer = client.post("/images/prune", filters=filters_param(filters))
     deleted = answer.get("ImagesDeleted") or []
     if deleted:
         print("Deleted Images:")

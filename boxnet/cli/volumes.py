@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
 from boxnet.cli.client import Client, quote
+from boxnet.cli.containers import each
 from boxnet.cli.flags import Namespace
-from boxnet.cli.format import print_inspected, render_template, table
+from boxnet.cli.format import print_each_inspected, render_template, table
 from boxnet.cli.jsoncodec import dumps
-from boxnet.errors import BoxnetError, InvalidArgument
+from boxnet.cli.networks import filters_param, key_values
 
 TYPE_CHECKING = False  # as typing defines it; importing typing would cost the CLI ~3 ms
 if TYPE_CHECKING:
@@ -47,36 +46,16 @@ def register(commands: Any, wanted: str | None = None) -> None:
     prune.set_defaults(func=prune_command)
 
 
-def _pairs(items: list[str], what: str) -> dict[str, str]:
-    result = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not key:
-            raise InvalidArgument(f"invalid {what} {item!r}: expected KEY[=VALUE]")
-        result[key] = value if sep else ""
-    return result
-
-
-def _filters(items: list[str]) -> str | None:
-    filters: dict[str, list[str]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise InvalidArgument(f"invalid filter {item!r}: expected KEY=VALUE")
-        filters.setdefault(key, []).append(value)
-    return dumps(filters) if filters else None
-
-
 def create_command(client: Client, args: Namespace) -> int:
     volume = client.post("/volumes/create", {"Name": args.name, "Driver": args.driver,
-                                             "DriverOpts": _pairs(args.opt, "option"),
-                                             "Labels": _pairs(args.label, "label")})  # fmt: skip
+                                             "DriverOpts": key_values(args.opt, "option"),
+                                             "Labels": key_values(args.label, "label")})  # fmt: skip
     print(volume["Name"])
     return 0
 
 
 def list_command(client: Client, args: Namespace) -> int:
-    volumes = client.get("/volumes", filters=_filters(args.filter))["Volumes"]
+    volumes = client.get("/volumes", filters=filters_param(args.filter))["Volumes"]
     if args.format:
         for volume in volumes:
             print(dumps(volume) if args.format == "json" else render_template(args.format, volume))
@@ -89,32 +68,17 @@ def list_command(client: Client, args: Namespace) -> int:
 
 
 def inspect_command(client: Client, args: Namespace) -> int:
-    found, failed = [], 0
-    for name in args.names:
-        try:
-            found.append(client.get(f"/volumes/{quote(name)}"))
-        except BoxnetError as exc:
-            print(f"Error: {exc.message}", file=sys.stderr)
-            failed = 1
-    print_inspected(found, args.format)
-    return failed
+    return print_each_inspected(lambda name: client.get(f"/volumes/{quote(name)}"), args.names, args.format)
 
 
 def remove_command(client: Client, args: Namespace) -> int:
-    failed = 0
-    for name in args.names:
-        try:
-            client.delete(f"/volumes/{quote(name)}", force=1 if args.force else None)
-            print(name)
-        except BoxnetError as exc:
-            print(f"Error: {exc.message}", file=sys.stderr)
-            failed = exc.exit_code
-    return failed
+    return each(client, args.names, lambda name: client.delete(f"/volumes/{quote(name)}",
+                                                               force=1 if args.force else None))  # fmt: skip
 
 
 def prune_command(client: Client, args: Namespace) -> int:
     filters = list(args.filter) + (["all=true"] if args.all else [])
-    answer = client.post("/volumes/prune", filters=_filters(filters))
+    answer = client.post("/volumes/prune", filters=filters_param(filters))
     deleted = answer.get("VolumesDeleted") or []
     if deleted:
         print("Deleted Volumes:")

@@ -24,19 +24,18 @@ def _exists(client: Client, path: str) -> dict[str, Any] | None:
         return None
 
 
+# What a project makes besides its containers: (kind, the API's collection) for each.
+SHARED_OBJECTS = (("network", "networks"), ("volume", "volumes"))
+
+
 def up(client: Client, project: Project, out: TextIO = sys.stdout) -> None:
-    for name, body in project.networks.items():
-        if _exists(client, f"/networks/{quote(name)}") is None:
-            if not body:
-                raise NotFound(f"external network {name} does not exist: make it first")
-            client.post("/networks/create", body)
-            print(f"Creating network {name!r}", file=out)
-    for name, body in project.volumes.items():
-        if _exists(client, f"/volumes/{quote(name)}") is None:
-            if not body:
-                raise NotFound(f"external volume {name} does not exist: make it first")
-            client.post("/volumes/create", body)
-            print(f"Creating volume {name!r}", file=out)
+    for kind, collection in SHARED_OBJECTS:
+        for name, body in getattr(project, collection).items():
+            if _exists(client, f"/{collection}/{quote(name)}") is None:
+                if not body:
+                    raise NotFound(f"external {kind} {name} does not exist: make it first")
+                client.post(f"/{collection}/create", body)
+                print(f"Creating {kind} {name!r}", file=out)
     for service in project.ordered():
         _up_service(client, service, out)
 
@@ -84,15 +83,13 @@ def down(client: Client, project: Project, volumes: bool = False, out: TextIO = 
             print(f"Stopping {name} ... done", file=out)
         client.delete(f"/containers/{container['Id']}", v=1 if volumes else None)
         print(f"Removing {name} ... done", file=out)
-    for name, body in project.networks.items():
-        if body and _exists(client, f"/networks/{quote(name)}") is not None:
-            client.delete(f"/networks/{quote(name)}")
-            print(f"Removing network {name}", file=out)
-    if volumes:
-        for name, body in project.volumes.items():
-            if body and _exists(client, f"/volumes/{quote(name)}") is not None:
-                client.delete(f"/volumes/{quote(name)}")
-                print(f"Removing volume {name}", file=out)
+    for kind, collection in SHARED_OBJECTS:
+        if kind == "volume" and not volumes:
+            continue  # volumes go only with down -v, as docker-compose's
+        for name, body in getattr(project, collection).items():
+            if body and _exists(client, f"/{collection}/{quote(name)}") is not None:
+                client.delete(f"/{collection}/{quote(name)}")
+                print(f"Removing {kind} {name}", file=out)
 
 
 def ps_rows(client: Client, project: str) -> list[list[str]]:

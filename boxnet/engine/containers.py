@@ -269,9 +269,7 @@ class ContainerService:
             for mount in container.mounts:
                 if mount.type != "volume" or not self.ctx.volumes.anonymous(mount.source):
                     continue  # a named volume stays; an anonymous one is known by its label, however it was given
-                in_use = any(m.type == "volume" and m.source == mount.source
-                             for c in self.registry.containers.values() for m in c.mounts)  # fmt: skip
-                if not in_use:
+                if not self.registry.volume_users(mount.source):
                     with contextlib.suppress(NotFound):
                         self.ctx.volumes.remove(mount.source, [])
 

@@ -14,6 +14,7 @@ from boxnet.images import archive
 from boxnet.images.reference import Reference, parse
 from boxnet.images.store import Image
 from boxnet.model.container import BUILTIN_IMAGE
+from boxnet.model.names import labels_match
 
 # The built-in image has no config blob; it gets a stable id of its own so that clients can name it.
 BUILTIN_ID = "sha256:" + hashlib.sha256(b"boxnet built-in image: host").hexdigest()
@@ -188,9 +189,4 @@ def _names_id(name: str, image: Image) -> bool:
 
 
 def _labels_match(image: Image, labels: list[str]) -> bool:
-    own = (image.config.get("config") or {}).get("Labels") or {}
-    for wanted in labels:
-        key, sep, value = wanted.partition("=")
-        if key not in own or (sep and own[key] != value):
-            return False
-    return True
+    return labels_match((image.config.get("config") or {}).get("Labels") or {}, labels)

@@ -83,6 +83,11 @@ class Registry:
         shared = container.shares_netns_with
         return self.containers.get(shared, container) if shared else container
 
+    def volume_users(self, name: str) -> list[str]:
+        """The names of the containers (in any state) that mount the volume."""
+        return sorted(c.name for c in self.containers.values()
+                      if any(m.type == "volume" and m.source == name for m in c.mounts))  # fmt: skip
+
     def containers_on(self, network_id: str) -> list[Container]:
         return [c for c in self.containers.values() if network_id in c.endpoints]
 

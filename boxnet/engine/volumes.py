@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from boxnet.engine.context import EngineContext
 from boxnet.errors import InvalidArgument
-from boxnet.model.names import parse_key_values
+from boxnet.model.names import labels_match, parse_key_values
 from boxnet.volumes.store import ANONYMOUS_LABEL, Volume
 
 
@@ -15,8 +15,7 @@ class VolumeService:
 
     def users(self, name: str) -> list[str]:
         with self.ctx.lock:
-            return sorted(c.name for c in self.ctx.registry.containers.values()
-                          if any(m.type == "volume" and m.source == name for m in c.mounts))  # fmt: skip
+            return self.ctx.registry.volume_users(name)
 
     def create(self, name: str, driver: str, options: dict[str, str], labels: dict[str, str]) -> Volume:
         return self.store.create(name, parse_key_values("label", labels), driver, options)
@@ -36,10 +35,8 @@ class VolumeService:
             return False
         if filters.get("driver") and "local" not in filters["driver"]:
             return False
-        for wanted in filters.get("label", []):
-            key, sep, value = wanted.partition("=")
-            if key not in volume.labels or (sep and volume.labels[key] != value):
-                return False
+        if not labels_match(volume.labels, filters.get("label", [])):
+            return False
         for wanted in filters.get("dangling", []):
             if wanted.lower() not in ("true", "false", "1", "0"):
                 raise InvalidArgument(f"invalid dangling filter {wanted!r}: true or false")

@@ -80,3 +80,12 @@ def parse_key_values(kind: str, items: list[str] | dict[str, str] | None) -> dic
             raise InvalidArgument(f"invalid {kind} key {key!r}")
         result[key] = str(value)
     return result
+
+
+def labels_match(labels: dict[str, str], wanted: list[str]) -> bool:
+    """Docker's label filter: every KEY is among labels, and each KEY=VALUE has that value."""
+    for item in wanted:
+        key, sep, value = item.partition("=")
+        if key not in labels or (sep and labels[key] != value):
+            return False
+    return True

@@ -155,13 +155,20 @@ def test_a_layer_that_is_not_what_its_config_says_is_refused(sandbox: Sandbox) -
     assert store_listing(sandbox) == {"images": [], "layers": [], "blobs/sha256": [], "tmp": []}
 
 
+def registry_with(sandbox: Sandbox, built: ti.BuiltImage, name: str, token_auth: bool = False,
+                  ) -> SandboxRegistry:  # fmt: skip
+    """The sandbox's registry, started, with built pushed to it as name (REPOSITORY:TAG)."""
+    registry = SandboxRegistry(sandbox, os.path.join(sandbox.root, "registry"), token_auth=token_auth).start()
+    archive = ti.write(os.path.join(sandbox.root, "in", "pushed.tar"), ti.docker_archive([(built, ["pushed:v1"])]))
+    registry.push_archive(archive, name)
+    return registry
+
+
 @needs_registry
 @pytest.mark.parametrize("sandbox", [INSECURE], indirect=True)
 def test_pull_from_a_registry_by_tag_digest_and_platform(sandbox: Sandbox) -> None:
-    registry = SandboxRegistry(sandbox, os.path.join(sandbox.root, "registry")).start()
     built = two_layer_image()
-    registry.push_archive(ti.write(os.path.join(sandbox.root, "in", "two.tar"),
-                                   ti.docker_archive([(built, ["two:v1"])])), "tools/two:v1")  # fmt: skip
+    registry = registry_with(sandbox, built, "tools/two:v1")
     name = f"{registry.address}/tools/two:v1"
     pulled = docker_cli(sandbox, "pull", name)
     assert pulled.returncode == 0, pulled.stderr
@@ -192,10 +199,7 @@ def test_pull_from_a_registry_by_tag_digest_and_platform(sandbox: Sandbox) -> No
 @needs_registry
 @pytest.mark.parametrize("sandbox", [INSECURE], indirect=True)
 def test_a_blob_that_arrives_corrupt_is_refused_and_leaves_nothing(sandbox: Sandbox) -> None:
-    registry = SandboxRegistry(sandbox, os.path.join(sandbox.root, "registry")).start()
-    built = two_layer_image()
-    registry.push_archive(ti.write(os.path.join(sandbox.root, "in", "two.tar"),
-                                   ti.docker_archive([(built, ["two:v1"])])), "tools/two:v1")  # fmt: skip
+    registry = registry_with(sandbox, two_layer_image(), "tools/two:v1")
     blobs = os.path.join(registry.directory, "storage", "docker", "registry", "v2", "blobs")
     largest = max((os.path.join(d, f) for d, _, files in os.walk(blobs) for f in files), key=os.path.getsize)
     with open(largest, "r+b") as handle:  # the busybox layer, one byte changed in the registry's storage
@@ -214,9 +218,7 @@ def test_a_blob_that_arrives_corrupt_is_refused_and_leaves_nothing(sandbox: Sand
 @needs_registry
 @pytest.mark.parametrize("sandbox", [INSECURE], indirect=True)
 def test_pull_behind_token_authentication(sandbox: Sandbox) -> None:
-    registry = SandboxRegistry(sandbox, os.path.join(sandbox.root, "registry"), token_auth=True).start()
-    registry.push_archive(ti.write(os.path.join(sandbox.root, "in", "two.tar"),
-                                   ti.docker_archive([(two_layer_image(), ["two:v1"])])), "private/two:v1")  # fmt: skip
+    registry = registry_with(sandbox, two_layer_image(), "private/two:v1", token_auth=True)
     name = f"{registry.address}/private/two:v1"
     anonymous = docker_cli(sandbox, "pull", name)
     assert anonymous.returncode != 0 and "needs credentials (docker login)" in anonymous.stderr
@@ -262,10 +264,8 @@ def test_the_sdk_runs_images_in_the_foreground(sandbox: Sandbox) -> None:
 @needs_registry
 @pytest.mark.parametrize("sandbox", [INSECURE], indirect=True)
 def test_the_boxnet_cli_has_the_same_verbs(sandbox: Sandbox) -> None:
-    registry = SandboxRegistry(sandbox, os.path.join(sandbox.root, "registry")).start()
     built = two_layer_image()
-    archive = ti.write(os.path.join(sandbox.root, "in", "two.tar"), ti.docker_archive([(built, ["two:v1"])]))
-    registry.push_archive(archive, "tools/two:v1")
+    registry = registry_with(sandbox, built, "tools/two:v1")
     name = f"{registry.address}/tools/two:v1"
     # run pulls what it lacks, as docker run does, and tells the image from the command as docker does
     ran = sandbox.cli("run", "--rm", name, "sh", "-c", "echo $FROM_IMAGE")
