@@ -8,6 +8,7 @@ import socket
 
 from boxnet import __version__
 from boxnet.api import bodies, docker_json, streams, swarm_json
+from boxnet.api.event_routes import add_event_routes
 from boxnet.api.fields import Fields
 from boxnet.api.image_routes import add_image_routes
 from boxnet.api.server import API_VERSION, MIN_API_VERSION, Request, Response, Router, Stream
@@ -99,6 +100,7 @@ def build_router(engine: Engine) -> Router:
     router.add("GET", "/_ping", ping)
     router.add("GET", "/version", version)
     router.add("GET", "/info", info)
+    add_event_routes(router, engine)
     add_swarm_routes(router, engine)
     add_image_routes(router, engine)
     add_volume_routes(router, engine)

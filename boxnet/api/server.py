@@ -197,10 +197,28 @@ class Response:
 class Stream:
     """A response written by the handler itself: hijacked (exec) or streamed until done (logs -f)."""
 
-    def __init__(self, run: Callable[[socket.socket, Any], None], upgrade: bool, content_type: str) -> None:
+    def __init__(self, run: Callable[[socket.socket, Any], None], upgrade: bool, content_type: str,
+                 chunked: bool = False) -> None:  # fmt: skip
         self.run = run
         self.upgrade = upgrade
         self.content_type = content_type
+        # Sent in HTTP chunks, as Docker sends /events and stats: the docker SDK reads a stream that is not
+        # chunked as one document, to the end (and so never returns an event).
+        self.chunked = chunked
+
+
+class ChunkedSocket:
+    """What a chunked stream's run() writes to: each sendall one HTTP chunk."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def sendall(self, data: bytes) -> None:
+        if data:
+            self.sock.sendall(b"%x\r\n" % len(data) + data + b"\r\n")
+
+    def __getattr__(self, name: str) -> Any:  # recv, fileno: a follower watches the client through them
+        return getattr(self.sock, name)
 
 
 Handler = Callable[..., Response | Stream]
@@ -324,12 +342,17 @@ def make_handler(router: Router, policy: AccessPolicy) -> type[BaseHTTPRequestHa
                 self.send_response(200)
                 self.send_header("Content-Type", stream.content_type)
                 self.send_header("Connection", "close")
+                if stream.chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
             self._common_headers()
             self.end_headers()
             self.wfile.flush()
             self.close_connection = True
+            chunked = stream.chunked and not (stream.upgrade and wants_upgrade)
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                stream.run(self.connection, self.rfile)
+                stream.run(ChunkedSocket(self.connection) if chunked else self.connection, self.rfile)  # type: ignore[arg-type]
+                if chunked:
+                    self.connection.sendall(b"0\r\n\r\n")
 
     return ApiHandler
 

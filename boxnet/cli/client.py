@@ -1,8 +1,8 @@
 """A small Docker Engine API client over a unix socket, for the CLI and the tests.
 
-It speaks just the HTTP/1.1 that boxnetd answers with (Content-Length bodies, bodies that end with the
-connection, and 101 upgrades). Start-up time is the CLI's budget, so it avoids http.client, urllib and even
-the `socket` module (its enums cost ~10 ms on an unoptimised interpreter): `_socket` does the same work.
+It speaks just the HTTP/1.1 that boxnetd answers with (Content-Length bodies, chunked ones, bodies that end
+with the connection, and 101 upgrades). Start-up time is the CLI's budget, so it avoids http.client, urllib
+and even the `socket` module (its enums cost ~10 ms on an unoptimised interpreter): `_socket` does the same work.
 """
 
 from __future__ import annotations
@@ -93,7 +93,37 @@ class Response:
     def getheader(self, name: str, default: str = "") -> str:
         return self.headers.get(name.lower(), default)
 
+    @property
+    def chunked(self) -> bool:
+        return self.headers.get("transfer-encoding", "").lower() == "chunked"
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body piece by piece as it comes: its HTTP chunks, or what each read brings."""
+        if not self.chunked:
+            while data := self.read1():
+                yield data
+            return
+        while size_line := self.fp.readline():
+            size = int(size_line.split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                return
+            data = self.fp.read(size)
+            self.fp.read(2)  # the chunk's CRLF
+            yield data
+
+    def lines(self) -> Iterator[bytes]:
+        pending = b""
+        for chunk in self.chunks():
+            pending += chunk
+            while b"\n" in pending:
+                line, _, pending = pending.partition(b"\n")
+                yield line
+        if pending:
+            yield pending
+
     def read(self, size: int = -1) -> bytes:
+        if self.chunked and size < 0:
+            return b"".join(self.chunks())
         if self.length is not None:
             size = self.length if size < 0 else min(size, self.length)
             data = self.fp.read(size) if size else b""

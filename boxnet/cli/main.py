@@ -13,8 +13,9 @@ from boxnet.errors import BoxnetError
 # Commands outside containers.py, and the module that registers each.
 MODULES = {"network": "networks", "dns": "dns", "capture": "capture", "sniff": "capture", "debug": "debug",
            "topology": "topology", "trace": "trace", "swarm": "swarm", "node": "swarm", "lab": "lab",
-           "service": "service", "overlay": "overlay", "volume": "volumes", "compose": "compose", **dict.fromkeys(
-               ("images", "image", "pull", "load", "save", "import", "tag", "rmi", "history"), "images")}
+           "service": "service", "overlay": "overlay", "volume": "volumes", "compose": "compose",
+           **dict.fromkeys(("events", "stats", "top", "system"), "monitor"),
+           **dict.fromkeys(("images", "image", "pull", "load", "save", "import", "tag", "rmi", "history"), "images")}
 
 
 def requested_command(argv: list[str]) -> str | None:

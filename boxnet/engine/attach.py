@@ -79,7 +79,13 @@ class Attacher:
             # The other nodes learn of it last, once it works: on this node's lease, gone if the node dies.
             cluster.publish(container, network, endpoint)
             undo.push("published endpoint", lambda: cluster.unpublish(network.id, endpoint.endpoint_id))
+        self._network_event("connect", container, network)
+        undo.push("disconnect event", lambda: self._network_event("disconnect", container, network))
         return endpoint
+
+    def _network_event(self, action: str, container: Container, network: Network) -> None:
+        self.ctx.events.publish("network", action, network.id,
+                                {"container": container.id, "name": network.name, "type": network.driver})  # fmt: skip
 
     def _allocate(self, network: Network, version: int, requested: str, owner: str) -> str:
         """Swarm networks lease their addresses in the cluster store, the others in the local ledger."""
@@ -128,6 +134,8 @@ class Attacher:
                 errors.attempt("conntrack entries", conntrack.forget_address, address_of(cidr))
                 errors.attempt("address lease", self._release, network, cidr)
         container.endpoints.pop(network_id, None)
+        if network is not None:
+            self._network_event("disconnect", container, network)
 
     # ---- published ports ---------------------------------------------------------------------------
     def published_elsewhere(self, container: Container) -> list[PortMapping]:

@@ -29,6 +29,7 @@ from boxnet.engine.container_requests import (
 )
 from boxnet.engine.container_spec import shim_spec
 from boxnet.engine.context import EngineContext
+from boxnet.engine.events import container_attributes
 from boxnet.engine.networks import NetworkService, now
 from boxnet.engine.restarts import RestartScheduler
 from boxnet.engine.undo import UndoStack
@@ -75,7 +76,11 @@ class ContainerService:
             # The log exists from the start, so that an attach made before start reads the file the shim writes.
             open(os.path.join(state_dir, "container.log"), "a").close()
             self.registry.save_container(container)
+            self.event(container, "create")
             return container
+
+    def event(self, container: Container, action: str, **extra: str) -> None:
+        self.ctx.events.publish("container", action, container.id, container_attributes(container, **extra))
 
     # ---- start -------------------------------------------------------------------------------------
     def start(self, ref: str, by_policy: bool = False) -> Container:
@@ -104,7 +109,16 @@ class ContainerService:
                     self.forget(container)
                     self.changed.notify_all()
                 raise
+            self._volume_events(container, "mount")
+            self.event(container, "start")
             return container
+
+    def _volume_events(self, container: Container, action: str) -> None:
+        for mount in container.mounts:
+            if mount.type == "volume":
+                self.ctx.events.publish("volume", action, mount.source, {
+                    "container": container.id, "destination": mount.target, "driver": "local",
+                    "propagation": "", "read/write": str(not mount.read_only).lower()})  # fmt: skip
 
     def _start(self, container: Container, undo: UndoStack) -> None:
         config = self.ctx.config
@@ -209,6 +223,8 @@ class ContainerService:
             self.registry.save_container(container)
             self.exits[container.id] = self.exits.get(container.id, 0) + 1
             log.info("container %s exited with %d", container.name, exit_code)
+            self._volume_events(container, "unmount")
+            self.event(container, "die", exitCode=str(exit_code), execDuration=str(int(ran)))
             if container.auto_remove:
                 self.forget(container)
             elif container.restart_policy.restarts_after(exit_code, container.restart_count, state.stopped_by_user):
@@ -265,6 +281,7 @@ class ContainerService:
         faults.check("remove:after-files")
         self.registry.drop_container(container)
         self.exits.pop(container.id, None)
+        self.event(container, "destroy")
         if remove_volumes or container.auto_remove:
             for mount in container.mounts:
                 if mount.type != "volume" or not self.ctx.volumes.anonymous(mount.source):
@@ -310,6 +327,7 @@ class ContainerService:
                 self._stopped_by_user(container)
             pid = container.state.pid
         _signal(pid, number)
+        self.event(container, "kill", signal=str(number))
 
     def _stopped_by_user(self, container: Container) -> None:
         """No restart policy brings back a container that the user stopped or killed."""
@@ -329,9 +347,12 @@ class ContainerService:
                 return
             pid = container.state.pid
         _signal(pid, number)
+        self.event(container, "kill", signal=str(number))
         if not self._wait_stopped(container, None if timeout < 0 else timeout):
             _signal(pid, signal.SIGKILL)
+            self.event(container, "kill", signal=str(int(signal.SIGKILL)))
             self._wait_stopped(container, 30)
+        self.event(container, "stop")
 
     def _wait_stopped(self, container: Container, timeout: float | None) -> bool:
         self.wait(container.id, timeout=timeout)
@@ -339,7 +360,9 @@ class ContainerService:
 
     def restart(self, ref: str, timeout: float | None = None) -> Container:
         self.stop(ref, timeout)
-        return self.start(ref)
+        container = self.start(ref)
+        self.event(container, "restart")
+        return container
 
     def remove(self, ref: str, force: bool = False, remove_volumes: bool = False) -> None:
         container = self.registry.find_container(ref)

@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from boxnet.engine.events import EventLog
 from boxnet.engine.firewall import Firewall
 from boxnet.engine.registry import Registry
 from boxnet.images.store import ImageStore
@@ -58,6 +59,8 @@ class EngineContext:
     reservations: PortReservations = field(default_factory=PortReservations)
     # One lock over every change of state: twenty concurrent runs must never share an address.
     lock: threading.RLock = field(default_factory=threading.RLock)
+    # What happened, for /events (published after each change is done).
+    events: EventLog = field(default_factory=EventLog)
     dns: DnsService = field(init=False)
     images: ImageStore = field(init=False)
     volumes: VolumeStore = field(init=False)
@@ -88,3 +91,4 @@ class EngineContext:
         self.dns = DnsService(self)
         self.images = ImageStore(self.config.root)
         self.volumes = VolumeStore(self.config.root)
+        self.volumes.on_change = lambda action, name: self.events.publish("volume", action, name, {"driver": "local"})

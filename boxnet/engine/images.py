@@ -66,7 +66,11 @@ class ImageService:
         if reference.familiar_name == BUILTIN_IMAGE:
             raise InvalidArgument(f"{BUILTIN_IMAGE!r} is the built-in image's name")
         self.store.tag(image.id, reference)
+        self._event("tag", image.id, reference.familiar)
         return reference.familiar
+
+    def _event(self, action: str, actor: str, name: str) -> None:
+        self.ctx.events.publish("image", action, actor, {"name": name})
 
     def remove(self, name: str, force: bool = False) -> Removal:
         """Docker's rmi: a tag (or digest) of an image with other references is only untagged; the image goes
@@ -91,6 +95,7 @@ class ImageService:
                 else:
                     self.store.forget_digest(image, by_digest)
                     removal.untagged.append(_familiar_digest(by_digest))
+                self._event("untag", image.id, removal.untagged[0])
                 return removal
             if not by_tag and not by_digest and len(tags) > 1 and not force:
                 raise Conflict(f"conflict: unable to delete {image.short_id} (must be forced) - image is "
@@ -102,6 +107,9 @@ class ImageService:
                                f"{'them' if len(users) > 1 else 'it'} first{hint}")  # fmt: skip
             removal.untagged += [parse(t).familiar for t in tags] + [_familiar_digest(d) for d in image.repo_digests]
             removal.deleted = [image.id, *self.store.remove_image(image)]
+            for name in removal.untagged:
+                self._event("untag", image.id, name)
+            self._event("delete", image.id, removal.untagged[0] if removal.untagged else image.id)
             return removal
 
     def _digest_named(self, name: str, image: Image) -> str:
@@ -141,7 +149,11 @@ class ImageService:
     # ---- in and out ----------------------------------------------------------------------------------
     def load(self, source: BinaryIO) -> list[str]:
         with self.store.filling():
-            return archive.load(self.store, source)
+            loaded = archive.load(self.store, source)
+        for message in loaded:  # Docker's load event names the image by what it was loaded as
+            name = message.partition(": ")[2]
+            self._event("load", name, name)
+        return loaded
 
     def import_rootfs(self, source: BinaryIO, repo: str, tag: str, changes: list[str], message: str) -> Image:
         reference = parse(f"{repo}:{tag}" if tag else repo) if repo else None
@@ -150,7 +162,9 @@ class ImageService:
         if reference is not None and reference.digest:
             raise InvalidArgument(f"cannot tag an imported image with a digest ({reference.familiar}): give a tag")
         with self.store.filling():
-            return archive.import_rootfs(self.store, source, reference, changes, message)
+            image = archive.import_rootfs(self.store, source, reference, changes, message)
+        self._event("import", image.id, reference.familiar if reference is not None else image.id)
+        return image
 
     def save(self, names: list[str]) -> Callable[[BinaryIO], None]:
         """Checks every name now (so that a bad one is a 404 before any byte goes out); the writer."""
@@ -170,13 +184,19 @@ class ImageService:
                     break
             else:
                 wanted.append((image, tags))
-        return lambda out: archive.save(self.store, wanted, out)
+        def write(out: BinaryIO) -> None:
+            archive.save(self.store, wanted, out)
+            for image, tags in wanted:
+                self._event("save", image.id, tags[0] if tags else image.id)
+
+        return write
 
     def pull(self, reference: Reference, credentials: dict[str, str] | None = None,
              ) -> Iterator[dict[str, Any]]:  # fmt: skip
         from boxnet.images.registry import pull  # only pulls pay for the HTTP client
 
         yield from pull(self.store, reference, self.ctx.config.insecure_registries, credentials)
+        self._event("pull", reference.familiar, reference.familiar)
 
 
 def _familiar_digest(repo_digest: str) -> str:

@@ -83,7 +83,13 @@ class NetworkService:
             self._make(network, fault_points=True)
             log.info("created network %s (%s, %s) on %s", network.name, network.driver, network.subnets[0].subnet,
                      driver.devices(network))  # fmt: skip
+            self._event("create", network)
             return network
+
+    def _event(self, action: str, network: Network) -> None:
+        scope = drivers.of(network).capabilities.scope
+        self.ctx.events.publish("network", action, network.id, {"name": network.name, "type": network.driver},
+                                scope="swarm" if scope == "global" else "local")  # fmt: skip
 
     def _create_swarm_network(self, request: NetworkRequest) -> Network:
         """A manager records it in the cluster store; every node (this one at once) realizes it."""
@@ -92,7 +98,9 @@ class NetworkService:
             if self.registry.network_by_name(request.name):
                 raise Conflict(f"network with name {request.name} already exists")
             local = [s.network for n in self.registry.networks.values() for s in n.ipv4_subnets]
-        return cluster.adopt(cluster.cluster_networks.create(request, local))
+        network = cluster.adopt(cluster.cluster_networks.create(request, local))
+        self._event("create", network)
+        return network
 
     def remove(self, ref: str) -> None:
         with self.ctx.lock:
@@ -124,6 +132,7 @@ class NetworkService:
     def finish_removal(self, network: Network) -> None:
         self._teardown(network)
         self.registry.drop_network(network)
+        self._event("destroy", network)
 
     def _teardown(self, network: Network) -> None:
         self.ctx.dns.network_removed(network)

@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -41,6 +42,8 @@ class VolumeStore:
         self.root = os.path.join(root, "volumes")
         os.makedirs(self.root, mode=0o701, exist_ok=True)
         self.lock = threading.RLock()
+        # Told of each volume made or removed ("create" / "destroy", its name): the daemon's events.
+        self.on_change: Callable[[str, str], None] = lambda action, name: None
 
     def _dir(self, name: str) -> str:
         return os.path.join(self.root, check_volume_name(name))
@@ -84,6 +87,7 @@ class VolumeStore:
                 json.dump(record, handle)
             os.makedirs(os.path.join(directory, "_data"), mode=0o755, exist_ok=True)
             os.replace(tmp, os.path.join(directory, "volume.json"))
+        self.on_change("create", name)
         return self.get(name)
 
     def list(self) -> list[Volume]:
@@ -106,6 +110,7 @@ class VolumeStore:
             # with half its files.
             os.unlink(os.path.join(directory, "volume.json"))
             shutil.rmtree(directory, ignore_errors=True)
+        self.on_change("destroy", name)
 
     def anonymous(self, name: str) -> bool:
         try:
