@@ -11,6 +11,7 @@ from boxnet.api import bodies, docker_json, streams, swarm_json
 from boxnet.api.event_routes import add_event_routes
 from boxnet.api.fields import Fields
 from boxnet.api.image_routes import add_image_routes
+from boxnet.api.inspection_routes import add_inspection_routes
 from boxnet.api.server import API_VERSION, MIN_API_VERSION, Request, Response, Router, Stream
 from boxnet.api.service_logs import add_service_log_routes
 from boxnet.api.service_routes import add_service_routes
@@ -101,6 +102,7 @@ def build_router(engine: Engine) -> Router:
     router.add("GET", "/version", version)
     router.add("GET", "/info", info)
     add_event_routes(router, engine)
+    add_inspection_routes(router, engine)
     add_swarm_routes(router, engine)
     add_image_routes(router, engine)
     add_volume_routes(router, engine)

@@ -64,7 +64,8 @@ class _Positional:
     @property
     def label(self) -> str:
         name = self.metavar or self.dest.upper()
-        return {None: name, "?": f"[{name}]", "+": f"{name}...", REMAINDER: f"{name}..."}.get(self.nargs, name)
+        labels = {None: name, "?": f"[{name}]", "+": f"{name}...", "*": f"[{name}...]", REMAINDER: f"{name}..."}
+        return labels.get(self.nargs, name)
 
 
 class UsageError(Exception):
@@ -108,7 +109,7 @@ class Parser:
                      metavar: str | None = None, help: str = "", nargs: str | None = None,
                      dest: str | None = None) -> None:  # fmt: skip
         if not names[0].startswith("-"):
-            if self.positionals and self.positionals[-1].nargs in ("+", REMAINDER):
+            if self.positionals and self.positionals[-1].nargs in ("+", "*", REMAINDER):
                 raise ValueError(f"{names[0]}: no positional can follow one that takes several words")
             self.positionals.append(_Positional(dest or names[0], nargs, metavar, help, default))
             return
@@ -147,7 +148,8 @@ class Parser:
                 default = option.default
                 setattr(namespace, option.dest, list(default) if isinstance(default, list) else default)
         for positional in self.positionals:
-            setattr(namespace, positional.dest, [] if positional.nargs in ("+", REMAINDER) else positional.default)
+            several = positional.nargs in ("+", "*", REMAINDER)
+            setattr(namespace, positional.dest, [] if several else positional.default)
         namespace.__dict__.update(self.defaults)
         given: set[str] = set()
         waiting = list(self.positionals)
@@ -171,7 +173,7 @@ class Parser:
                 if target.nargs == REMAINDER:
                     setattr(namespace, waiting.pop(0).dest, argv[index - 1 :])
                     return self._check(namespace, given, waiting)
-                if target.nargs == "+":  # the last positional: every word left that is not an option
+                if target.nargs in ("+", "*"):  # the last positional: every word left that is not an option
                     getattr(namespace, target.dest).append(word)
                     given.add(target.dest)
                 else:

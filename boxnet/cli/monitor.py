@@ -1,4 +1,4 @@
-"""Watching the daemon: events."""
+"""Watching the daemon and its containers: events, stats, top."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 import time
 
 from boxnet.cli.client import Client
-from boxnet.cli.flags import Namespace
+from boxnet.cli.flags import REMAINDER, Namespace
 from boxnet.cli.format import render_template
 from boxnet.cli.jsoncodec import dumps, loads
 from boxnet.cli.networks import filters_param
@@ -27,6 +27,18 @@ def register(commands: Any, wanted: str | None = None) -> None:
         events.add_argument("-f", "--filter", action="append", default=[])
         events.add_argument("--format", default="")
         events.set_defaults(func=show_events)
+    if wanted in (None, "stats"):
+        stats = commands.add_parser("stats", help="show containers' CPU, memory, network and block I/O use")
+        stats.add_argument("-a", "--all", action="store_true", help="every container (default: the running ones)")
+        stats.add_argument("--no-stream", action="store_true", help="one table, then exit")
+        stats.add_argument("--format", default="")
+        stats.add_argument("names", nargs="*")
+        stats.set_defaults(func=show_stats)
+    if wanted in (None, "top"):
+        top = commands.add_parser("top", help="show a container's processes")
+        top.add_argument("container")
+        top.add_argument("ps_args", nargs=REMAINDER, help="ps options (default: -ef)")
+        top.set_defaults(func=show_top)
 
 
 def docker_time(raw: str, now: float | None = None) -> str:
@@ -94,4 +106,97 @@ def show_events(client: Client, args: Namespace) -> int:
             sys.stdout.flush()
     finally:
         sock.close()
+    return 0
+
+
+def cpu_percent(current: dict[str, Any], previous: dict[str, Any]) -> float:
+    """The docker CLI's CPU %: the container's share of the host's CPU time between two samples, times the
+    CPUs it may use."""
+    now, before = current.get("cpu_stats") or {}, previous.get("cpu_stats") or {}
+    used = (now.get("cpu_usage") or {}).get("total_usage", 0) - (before.get("cpu_usage") or {}).get("total_usage", 0)
+    elapsed = now.get("system_cpu_usage", 0) - before.get("system_cpu_usage", 0)
+    cpus = now.get("online_cpus") or len((now.get("cpu_usage") or {}).get("percpu_usage") or []) or 1
+    return used / elapsed * cpus * 100.0 if used > 0 and elapsed > 0 else 0.0
+
+
+def memory_in_use(stats: dict[str, Any]) -> int:
+    """As the docker CLI counts it: usage less the page cache the kernel can drop (inactive files)."""
+    memory = stats.get("memory_stats") or {}
+    inactive = (memory.get("stats") or {}).get("total_inactive_file", 0)
+    usage = memory.get("usage", 0)
+    return usage - inactive if inactive < usage else usage
+
+
+def binary_size(value: float) -> str:
+    """docker's units.BytesSize: 1.5MiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.4g}{unit}"
+        value /= 1024
+    return ""
+
+
+def decimal_size(value: float) -> str:
+    """docker's units.HumanSizeWithPrecision(value, 3): 1.5MB."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.3g}{unit}"
+        value /= 1000
+    return ""
+
+
+def stats_row(stats: dict[str, Any], previous: dict[str, Any]) -> dict[str, str]:
+    """One row of `docker stats`, with the names its --format templates use."""
+    memory = stats.get("memory_stats") or {}
+    used, limit = memory_in_use(stats), memory.get("limit", 0)
+    networks = (stats.get("networks") or {}).values()
+    received, sent = sum(n["rx_bytes"] for n in networks), sum(n["tx_bytes"] for n in networks)
+    io = (stats.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
+    read = sum(e["value"] for e in io if e["op"].lower() == "read")
+    written = sum(e["value"] for e in io if e["op"].lower() == "write")
+    running = bool(memory)
+    return {
+        "ID": stats["id"][:12], "Container": stats["id"][:12], "Name": stats["name"].lstrip("/"),
+        "CPUPerc": f"{cpu_percent(stats, previous):.2f}%" if running else "0.00%",
+        "MemUsage": f"{binary_size(used)} / {binary_size(limit)}" if running else "0B / 0B",
+        "MemPerc": f"{used / limit * 100:.2f}%" if running and limit else "0.00%",
+        "NetIO": f"{decimal_size(received)} / {decimal_size(sent)}",
+        "BlockIO": f"{decimal_size(read)} / {decimal_size(written)}",
+        "PIDs": str((stats.get("pids_stats") or {}).get("current", 0)),
+    }  # fmt: skip
+
+
+STATS_COLUMNS = (("CONTAINER ID", "ID"), ("NAME", "Name"), ("CPU %", "CPUPerc"), ("MEM USAGE / LIMIT", "MemUsage"),
+                 ("MEM %", "MemPerc"), ("NET I/O", "NetIO"), ("BLOCK I/O", "BlockIO"), ("PIDS", "PIDs"))  # fmt: skip
+
+
+def show_stats(client: Client, args: Namespace) -> int:
+    """`docker stats`: a sample of every container named (or running) each second, the CPU % between two."""
+    from boxnet.cli.client import ref
+    from boxnet.cli.format import table
+
+    names = args.names or [c["Id"] for c in client.get("/containers/json", all=int(args.all))]
+    previous = {name: client.get(f"/containers/{ref(name)}/stats", stream=0, **{"one-shot": 1}) for name in names}
+    while True:
+        time.sleep(1.0)
+        current = {name: client.get(f"/containers/{ref(name)}/stats", stream=0, **{"one-shot": 1}) for name in names}
+        rows = [stats_row(current[name], previous[name]) for name in names]
+        previous = current
+        if not args.no_stream:
+            sys.stdout.write("\033[2J\033[H")  # as docker: the table redrawn in place
+        if args.format:
+            print("\n".join(render_template(args.format, row) for row in rows))
+        else:
+            print(table([h for h, _ in STATS_COLUMNS], [[row[k] for _, k in STATS_COLUMNS] for row in rows]))
+        sys.stdout.flush()
+        if args.no_stream:
+            return 0
+
+
+def show_top(client: Client, args: Namespace) -> int:
+    from boxnet.cli.client import ref
+    from boxnet.cli.format import table
+
+    found = client.get(f"/containers/{ref(args.container)}/top", ps_args=" ".join(args.ps_args) or None)
+    print(table(found["Titles"], found["Processes"]))
     return 0
