@@ -123,9 +123,9 @@ def _state_json(container: Container, restarting: bool = False) -> dict[str, Any
     # "starting" is boxnet's own record of a start in progress; Docker shows such a container as created.
     status = "restarting" if restarting else "created" if state.status == "starting" else state.status
     return {
-        "Status": status,
+        "Status": "paused" if state.paused else status,
         "Running": state.status == "running",
-        "Paused": False,
+        "Paused": state.paused,
         "Restarting": restarting,
         "OOMKilled": False,
         "Dead": state.status == "dead",
@@ -272,7 +272,8 @@ def exposed_ports(container: Container) -> list[str]:
 def _status_text(container: Container) -> str:
     state = container.state
     if state.status == "running":
-        return "Up " + _human_duration(time.time() - _timestamp(state.started_at))
+        up = "Up " + _human_duration(time.time() - _timestamp(state.started_at))
+        return up + " (Paused)" if state.paused else up
     if state.status == "created":
         return "Created"
     return f"Exited ({state.exit_code}) {_human_duration(time.time() - _timestamp(state.finished_at))} ago"
@@ -306,7 +307,7 @@ def container_summary(container: Container, registry: EngineView, volumes_root: 
         "Created": int(_timestamp(container.created)),
         "Ports": ports,
         "Labels": dict(container.labels),
-        "State": container.state.status,
+        "State": "paused" if container.state.paused else container.state.status,
         "Status": _status_text(container),
         "HostConfig": {"NetworkMode": container.network_mode},
         "NetworkSettings": {"Networks": _networks_json(container, registry)},

@@ -8,6 +8,7 @@ import socket
 
 from boxnet import __version__
 from boxnet.api import bodies, docker_json, streams, swarm_json
+from boxnet.api.container_admin_routes import add_container_admin_routes
 from boxnet.api.event_routes import add_event_routes
 from boxnet.api.fields import Fields
 from boxnet.api.image_routes import add_image_routes
@@ -50,7 +51,7 @@ def _matches(container: Container, filters: dict[str, list[str]], engine: Engine
             if not any(container.id.startswith(v) for v in values):
                 return False
         elif key == "status":
-            if container.state.status not in values:
+            if ("paused" if container.state.paused else container.state.status) not in values:
                 return False
         elif key == "network":
             joined = set(container.requested_networks)
@@ -87,10 +88,11 @@ def build_router(engine: Engine) -> Router:
         })  # fmt: skip
 
     def info(request: Request) -> Response:
-        states = [c.state.status for c in registry.containers.values()]
+        states = ["paused" if c.state.paused else c.state.status for c in registry.containers.values()]
+        running, paused = states.count("running"), states.count("paused")
         return Response(200, {
-            "ID": "boxnet", "Containers": len(states), "ContainersRunning": states.count("running"),
-            "ContainersPaused": 0, "ContainersStopped": len(states) - states.count("running"), "Images": 0,
+            "ID": "boxnet", "Containers": len(states), "ContainersRunning": running, "ContainersPaused": paused,
+            "ContainersStopped": len(states) - running - paused, "Images": 0,
             "Driver": "boxnet", "Name": socket.gethostname(), "ServerVersion": __version__,
             "OperatingSystem": "boxnet", "OSType": "linux", "KernelVersion": platform.release(),
             "Architecture": platform.machine(), "NCPU": os.cpu_count(), "DockerRootDir": engine.config.root,
@@ -103,6 +105,7 @@ def build_router(engine: Engine) -> Router:
     router.add("GET", "/info", info)
     add_event_routes(router, engine)
     add_inspection_routes(router, engine)
+    add_container_admin_routes(router, engine)
     add_swarm_routes(router, engine)
     add_image_routes(router, engine)
     add_volume_routes(router, engine)

@@ -15,6 +15,7 @@ MODULES = {"network": "networks", "dns": "dns", "capture": "capture", "sniff": "
            "topology": "topology", "trace": "trace", "swarm": "swarm", "node": "swarm", "lab": "lab",
            "service": "service", "overlay": "overlay", "volume": "volumes", "compose": "compose",
            **dict.fromkeys(("events", "stats", "top", "system"), "monitor"),
+           **dict.fromkeys(("pause", "unpause", "rename", "container"), "container_admin"),
            **dict.fromkeys(("images", "image", "pull", "load", "save", "import", "tag", "rmi", "history"), "images")}
 
 

@@ -10,14 +10,10 @@ from boxnet.cli.flags import REMAINDER, Namespace
 from boxnet.cli.format import render_template
 from boxnet.cli.jsoncodec import dumps, loads
 from boxnet.cli.networks import filters_param
-from boxnet.errors import InvalidArgument
 
 TYPE_CHECKING = False  # as typing defines it; importing typing would cost the CLI ~3 ms
 if TYPE_CHECKING:
     from typing import Any
-
-DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
 
 def register(commands: Any, wanted: str | None = None) -> None:
     if wanted in (None, "events"):
@@ -39,39 +35,26 @@ def register(commands: Any, wanted: str | None = None) -> None:
         top.add_argument("container")
         top.add_argument("ps_args", nargs=REMAINDER, help="ps options (default: -ef)")
         top.set_defaults(func=show_top)
+    if wanted in (None, "system"):
+        system = commands.add_parser("system", help="the daemon's disk use (df)")
+        verbs = system.add_subparsers(dest="verb", metavar="COMMAND")
+        verbs.required = True
+        df = verbs.add_parser("df", help="show how much disk images, containers and volumes use")
+        df.add_argument("-v", "--verbose", action="store_true")
+        df.set_defaults(func=show_disk_usage)
 
 
 def docker_time(raw: str, now: float | None = None) -> str:
     """--since/--until as docker takes them (seconds since the epoch, an RFC 3339 time, or a Go duration
     that far back: 10m, 1h30m), as the seconds the API wants."""
+    from boxnet.model.times import point_in_time
+
     if not raw:
         return ""
-    now = time.time() if now is None else now
     seconds, _, fraction = raw.partition(".")
     if seconds.isdigit() and (not fraction or fraction.isdigit()):
         return raw
-    ago = _duration(raw)
-    if ago is not None:
-        return f"{now - ago:.9f}"
-    from datetime import datetime
-
-    try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidArgument(f"invalid time {raw!r}: seconds since the epoch, RFC 3339, or a duration (10m)") from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()  # docker reads a time without a zone as local
-    return f"{moment.timestamp():.9f}"
-
-
-def _duration(raw: str) -> float | None:
-    """A Go duration ("1h30m", "90s", "1.5h"), in seconds; None if raw is not one."""
-    import re
-
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", raw)
-    if not parts or "".join(n + u for n, u in parts) != raw:
-        return None
-    return sum(float(number) * DURATION_UNITS[unit] for number, unit in parts)
+    return f"{point_in_time(raw, now):.9f}"
 
 
 def event_line(event: dict[str, Any]) -> str:
@@ -199,4 +182,30 @@ def show_top(client: Client, args: Namespace) -> int:
 
     found = client.get(f"/containers/{ref(args.container)}/top", ps_args=" ".join(args.ps_args) or None)
     print(table(found["Titles"], found["Processes"]))
+    return 0
+
+
+def show_disk_usage(client: Client, args: Namespace) -> int:
+    """`docker system df`: per type, how many, how many in use, their size and what removing the unused
+    would reclaim."""
+    from boxnet.cli.format import table
+
+    usage = client.get("/system/df")
+    images, containers, volumes = usage.get("Images") or [], usage.get("Containers") or [], usage.get("Volumes") or []
+    unused_images = sum(i["Size"] - max(i.get("SharedSize", 0), 0) for i in images if not i.get("Containers"))
+    stopped = sum(c.get("SizeRw", 0) for c in containers if c["State"] != "running" and c["State"] != "paused")
+    unused_volumes = sum(v["UsageData"]["Size"] for v in volumes if not v["UsageData"]["RefCount"])
+
+    def row(kind: str, items: list, active: int, size: int, reclaimable: int) -> list[str]:
+        share = f" ({reclaimable * 100 // size}%)" if size else ""
+        return [kind, str(len(items)), str(active), decimal_size(size), decimal_size(reclaimable) + share]
+
+    rows = [row("Images", images, sum(1 for i in images if i.get("Containers")), usage.get("LayersSize", 0),
+                unused_images),
+            row("Containers", containers, sum(1 for c in containers if c["State"] in ("running", "paused")),
+                sum(c.get("SizeRw", 0) for c in containers), stopped),
+            row("Local Volumes", volumes, sum(1 for v in volumes if v["UsageData"]["RefCount"]),
+                sum(v["UsageData"]["Size"] for v in volumes), unused_volumes),
+            row("Build Cache", [], 0, 0, 0)]  # fmt: skip
+    print(table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], rows))
     return 0

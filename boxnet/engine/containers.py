@@ -37,7 +37,7 @@ from boxnet.errors import Conflict, ErrorList, Forbidden, InvalidArgument, NotFo
 from boxnet.kernel import links, netns
 from boxnet.model.container import Container
 from boxnet.model.network import Network
-from boxnet.runtime import launcher
+from boxnet.runtime import cgroups, launcher
 from boxnet.runtime.monitor import Monitor, read_exit_status
 
 log = logging.getLogger(__name__)
@@ -216,8 +216,9 @@ class ContainerService:
             exit_code, error = read_exit_status(self.ctx.config.container_dir(container.id))
             errors = self.release(container)
             state = container.state
-            ran = time.time() - _seconds(state.started_at)
+            ran = time.time() - seconds_of(state.started_at)
             state.status, state.exit_code, state.pid, state.shim_pid = "exited", exit_code, 0, 0
+            state.paused = False
             state.finished_at = now()
             state.error = error or ("; ".join(errors.errors) if errors else "")
             self.registry.save_container(container)
@@ -327,7 +328,20 @@ class ContainerService:
                 self._stopped_by_user(container)
             pid = container.state.pid
         _signal(pid, number)
+        self._thaw(container)
         self.event(container, "kill", signal=str(number))
+
+    def _thaw(self, container: Container) -> None:
+        """A signal sent to a paused container acts once it is thawed: stop and kill work on it, as Docker's."""
+        with self.ctx.lock:
+            if not container.state.paused:
+                return
+            freezer = self.ctx.cgroups.path_of(container.cgroups, "freezer")
+            if freezer:
+                with contextlib.suppress(OSError):
+                    cgroups.set_frozen(freezer, False)
+            container.state.paused = False
+            self.registry.save_container(container)
 
     def _stopped_by_user(self, container: Container) -> None:
         """No restart policy brings back a container that the user stopped or killed."""
@@ -347,6 +361,7 @@ class ContainerService:
                 return
             pid = container.state.pid
         _signal(pid, number)
+        self._thaw(container)
         self.event(container, "kill", signal=str(number))
         if not self._wait_stopped(container, None if timeout < 0 else timeout):
             _signal(pid, signal.SIGKILL)
@@ -446,7 +461,7 @@ class _Fd:
             self.fd = -1
 
 
-def _seconds(iso: str) -> float:
+def seconds_of(iso: str) -> float:
     from datetime import datetime
 
     try:

@@ -10,6 +10,7 @@ from boxnet import __version__
 from boxnet.cluster.networks import ingress_request
 from boxnet.cluster.swarm import Swarm
 from boxnet.engine.cluster_sync import ClusterSync, is_swarm_network
+from boxnet.engine.container_admin import ContainerAdmin
 from boxnet.engine.containers import ContainerService
 from boxnet.engine.context import EngineConfig, EngineContext
 from boxnet.engine.execs import ExecService
@@ -43,6 +44,7 @@ class Engine:
         self.view = EngineView(self.ctx)
         self.networks = NetworkService(self.ctx)
         self.containers = ContainerService(self.ctx, self.networks)
+        self.container_admin = ContainerAdmin(self.ctx, self.containers)
         self.execs = ExecService(self.ctx)
         self.images = ImageService(self.ctx)
         self.volumes = VolumeService(self.ctx)

@@ -60,6 +60,8 @@ class ExecService:
         container = self.ctx.registry.find_container(container_ref)
         if container.state.status != "running":
             raise Conflict(f"Container {container.id} is not running")
+        if container.state.paused:
+            raise Conflict(f"Container {container.id} is paused, unpause the container before exec")
         session = ExecSession(secrets.token_hex(32), container.id, list(cmd), list(env or []), tty, attach_stdin,
                               working_dir)  # fmt: skip
         session.debug, session.user, session.console_size = debug, user, list(console_size or [])

@@ -92,6 +92,8 @@ class ContainerState:
     error: str = ""
     # Stopped by stop or kill through the API: no restart policy brings it back (until started again).
     stopped_by_user: bool = False
+    # Frozen by `pause` (its status stays "running", as Docker's State.Running does).
+    paused: bool = False
 
 
 @dataclass(kw_only=True)

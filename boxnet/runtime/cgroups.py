@@ -180,6 +180,24 @@ class Cgroups:
                     time.sleep(0.01)
 
 
+def set_frozen(freezer: str, frozen: bool, timeout: float = 5.0) -> None:
+    """Freezes (or thaws) every process of a freezer cgroup, and waits until the kernel says it is done
+    (freezing is asynchronous: a task in an uninterruptible sleep freezes when it wakes)."""
+    wanted = "FROZEN" if frozen else "THAWED"
+    state_file = os.path.join(freezer, "freezer.state")
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(state_file, "w") as handle:  # written again each round, as runc does: FREEZING can stall
+            handle.write(wanted)
+        with open(state_file) as handle:
+            state = handle.read().strip()
+        if state == wanted:
+            return
+        if time.monotonic() > deadline:
+            raise OSError(errno.EBUSY, f"the freezer is still {state}")
+        time.sleep(0.001)
+
+
 def join(paths: list[str]) -> None:
     """Puts the calling process into each cgroup (the container's init, an exec'd process)."""
     for path in paths:
